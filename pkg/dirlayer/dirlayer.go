@@ -1,0 +1,116 @@
+// Package dirlayer is the writable layer kept in a host directory, used by
+// lxc-hook-overlay (and lxc-hook-aufs): --upper DIR holds the union's
+// upper and work directories, on one filesystem, and the marker naming the
+// filesystem that writes them.
+package dirlayer
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+)
+
+// Overlay is lxc-hook-overlay's backend.
+type Overlay struct {
+	Upper string
+}
+
+func (o *Overlay) Program() string  { return "lxc-hook-overlay" }
+func (o *Overlay) Category() string { return "overlay" }
+func (o *Overlay) Synopsis() string {
+	return "[--lower PATH]... --upper DIR"
+}
+func (o *Overlay) Description() string {
+	return `An LXC hook that boots a container from a read-only template with a writable
+overlayfs layer kept in a host directory. The template is never changed.
+Put the same line on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop,
+with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
+}
+func (o *Overlay) MountSource() string { return "lxc-hook-overlay" }
+
+func (o *Overlay) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds upper/ and work/")
+}
+
+func (o *Overlay) Validate() error { return ValidateUpper(o.Upper) }
+
+func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
+	return Prepare(o.Upper, layer.Overlay)
+}
+
+func (o *Overlay) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
+	return mount.MountOverlay(mount.Overlay{Source: o.MountSource(), Lowers: lowers, Upper: w.Upper, Work: w.Work}, target)
+}
+
+// ValidateUpper checks the --upper flag itself.
+func ValidateUpper(upper string) error {
+	if upper == "" {
+		return errors.New("--upper DIR is required: the directory that keeps the container's writes")
+	}
+	if !filepath.IsAbs(upper) {
+		return fmt.Errorf("--upper %q is not an absolute path", upper)
+	}
+	return nil
+}
+
+// Prepare makes dir a writable layer for the union filesystem fs: dir
+// (0700) with upper/ and work/ on one filesystem, and the marker. A layer
+// written by another union filesystem is refused.
+func Prepare(dir, fs string) (*runner.Writable, error) {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("--upper %q is not a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("--upper %q: %w", dir, err)
+	}
+	return PrepareIn(dir, fs, "--upper")
+}
+
+// PrepareIn makes upper/ and work/ in root (an existing directory, or the
+// root of a mounted image) and checks its marker. what names root in errors.
+func PrepareIn(root, fs, what string) (*runner.Writable, error) {
+	w := &runner.Writable{Root: root, Upper: filepath.Join(root, "upper"), Work: filepath.Join(root, "work")}
+	// upper/ becomes the container's "/": the usual 0755 root:root.
+	if err := mkdirIfMissing(w.Upper, 0o755); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", what, root, err)
+	}
+	if err := mkdirIfMissing(w.Work, 0o700); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", what, root, err)
+	}
+	var su, sw syscall.Stat_t
+	if err := syscall.Stat(w.Upper, &su); err != nil {
+		return nil, err
+	}
+	if err := syscall.Stat(w.Work, &sw); err != nil {
+		return nil, err
+	}
+	if su.Dev != sw.Dev {
+		return nil, fmt.Errorf("%s %q: upper/ and work/ are on different filesystems; overlayfs needs them on one", what, root)
+	}
+	if err := layer.CheckMarker(root, w.Upper, fs); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func mkdirIfMissing(p string, mode os.FileMode) error {
+	err := os.Mkdir(p, mode)
+	if err == nil {
+		return os.Chmod(p, mode) // not subject to the umask
+	}
+	if errors.Is(err, os.ErrExist) {
+		if fi, serr := os.Stat(p); serr == nil && !fi.IsDir() {
+			return fmt.Errorf("%q exists and is not a directory", p)
+		}
+		return nil
+	}
+	return err
+}

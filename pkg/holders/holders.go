@@ -1,0 +1,190 @@
+// Package holders finds the processes that keep a container's storage
+// alive after it stopped: processes still inside its mount namespace,
+// processes with a loop device open, and bind mounts of the namespace file.
+//
+// It reads /proc only, once per call, so it is bounded by the number of
+// processes on the host.
+package holders
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Process is a holder, named the way a sysadmin looks for it.
+type Process struct {
+	PID     int
+	Command string // the command line, or the comm name for kernel threads
+}
+
+func (p Process) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, p.Command) }
+
+// Join lists holders for a one-line message.
+func Join(ps []Process) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// MountNSInode returns the inode number of the mount namespace of process
+// pid ("self" for this one), as in "mnt:[4026532301]".
+func MountNSInode(pid string) (uint64, error) {
+	link, err := os.Readlink("/proc/" + pid + "/ns/mnt")
+	if err != nil {
+		return 0, err
+	}
+	return parseNSLink(link)
+}
+
+func parseNSLink(link string) (uint64, error) {
+	s, ok := strings.CutPrefix(link, "mnt:[")
+	if !ok || !strings.HasSuffix(s, "]") {
+		return 0, fmt.Errorf("unexpected namespace link %q", link)
+	}
+	return strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+}
+
+func pids() []int {
+	ents, _ := os.ReadDir("/proc")
+	out := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func describe(pid int) Process {
+	p := Process{PID: pid}
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && len(b) > 0 {
+		p.Command = strings.TrimSpace(strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
+	}
+	if p.Command == "" {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); err == nil {
+			p.Command = "[" + strings.TrimSpace(string(b)) + "]"
+		}
+	}
+	return p
+}
+
+// InMountNS lists the processes whose mount namespace has this inode.
+func InMountNS(inode uint64) []Process {
+	var out []Process
+	self := os.Getpid()
+	for _, pid := range pids() {
+		if pid == self {
+			continue
+		}
+		link, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+		if err != nil {
+			continue
+		}
+		if ino, err := parseNSLink(link); err == nil && ino == inode {
+			out = append(out, describe(pid))
+		}
+	}
+	return out
+}
+
+// WithFileOpen lists processes with an open fd on path (e.g. /dev/loop5).
+func WithFileOpen(path string) []Process {
+	var out []Process
+	self := os.Getpid()
+	for _, pid := range pids() {
+		if pid == self {
+			continue
+		}
+		dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == path {
+				out = append(out, describe(pid))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// WithMountOf lists one process per mount namespace in which a filesystem
+// on device major:minor is mounted, or whose mount source is source (when
+// not ""). Each namespace's table is read once.
+func WithMountOf(major, minor int, source string) []Process {
+	var out []Process
+	seen := map[string]bool{}
+	self := os.Getpid()
+	devField := fmt.Sprintf("%d:%d", major, minor)
+	for _, pid := range pids() {
+		if pid == self {
+			continue
+		}
+		ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+		if err != nil || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		if mountinfoHas("/proc/"+strconv.Itoa(pid)+"/mountinfo", devField, source) {
+			out = append(out, describe(pid))
+		}
+	}
+	return out
+}
+
+func mountinfoHas(path, devField, source string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 {
+			continue
+		}
+		if devField != "" && fields[2] == devField {
+			return true
+		}
+		if source != "" {
+			for i, f := range fields {
+				if f == "-" && i+2 < len(fields) && fields[i+2] == source {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// NamespaceBindMounts lists the paths, in the host's mount table, where the
+// mount namespace with this inode is bind-mounted (which keeps it alive
+// with no process in it).
+func NamespaceBindMounts(inode uint64) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	want := fmt.Sprintf("mnt:[%d]", inode)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 5 && fields[3] == want {
+			out = append(out, fields[4])
+		}
+	}
+	return out
+}

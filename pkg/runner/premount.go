@@ -1,0 +1,183 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+)
+
+// preMount runs in the container's new mount namespace before LXC mounts
+// the rootfs: it stacks the layers onto the rootfs directory, which LXC
+// then bind-mounts as the container's root. Mounts made here are the
+// container's alone (LXC made every shared mount a slave first).
+func preMount(b Backend, c *Context) (err error) {
+	rootfs := c.Inv.RootfsPath
+	fi, err := os.Stat(rootfs)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("rootfs directory %q (lxc.rootfs.path) does not exist: create it, empty; the layered root is mounted onto it", rootfs)
+	}
+	if err != nil {
+		return fmt.Errorf("rootfs directory %q (lxc.rootfs.path): %w", rootfs, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("rootfs %q (lxc.rootfs.path) is not a directory: use dir:/path/to/an/empty/directory", rootfs)
+	}
+
+	lowers, err := resolveLowers(c, rootfs)
+	if err != nil {
+		return err
+	}
+
+	nsIno, err := holders.MountNSInode("self")
+	if err != nil {
+		return fmt.Errorf("reading this mount namespace: %w", err)
+	}
+	c.Record = &state.Record{Container: c.Inv.Name, ConfigFile: c.Inv.ConfigFile, MountNS: nsIno}
+	if prev, err := c.Run.Load(); err != nil {
+		c.Log.WithError(err).Warn("ignoring unreadable runtime state of an earlier run")
+	} else if prev != nil {
+		c.Record.Leftovers = stillAttached(c, append(prev.Loops, prev.Leftovers...))
+	}
+
+	defer func() {
+		if err != nil {
+			c.undo()
+		}
+	}()
+
+	w, err := b.PrepareWritable(c)
+	if err != nil {
+		return err
+	}
+	for _, l := range lowers {
+		if !l.IsImage() {
+			if err := checkDisjoint(l.Path, w.Root); err != nil {
+				return err
+			}
+		}
+	}
+
+	dirs := make([]string, len(lowers))
+	for i, l := range lowers {
+		if !l.IsImage() {
+			dirs[i] = l.Path
+			continue
+		}
+		if dirs[i], err = mountImageLower(c, i, l); err != nil {
+			return err
+		}
+	}
+
+	if err := b.MountUnion(c, dirs, w, rootfs); err != nil {
+		return err
+	}
+	c.PushUndo(func() { _ = mount.Unmount(rootfs) })
+
+	if err := c.Run.Save(c.Record); err != nil {
+		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
+	}
+	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", rootfs)
+	return nil
+}
+
+func resolveLowers(c *Context, rootfs string) ([]layer.Lower, error) {
+	if len(c.Common.Lowers) == 0 {
+		// The extracted template in lxc.rootfs.path is the lower; the
+		// layered root is mounted over it and it is never written.
+		return []layer.Lower{{Path: rootfs}}, nil
+	}
+	lowers := make([]layer.Lower, 0, len(c.Common.Lowers))
+	for _, p := range c.Common.Lowers {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("lower %q is not an absolute path", p)
+		}
+		l, err := layer.ResolveLower(filepath.Clean(p))
+		if err != nil {
+			return nil, err
+		}
+		lowers = append(lowers, l)
+	}
+	return lowers, nil
+}
+
+// checkDisjoint refuses a writable layer inside a lower or the reverse:
+// overlayfs refuses such layers too, but says so only in dmesg.
+func checkDisjoint(lower, writable string) error {
+	l, err := filepath.EvalSymlinks(lower)
+	if err != nil {
+		return fmt.Errorf("lower %q: %w", lower, err)
+	}
+	w, err := filepath.EvalSymlinks(writable)
+	if err != nil {
+		return fmt.Errorf("writable layer %q: %w", writable, err)
+	}
+	if pathIn(w, l) || pathIn(l, w) {
+		return fmt.Errorf("writable layer %q and lower %q overlap: put the writable layer outside the template (and the template outside it)", writable, lower)
+	}
+	return nil
+}
+
+// mountImageLower attaches a template image read-only and mounts it on a
+// private mountpoint in the runtime directory. The loop device has
+// autoclear, so it goes with the last mount of it, i.e. with the
+// container's mount namespace.
+func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
+	f, err := os.Open(l.Path)
+	if err != nil {
+		return "", fmt.Errorf("lower %q: %w", l.Path, err)
+	}
+	dev, err := loop.Attach(f, loop.Options{ReadOnly: true, Autoclear: true})
+	f.Close() // the loop device holds its own reference
+	if err != nil {
+		return "", fmt.Errorf("lower %q: attaching a loop device: %w", l.Path, err)
+	}
+	// Until mount(2) returns, only this fd keeps the autoclear device.
+	defer dev.Close()
+
+	mp, err := c.Run.Mountpoint(fmt.Sprintf("lower%d", i))
+	if err != nil {
+		return "", err
+	}
+	c.Record.Mountpoints = append(c.Record.Mountpoints, mp)
+	if err := mount.Block(l.FSType, dev.Path, mp, true); err != nil {
+		return "", fmt.Errorf("lower %q: %w", l.Path, err)
+	}
+	c.PushUndo(func() { _ = mount.Unmount(mp) })
+	c.Record.Loops = append(c.Record.Loops, state.Loop{
+		Device: dev.Path, Number: dev.Number, Diskseq: dev.Diskseq,
+		Backing: l.Path, Dev: l.Dev, Ino: l.Ino, Role: "lower",
+	})
+	c.Log.WithField("device", dev.Path).Debugf("lower %s (%s) mounted on %s", l.Path, l.FSType, mp)
+	return mp, nil
+}
+
+// stillAttached returns the loops of an earlier run that are still bound
+// to the same file with the same disk sequence number, i.e. not detached and
+// not reused by anyone since; each is logged with its holders.
+func stillAttached(c *Context, loops []state.Loop) []state.Loop {
+	var left []state.Loop
+	for _, l := range loops {
+		if !sameBinding(l) {
+			continue
+		}
+		left = append(left, l)
+		c.Log.Warnf("loop device %s (%s) of an earlier run of this container is still attached%s", l.Device, l.Backing, heldBy(l, 0))
+	}
+	return left
+}
+
+// sameBinding reports whether l's device is still bound as recorded.
+func sameBinding(l state.Loop) bool {
+	st, err := loop.StatusOf(l.Number)
+	if err != nil {
+		return false
+	}
+	return st.BackingDev == l.Dev && st.BackingIno == l.Ino && (l.Diskseq == 0 || st.Diskseq == l.Diskseq)
+}

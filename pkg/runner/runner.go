@@ -1,0 +1,203 @@
+// Package runner is the life cycle every hook shares: read how LXC invoked
+// it, log where the user reads, and dispatch pre-mount (build the layered
+// root), stop (unmount it inside the container's namespace) and post-stop
+// (verify every loop device is gone, name who holds one that is not).
+// The binaries differ only in their Backend: where the writable layer lives
+// and which union filesystem stacks it.
+package runner
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+)
+
+// Version is set at build time with -ldflags "-X ...runner.Version=v1".
+var Version = "dev"
+
+// Backend is what makes one hook binary different from the others.
+type Backend interface {
+	// Program is the binary's name, e.g. "lxc-hook-overlay".
+	Program() string
+	// Category is the short name in LXC log lines, e.g. "overlay".
+	Category() string
+	// Synopsis is the usage line's argument part.
+	Synopsis() string
+	// Description is the help text's paragraph.
+	Description() string
+	// RegisterFlags adds the backend's flags.
+	RegisterFlags(fs *flag.FlagSet)
+	// Validate checks the backend's flags before anything is touched.
+	Validate() error
+	// PrepareWritable makes the writable layer ready inside the
+	// container's mount namespace (pre-mount) and says where its upper and
+	// work directories are. Loop devices it attaches go into c.Record; it
+	// pushes undo steps onto c.Undo.
+	PrepareWritable(c *Context) (*Writable, error)
+	// MountUnion stacks lowers (topmost first) under w at target.
+	MountUnion(c *Context, lowers []string, w *Writable, target string) error
+	// MountSource is the source name the backend's union mount carries, so
+	// that stop can tell it from LXC's own mounts.
+	MountSource() string
+}
+
+// Writable is a prepared writable layer.
+type Writable struct {
+	Root  string // holds the marker, upper and work
+	Upper string
+	Work  string
+}
+
+// Context is one hook run.
+type Context struct {
+	Inv    *hook.Invocation
+	Log    *logrus.Entry
+	Common *Common
+	Run    state.Dir
+	Record *state.Record
+	// Undo holds the steps that take back a failed pre-mount, run last
+	// first.
+	Undo []func()
+}
+
+// PushUndo registers a step to take back if pre-mount fails later.
+func (c *Context) PushUndo(f func()) { c.Undo = append(c.Undo, f) }
+
+func (c *Context) undo() {
+	for i := len(c.Undo) - 1; i >= 0; i-- {
+		c.Undo[i]()
+	}
+	c.Undo = nil
+}
+
+// Main runs a hook binary and returns its exit status.
+func Main(b Backend, args []string, stdout, stderr io.Writer) int {
+	common := &Common{}
+	fs := flag.NewFlagSet(b.Program(), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	common.register(fs)
+	b.RegisterFlags(fs)
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: %s %s\n\n%s\n\nFlags:\n", b.Program(), b.Synopsis(), b.Description())
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+
+	parseErr := fs.Parse(args)
+	if parseErr == nil && common.Help {
+		usage(stdout)
+		return 0
+	}
+	if parseErr == nil && common.Version {
+		fmt.Fprintf(stdout, "%s %s\n", b.Program(), Version)
+		return 0
+	}
+	if errors.Is(parseErr, flag.ErrHelp) {
+		usage(stdout)
+		return 0
+	}
+
+	positional := fs.Args()
+	if parseErr != nil {
+		positional = locateHookArgs(args, os.Getenv("LXC_NAME"))
+		if os.Getenv("LXC_HOOK_VERSION") == "1" {
+			positional = nil
+		}
+	}
+	inv, invErr := hook.Parse(positional, os.Getenv)
+	if errors.Is(invErr, hook.ErrNotUnderLXC) {
+		if parseErr != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", b.Program(), flagError(parseErr))
+		} else {
+			fmt.Fprintf(stderr, "%s: %v\n", b.Program(), invErr)
+		}
+		usage(stderr)
+		return 2
+	}
+
+	logOpts := lxclog.Options{
+		Program: b.Program(), Category: b.Category(), ParentPID: os.Getppid(),
+		FlagLevel: common.LogLevel, Stderr: stderr,
+		Container: os.Getenv("LXC_NAME"), ConfigFile: os.Getenv("LXC_CONFIG_FILE"), EnvLevel: os.Getenv("LXC_LOG_LEVEL"),
+	}
+	if inv != nil {
+		logOpts.Container, logOpts.Hook = inv.Name, string(inv.Type)
+	} else if t := os.Getenv("LXC_HOOK_TYPE"); t != "" {
+		logOpts.Hook = t
+	} else if len(positional) >= 3 {
+		logOpts.Hook = positional[2]
+	}
+	log, closer, err := lxclog.New(logOpts)
+	if err != nil {
+		// Only --log-level can fail here; log at LXC's level instead.
+		logOpts.FlagLevel = ""
+		log, closer, _ = lxclog.New(logOpts)
+		log.Error(err)
+		return failStatus(logOpts.Hook)
+	}
+	defer closer.Close()
+
+	if parseErr != nil {
+		log.Error(flagError(parseErr))
+		return failStatus(logOpts.Hook)
+	}
+	if invErr != nil {
+		log.Error(invErr)
+		return failStatus(logOpts.Hook)
+	}
+	if err := b.Validate(); err != nil {
+		log.Error(err)
+		return failStatus(logOpts.Hook)
+	}
+
+	c := &Context{
+		Inv: inv, Log: log, Common: common,
+		Run: state.For(common.RunDir, inv.Name, inv.ConfigFile),
+	}
+	switch inv.Type {
+	case hook.PreMount:
+		if err := preMount(b, c); err != nil {
+			log.Error(err)
+			return 1
+		}
+		return 0
+	case hook.Stop:
+		stop(b, c)
+		return 0
+	case hook.PostStop:
+		postStop(b, c)
+		return 0
+	case hook.Mount:
+		log.Errorf("%s must run as lxc.hook.pre-mount, not lxc.hook.mount: in the mount hook LXC has already mounted the rootfs, and LXC 5 refuses to start a container whose rootfs was mounted over (\"Rootfs overmounted\")", b.Program())
+		return 1
+	default:
+		log.Errorf("%s does nothing as lxc.hook.%s: use it as lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop", b.Program(), inv.Type)
+		return 1
+	}
+}
+
+// failStatus is the exit status for a hook that could not run: non-zero
+// so LXC refuses a start, zero for the stop hooks, whose failure LXC only
+// logs (the error is already in the log).
+func failStatus(hookType string) int {
+	switch hook.Type(hookType) {
+	case hook.Stop, hook.PostStop:
+		return 0
+	}
+	return 1
+}
+
+// pathIn reports whether p is dir or below it.
+func pathIn(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}

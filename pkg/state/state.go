@@ -1,0 +1,134 @@
+// Package state keeps, per container, what a hook attached and where it
+// mounted, between its pre-mount and its post-stop: post-stop runs in
+// another process after LXC closed the container's namespaces, and must
+// verify the very loop devices pre-mount attached, not others that happen to
+// use the same template.
+package state
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultRoot is where the runtime directories live: on tmpfs on systemd
+// hosts, so nothing stale survives a reboot, like the loop devices.
+const DefaultRoot = "/run/lxc-hooks"
+
+// Loop is one loop device a hook attached or adopted.
+type Loop struct {
+	Device  string `json:"device"` // /dev/loopN
+	Number  int    `json:"number"`
+	Diskseq uint64 `json:"diskseq"` // changes when the device is reused
+	Backing string `json:"backing"`
+	Dev     uint64 `json:"dev"` // backing file's device and inode
+	Ino     uint64 `json:"ino"`
+	// Role is "lower" (a read-only template) or "image" (the writable layer).
+	Role string `json:"role"`
+	// Shared marks a read-only device other containers may hold too.
+	Shared bool `json:"shared,omitempty"`
+}
+
+// Record is what pre-mount leaves for stop and post-stop.
+type Record struct {
+	Container  string `json:"container"`
+	ConfigFile string `json:"config_file"`
+	// MountNS is the inode of the container's mount namespace, to find
+	// processes still inside it after the stop.
+	MountNS uint64 `json:"mount_ns"`
+	Loops   []Loop `json:"loops"`
+	// Leftovers are devices of an earlier run still held when this run
+	// started; post-stop keeps checking them.
+	Leftovers []Loop `json:"leftovers,omitempty"`
+	// Mountpoints the hook created under its runtime directory.
+	Mountpoints []string `json:"mountpoints"`
+}
+
+// Dir is one container's runtime directory.
+type Dir struct{ Path string }
+
+// For returns the runtime directory of a container. The name alone is not
+// unique (one name may exist under several lxcpaths), so a short hash of
+// the config path is added; the name stays readable for a sysadmin.
+func For(root, name, configFile string) Dir {
+	sum := sha256.Sum256([]byte(configFile))
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, name)
+	return Dir{Path: filepath.Join(root, safe+"-"+hex.EncodeToString(sum[:4]))}
+}
+
+func (d Dir) file() string { return filepath.Join(d.Path, "state.json") }
+
+// Mountpoint returns (and creates) a private mountpoint directory.
+func (d Dir) Mountpoint(name string) (string, error) {
+	if err := os.MkdirAll(d.Path, 0o700); err != nil {
+		return "", fmt.Errorf("runtime directory %q: %w", d.Path, err)
+	}
+	p := filepath.Join(d.Path, name)
+	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("mountpoint %q: %w", p, err)
+	}
+	return p, nil
+}
+
+// Load reads the record; a missing record is (nil, nil).
+func (d Dir) Load() (*Record, error) {
+	b, err := os.ReadFile(d.file())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("state %q: %w", d.file(), err)
+	}
+	return &r, nil
+}
+
+// Save writes the record atomically.
+func (d Dir) Save(r *Record) error {
+	if err := os.MkdirAll(d.Path, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := d.file() + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, d.file())
+}
+
+// Remove deletes the record and the empty mountpoints with os.Remove only:
+// a mountpoint that is still mounted, or not empty, stays, and so does
+// whatever is below it. Never RemoveAll next to mounts.
+func (d Dir) Remove(r *Record) error {
+	var firstErr error
+	if r != nil {
+		for _, m := range r.Mountpoints {
+			if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	if err := os.Remove(d.file()); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {
+		firstErr = err
+	}
+	if err := os.Remove(d.Path); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
+}

@@ -1,0 +1,12 @@
+#!/bin/bash
+# Builds the three static hook binaries into bin/ (or $1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${GO:=go}"
+out=${1:-bin}
+mkdir -p "$out"
+version=$(git describe --always --dirty 2>/dev/null || echo dev)
+for cmd in cmd/*/; do
+	name=$(basename "$cmd")
+	CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w -X github.com/lxc-hooks/lxc-hooks/pkg/runner.Version=$version" -o "$out/$name" "./$cmd"
+done

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Installs, where missing, what building the hooks, the demo and the tests
+# need on Debian 12 (as root), and prints the go command to use.
+# Sourced by demo.sh and test.sh: sets GO.
+set -euo pipefail
+
+packages=(lxc squashfs-tools busybox-static e2fsprogs util-linux mount procps)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+# Go 1.22 or newer: the machine's own, or Debian's from bookworm-backports.
+go_ok() {
+	local v
+	v=$("$1" env GOVERSION 2>/dev/null) || return 1
+	v=${v#go}
+	local major=${v%%.*} rest=${v#*.}
+	local minor=${rest%%.*}
+	[ "$major" -gt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -ge 22 ]; }
+}
+GO=""
+for cand in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go-1.2[2-9]/bin/go; do
+	if [ -n "$cand" ] && [ -x "$cand" ] && go_ok "$cand"; then GO=$cand; break; fi
+done
+
+if [ ${#missing[@]} -gt 0 ] || [ -z "$GO" ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	if [ -z "$GO" ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		mirror=$(sed -n "s/^URIs:[[:space:]]*//p" /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+		echo "deb $mirror bookworm-backports main" > /etc/apt/sources.list.d/lxc-hooks-backports.list
+	fi
+	apt-get update -q
+	if [ ${#missing[@]} -gt 0 ]; then
+		apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
+	if [ -z "$GO" ]; then
+		apt-get install -y -q -t bookworm-backports golang-1.23-go
+		GO=/usr/lib/go-1.23/bin/go
+	fi
+fi
+export GO
+# Never download another toolchain: go.mod asks for 1.22, which any of these is.
+export GOTOOLCHAIN=local

@@ -1,0 +1,19 @@
+#!/bin/bash
+# The whole test suite on a fresh Debian 12 as root: installs what the tests
+# need, then runs the unit tests and the real-LXC tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+"$GO" version
+"$GO" vet ./...
+# -p 1: one package at a time, so the real-LXC tests' timings are their own.
+# -v shows the figures the tests measure.
+set +e
+"$GO" test -count=1 -p 1 -timeout 80m -v ./... 2>&1 | tee /tmp/lxc-hooks-test.log
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -cE -- '^\s*--- PASS' /tmp/lxc-hooks-test.log || true)
+failed=$(grep -cE -- '^\s*--- FAIL' /tmp/lxc-hooks-test.log || true)
+skipped=$(grep -cE -- '^\s*--- SKIP' /tmp/lxc-hooks-test.log || true)
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit "$status"

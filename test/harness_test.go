@@ -1,0 +1,474 @@
+package test
+
+import (
+	"debug/elf"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+)
+
+var (
+	skipReason string
+	workRoot   string // everything of this test run lives below it
+	binDir     string
+	tplDir     string // the extracted busybox template
+	tplSquash  string // the same as squashfs
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if skipReason = prerequisites(); skipReason != "" {
+			return m.Run()
+		}
+		var err error
+		workRoot, err = os.MkdirTemp("", "lxc-hooks-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanupRoot(workRoot)
+		binDir = filepath.Join(workRoot, "bin")
+		if err := buildBinaries(binDir); err != nil {
+			fmt.Fprintln(os.Stderr, "building the hooks:", err)
+			return 1
+		}
+		tplDir = filepath.Join(workRoot, "template")
+		tplSquash = filepath.Join(workRoot, "template.squashfs")
+		if err := buildTemplate(tplDir, tplSquash); err != nil {
+			fmt.Fprintln(os.Stderr, "building the template:", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func prerequisites() string {
+	if os.Geteuid() != 0 {
+		return "needs root (loop devices, mounts, LXC)"
+	}
+	for _, tool := range []string{"lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "mksquashfs", "mke2fs", "e2fsck", "nsenter", "losetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return tool + " is not installed (apt-get install lxc squashfs-tools e2fsprogs util-linux)"
+		}
+	}
+	if _, err := busyboxPath(); err != nil {
+		return err.Error()
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		return "no /dev/loop-control: this kernel or VM has no loop devices"
+	}
+	return ""
+}
+
+func requireEnv(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+func busyboxPath() (string, error) {
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		f, err := elf.Open(p)
+		if err != nil {
+			continue
+		}
+		static := true
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				static = false
+			}
+		}
+		f.Close()
+		if static {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no static busybox (apt-get install busybox-static)")
+}
+
+func buildBinaries(dir string) error {
+	_, self, _, _ := runtime.Caller(0)
+	repo := filepath.Dir(filepath.Dir(self))
+	for _, name := range []string{"lxc-hook-overlay", "lxc-hook-loopimg", "lxc-hook-aufs"} {
+		if m, _ := filepath.Glob(filepath.Join(repo, "cmd", name, "*.go")); len(m) == 0 {
+			continue
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), "./cmd/"+name)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", name, err, out)
+		}
+	}
+	return nil
+}
+
+// initScript is the template's init: it stops cleanly on SIGUSR2
+// (lxc.signal.halt) and SIGPWR, so lxc-stop without -k is fast.
+const initScript = `#!/bin/sh
+trap 'sync; exit 0' USR2 PWR TERM
+while :; do sleep 3600 & wait $!; done
+`
+
+func buildTemplate(dir, squash string) error {
+	bb, err := busyboxPath()
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var", "mnt"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	os.Chmod(filepath.Join(dir, "tmp"), 0o1777)
+	b, err := os.ReadFile(bb)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), b, 0o755); err != nil {
+		return err
+	}
+	for _, c := range []string{"sh", "ls", "cat", "echo", "sleep", "df", "dd", "sync", "rm", "mount", "sha256sum", "stat", "head", "grep", "mkdir", "touch", "wc", "true", "false", "test", "stat"} {
+		os.Symlink("busybox", filepath.Join(dir, "bin", c))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sbin", "init"), []byte(initScript), 0o755); err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(dir, "etc", "hostname"), []byte("template\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc", "from-template"), []byte("template file\n"), 0o644)
+	out, err := exec.Command("mksquashfs", dir, squash, "-noappend", "-quiet", "-no-progress").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mksquashfs: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// cleanupRoot stops anything a failed test left running and removes the
+// test tree, unmounting first: never RemoveAll across a live mount.
+func cleanupRoot(root string) {
+	out, _ := exec.Command("lxc-ls", "-P", filepath.Join(root, "lxc"), "--running", "-1").Output()
+	for _, name := range strings.Fields(string(out)) {
+		exec.Command("lxc-stop", "-k", "-n", name, "-P", filepath.Join(root, "lxc")).Run()
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var mps []string
+	for _, line := range strings.Split(string(mounts), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], root) {
+			mps = append(mps, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mps)))
+	for _, mp := range mps {
+		exec.Command("umount", "-l", mp).Run()
+	}
+	os.RemoveAll(root)
+}
+
+// ---- containers ----
+
+// ctr is one test container under the test run's lxcpath.
+type ctr struct {
+	t       *testing.T
+	name    string
+	lxcpath string
+	dir     string // lxcpath/name
+	rootfs  string
+	logFile string
+}
+
+type ctrOpts struct {
+	hook        string   // binary name, e.g. "lxc-hook-overlay"
+	args        []string // flags for the hook line
+	hookVersion int
+	rootfs      string // default: an empty directory in the container's dir
+	extra       []string
+	hookTypes   []string // default: pre-mount, stop, post-stop
+}
+
+var nameSeq struct {
+	sync.Mutex
+	n int
+}
+
+func uniqueName(prefix string) string {
+	nameSeq.Lock()
+	defer nameSeq.Unlock()
+	nameSeq.n++
+	return fmt.Sprintf("%s%d", prefix, nameSeq.n)
+}
+
+func newCtr(t *testing.T, o ctrOpts) *ctr {
+	t.Helper()
+	lxcpath := filepath.Join(workRoot, "lxc")
+	name := uniqueName("t")
+	c := &ctr{t: t, name: name, lxcpath: lxcpath, dir: filepath.Join(lxcpath, name)}
+	c.rootfs = o.rootfs
+	if c.rootfs == "" {
+		c.rootfs = filepath.Join(c.dir, "rootfs")
+	}
+	os.MkdirAll(c.dir, 0o755)
+	if err := os.MkdirAll(c.rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.logFile = filepath.Join(c.dir, name+".log")
+	c.writeConfig(o)
+	t.Cleanup(func() {
+		if c.state() != "STOPPED" {
+			exec.Command("lxc-stop", "-k", "-n", c.name, "-P", c.lxcpath).Run()
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(c.logFile)
+			t.Logf("LXC log of %s:\n%s", c.name, lastLines(string(b), 40))
+		}
+	})
+	return c
+}
+
+func (c *ctr) writeConfig(o ctrOpts) {
+	line := filepath.Join(binDir, o.hook)
+	for _, a := range o.args {
+		line += " " + a
+	}
+	types := o.hookTypes
+	if types == nil {
+		types = []string{"pre-mount", "stop", "post-stop"}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "lxc.uts.name = %s\n", c.name)
+	fmt.Fprintf(&b, "lxc.rootfs.path = dir:%s\n", c.rootfs)
+	b.WriteString("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n")
+	b.WriteString("lxc.init.cmd = /sbin/init\nlxc.signal.halt = SIGUSR2\n")
+	b.WriteString("lxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n")
+	fmt.Fprintf(&b, "lxc.log.file = %s\nlxc.log.level = INFO\n", c.logFile)
+	fmt.Fprintf(&b, "lxc.hook.version = %d\n", o.hookVersion)
+	for _, ty := range types {
+		fmt.Fprintf(&b, "lxc.hook.%s = %s\n", ty, line)
+	}
+	for _, e := range o.extra {
+		b.WriteString(e + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, "config"), []byte(b.String()), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *ctr) lxc(tool string, args ...string) (string, error) {
+	all := append([]string{"-n", c.name, "-P", c.lxcpath}, args...)
+	out, err := exec.Command(tool, all...).CombinedOutput()
+	return string(out), err
+}
+
+func (c *ctr) start() error {
+	out, err := c.lxc("lxc-start")
+	if err != nil {
+		return fmt.Errorf("lxc-start %s: %v: %s", c.name, err, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+func (c *ctr) mustStart() {
+	c.t.Helper()
+	if err := c.start(); err != nil {
+		c.t.Fatal(err)
+	}
+	if s := c.state(); s != "RUNNING" {
+		c.t.Fatalf("%s is %s after lxc-start", c.name, s)
+	}
+}
+
+// stop runs lxc-stop, which returns after post-stop; kill uses -k.
+func (c *ctr) stop(kill bool) {
+	c.t.Helper()
+	args := []string{}
+	if kill {
+		args = append(args, "-k")
+	}
+	if out, err := c.lxc("lxc-stop", args...); err != nil {
+		c.t.Fatalf("lxc-stop %s: %v: %s", c.name, err, out)
+	}
+}
+
+func (c *ctr) state() string {
+	out, err := c.lxc("lxc-info", "-sH")
+	if err != nil {
+		return "UNKNOWN"
+	}
+	return strings.TrimSpace(out)
+}
+
+func (c *ctr) pid() int {
+	out, err := c.lxc("lxc-info", "-pH")
+	if err != nil {
+		c.t.Fatalf("lxc-info -p: %v %s", err, out)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		c.t.Fatalf("lxc-info -p: %q", out)
+	}
+	return n
+}
+
+// sh runs a shell command inside the container.
+func (c *ctr) sh(script string) (string, error) {
+	out, err := exec.Command("lxc-attach", "-n", c.name, "-P", c.lxcpath, "--clear-env", "--", "/bin/sh", "-c", script).CombinedOutput()
+	return string(out), err
+}
+
+func (c *ctr) mustSh(script string) string {
+	c.t.Helper()
+	out, err := c.sh(script)
+	if err != nil {
+		c.t.Fatalf("in %s: %q: %v: %s", c.name, script, err, out)
+	}
+	return out
+}
+
+// runDir is the hooks' runtime directory for this container.
+func (c *ctr) runDir() string {
+	return state.For(state.DefaultRoot, c.name, filepath.Join(c.dir, "config")).Path
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func (c *ctr) log() string {
+	b, _ := os.ReadFile(c.logFile)
+	return string(b)
+}
+
+// hookLogLines returns the lines our hooks wrote to the LXC log.
+func (c *ctr) hookLogLines(level string) []string {
+	var out []string
+	for _, l := range strings.Split(c.log(), "\n") {
+		if strings.HasPrefix(l, "lxc-hook-") && strings.Contains(l, " "+level+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// ---- what a user checks ----
+
+// loopsUnder lists the loop devices whose backing file is below dir.
+func loopsUnder(dir string) []string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		backing := strings.TrimSpace(string(b))
+		if strings.HasPrefix(backing, dir+"/") {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f)))+" ("+backing+")")
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func assertNoLoops(t *testing.T, dir, when string) {
+	t.Helper()
+	if l := loopsUnder(dir); len(l) > 0 {
+		t.Fatalf("%s: loop devices still attached: %v", when, l)
+	}
+}
+
+func fileSHA(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// treeSHA hashes a directory tree: names, modes, link targets, contents.
+func treeSHA(t *testing.T, root string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fmt.Fprintf(h, "%s %v %d\n", rel, fi.Mode(), fi.Size())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			fmt.Fprintln(h, l)
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// testDir makes a directory for one test's files under the run's root, so
+// loop devices it causes are counted as this run's.
+func testDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp(workRoot, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// copyFile copies the template squashfs so a test can own its loop devices.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func since(t0 time.Time) string { return time.Since(t0).Round(time.Millisecond).String() }

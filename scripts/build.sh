@@ -7,6 +7,7 @@ out=${1:-bin}
 mkdir -p "$out"
 version=$(git describe --always --dirty 2>/dev/null || echo dev)
 for cmd in cmd/*/; do
+	ls "$cmd"*.go >/dev/null 2>&1 || continue
 	name=$(basename "$cmd")
 	CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w -X github.com/lxc-hooks/lxc-hooks/pkg/runner.Version=$version" -o "$out/$name" "./$cmd"
 done

@@ -80,6 +80,9 @@ func preMount(b Backend, c *Context) (err error) {
 	}
 	c.PushUndo(func() { _ = mount.Unmount(rootfs) })
 
+	for i := range c.Record.Loops {
+		c.Record.Loops[i].MountNS = nsIno
+	}
 	if err := c.Run.Save(c.Record); err != nil {
 		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
 	}
@@ -168,7 +171,7 @@ func stillAttached(c *Context, loops []state.Loop) []state.Loop {
 			continue
 		}
 		left = append(left, l)
-		c.Log.Warnf("loop device %s (%s) of an earlier run of this container is still attached%s", l.Device, l.Backing, heldBy(l, 0))
+		c.Log.Warnf("loop device %s (%s) of an earlier run of this container is still attached%s", l.Device, l.Backing, HeldBy(c.Common.RunDir, l))
 	}
 	return left
 }

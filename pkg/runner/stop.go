@@ -100,15 +100,24 @@ func loopDevNumbers(rec *state.Record) map[string]bool {
 	return devs
 }
 
-// heldBy says who holds loop device l, for a log line: processes in the
-// container's mount namespace (nsIno, if known), processes with the device
-// open or a filesystem on it mounted, and bind mounts of the namespace.
-func heldBy(l state.Loop, nsIno uint64) string {
+// HeldBy says who holds loop device l, for a log line: the container
+// whose hook attached it (from the runtime records under runRoot),
+// processes in the mount namespace of the run that attached it, processes
+// with the device open or a filesystem on it mounted, and bind mounts of
+// that namespace. It returns "" when it finds no one.
+func HeldBy(runRoot string, l state.Loop) string {
+	var parts []string
+	if rec, owner := state.Owner(runRoot, l.Number, l.Diskseq); rec != nil {
+		parts = append(parts, fmt.Sprintf("attached for container %s (%s)", rec.Container, rec.ConfigFile))
+		if l.MountNS == 0 {
+			l.MountNS = owner.MountNS
+		}
+	}
 	var ps []holders.Process
 	var binds []string
-	if nsIno != 0 {
-		ps = append(ps, holders.InMountNS(nsIno)...)
-		binds = holders.NamespaceBindMounts(nsIno)
+	if l.MountNS != 0 {
+		ps = append(ps, holders.InMountNS(l.MountNS)...)
+		binds = holders.NamespaceBindMounts(l.MountNS)
 	}
 	ps = append(ps, holders.WithFileOpen(l.Device)...)
 	var st unix.Stat_t
@@ -116,9 +125,14 @@ func heldBy(l state.Loop, nsIno uint64) string {
 		ps = append(ps, holders.WithMountOf(int(unix.Major(st.Rdev)), int(unix.Minor(st.Rdev)), "")...)
 	}
 	ps = dedupe(ps)
-	var parts []string
 	if len(ps) > 0 {
-		parts = append(parts, "held by "+holders.Join(ps))
+		const most = 5
+		more := ""
+		if len(ps) > most {
+			more = fmt.Sprintf(" and %d more", len(ps)-most)
+			ps = ps[:most]
+		}
+		parts = append(parts, "held by "+holders.Join(ps)+more)
 	}
 	if len(binds) > 0 {
 		parts = append(parts, "its mount namespace is bind-mounted at "+strings.Join(binds, ", "))
@@ -170,7 +184,7 @@ func postStop(b Backend, c *Context) {
 			continue
 		}
 		held = append(held, l)
-		c.Log.Errorf("loop device %s (%s) is still attached after the container stopped%s; it goes when they end (autoclear is armed)", l.Device, l.Backing, heldBy(l, rec.MountNS))
+		c.Log.Errorf("loop device %s (%s) is still attached after the container stopped%s; it goes when they end (autoclear is armed)", l.Device, l.Backing, HeldBy(c.Common.RunDir, l))
 	}
 	if len(held) == 0 {
 		if err := c.Run.Remove(rec); err != nil {

@@ -30,6 +30,9 @@ type Loop struct {
 	Ino     uint64 `json:"ino"`
 	// Role is "lower" (a read-only template) or "image" (the writable layer).
 	Role string `json:"role"`
+	// MountNS is the inode of the mount namespace of the run that
+	// attached it, to find processes still inside after a stop.
+	MountNS uint64 `json:"mount_ns,omitempty"`
 	// Shared marks a read-only device other containers may hold too.
 	Shared bool `json:"shared,omitempty"`
 }
@@ -131,4 +134,25 @@ func (d Dir) Remove(r *Record) error {
 		firstErr = err
 	}
 	return firstErr
+}
+
+// Owner finds the container whose record (in any runtime directory under
+// root) holds loop device number with this disk sequence number, and that
+// record's entry for it.
+func Owner(root string, number int, diskseq uint64) (*Record, *Loop) {
+	files, _ := filepath.Glob(filepath.Join(root, "*", "state.json"))
+	for _, f := range files {
+		r, err := Dir{Path: filepath.Dir(f)}.Load()
+		if err != nil || r == nil {
+			continue
+		}
+		for _, list := range [][]Loop{r.Loops, r.Leftovers} {
+			for i := range list {
+				if list[i].Number == number && (diskseq == 0 || list[i].Diskseq == diskseq) {
+					return r, &list[i]
+				}
+			}
+		}
+	}
+	return nil, nil
 }

@@ -1,0 +1,86 @@
+package image
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Superblock holds the ext4 superblock fields the hook decides on.
+type Superblock struct {
+	BlockSize     int64
+	Blocks        uint64
+	State         uint16
+	MountCount    uint16
+	MaxMountCount int16
+	LastCheck     time.Time
+	CheckInterval time.Duration
+	Incompat      uint32
+}
+
+const (
+	sbOffset         = 1024
+	extMagic         = 0xEF53
+	stateValid       = 0x0001
+	stateError       = 0x0002
+	incompatRecover  = 0x0004 // the journal needs replaying
+	incompatJournDev = 0x0008
+	incompat64bit    = 0x0080
+)
+
+// ErrNotExt is returned for data without an ext2/3/4 superblock.
+var ErrNotExt = errors.New("no ext2/3/4 superblock (magic 0xEF53 missing)")
+
+// ReadSuperblock reads the primary superblock.
+func ReadSuperblock(r io.ReaderAt) (*Superblock, error) {
+	b := make([]byte, 1024)
+	if _, err := r.ReadAt(b, sbOffset); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, ErrNotExt
+		}
+		return nil, err
+	}
+	le := binary.LittleEndian
+	if le.Uint16(b[0x38:]) != extMagic {
+		return nil, ErrNotExt
+	}
+	sb := &Superblock{
+		BlockSize:     1024 << le.Uint32(b[0x18:]),
+		Blocks:        uint64(le.Uint32(b[0x04:])),
+		MountCount:    le.Uint16(b[0x34:]),
+		MaxMountCount: int16(le.Uint16(b[0x36:])),
+		State:         le.Uint16(b[0x3A:]),
+		LastCheck:     time.Unix(int64(le.Uint32(b[0x40:])), 0),
+		CheckInterval: time.Duration(le.Uint32(b[0x44:])) * time.Second,
+		Incompat:      le.Uint32(b[0x60:]),
+	}
+	if sb.Incompat&incompat64bit != 0 {
+		sb.Blocks |= uint64(le.Uint32(b[0x150:])) << 32
+	}
+	return sb, nil
+}
+
+// Size is the filesystem's size in bytes.
+func (s *Superblock) Size() int64 { return int64(s.Blocks) * s.BlockSize }
+
+// NeedsCheck says why e2fsck -p would check this filesystem, or "" when it
+// would only confirm it clean: the same tests e2fsck's preen mode makes
+// before it decides to skip a filesystem, done here without a fork on
+// every start.
+func (s *Superblock) NeedsCheck(now time.Time) string {
+	switch {
+	case s.Incompat&incompatRecover != 0:
+		return "its journal needs recovery (not unmounted cleanly)"
+	case s.State&stateError != 0:
+		return "it has recorded errors"
+	case s.State&stateValid == 0:
+		return "it was not unmounted cleanly"
+	case s.MaxMountCount > 0 && s.MountCount >= uint16(s.MaxMountCount):
+		return fmt.Sprintf("it was mounted %d times (maximum %d)", s.MountCount, s.MaxMountCount)
+	case s.CheckInterval > 0 && now.After(s.LastCheck.Add(s.CheckInterval)):
+		return "its check interval has passed"
+	}
+	return ""
+}

@@ -1,0 +1,266 @@
+// Package loopimg is lxc-hook-loopimg's backend: the writable layer lives
+// in a fixed-size ext4 image on a loop device, which caps the container's
+// disk use. A container that fills it gets ENOSPC; the host is untouched.
+//
+// One image, one loop device, one container: the hook takes an exclusive
+// flock on the image's open file and hands that very file to the loop
+// device, so the lock lives exactly as long as the device is bound. A
+// second start with the same image finds the lock (or, for a device
+// attached by other tools, the device itself) and is refused.
+package loopimg
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/image"
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+)
+
+// Backend is lxc-hook-loopimg's.
+type Backend struct {
+	Image       string
+	SizeFlag    string
+	Preallocate bool
+	Fsck        string
+	DirectIO    bool
+
+	size int64
+}
+
+func (b *Backend) Program() string     { return "lxc-hook-loopimg" }
+func (b *Backend) Category() string    { return "loopimg" }
+func (b *Backend) MountSource() string { return "lxc-hook-loopimg" }
+func (b *Backend) Synopsis() string {
+	return "[--lower PATH]... --image FILE [--size SIZE] [--preallocate]"
+}
+func (b *Backend) Description() string {
+	return `An LXC hook that boots a container from a read-only template with a writable
+overlayfs layer inside a fixed-size ext4 image file on a loop device: the
+image caps the container's disk use (a full layer is ENOSPC inside, the host
+is untouched). The image is created on first start, checked with e2fsck -p
+when its superblock asks for it, grown when --size grows, never shrunk,
+formatted or deleted. Nothing stays mounted or attached after a stop.
+Put the same line on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop,
+with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
+}
+
+func (b *Backend) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&b.Image, "image", "", "ext4 image `FILE` of the writable layer (created if missing)")
+	fs.StringVar(&b.SizeFlag, "size", "", "`SIZE` of the layer, with K, M, G or T (binary); needed to create the image, grows an existing one")
+	fs.BoolVar(&b.Preallocate, "preallocate", false, "reserve the image's space on the host (fallocate) instead of a sparse file")
+	fs.StringVar(&b.Fsck, "fsck", "auto", "`WHEN` to run e2fsck -p before mounting: auto (when the superblock asks, as e2fsck -p decides), always, never")
+	fs.BoolVar(&b.DirectIO, "direct-io", false, "attach the image with direct I/O (no second copy in the host's page cache)")
+}
+
+func (b *Backend) Validate() error {
+	if b.Image == "" {
+		return errors.New("--image FILE is required: the ext4 image that keeps the container's writes")
+	}
+	if !filepath.IsAbs(b.Image) {
+		return fmt.Errorf("--image %q is not an absolute path", b.Image)
+	}
+	b.Image = filepath.Clean(b.Image)
+	if b.SizeFlag != "" {
+		n, err := image.ParseSize(b.SizeFlag)
+		if err != nil {
+			return err
+		}
+		b.size = n
+	}
+	switch b.Fsck {
+	case "auto", "always", "never":
+	default:
+		return fmt.Errorf("--fsck %q: use auto, always or never", b.Fsck)
+	}
+	return nil
+}
+
+func (b *Backend) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
+	return mount.MountOverlay(mount.Overlay{Source: b.MountSource(), Lowers: lowers, Upper: w.Upper, Work: w.Work}, target)
+}
+
+// PrepareWritable makes the image ready and mounts it in the container's
+// mount namespace; the union's upper and work directories are inside.
+func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
+	f, err := b.openOrCreate(c)
+	if err != nil {
+		return nil, err
+	}
+	// The loop device takes its own reference to f (and so to the lock);
+	// this one goes when pre-mount is done.
+	defer f.Close()
+
+	if err := b.checkNotInUse(c, f); err != nil {
+		return nil, err
+	}
+	if err := b.checkAndGrow(c, f); err != nil {
+		return nil, err
+	}
+
+	dev, err := loop.Attach(f, loop.Options{Autoclear: true, DirectIO: b.DirectIO})
+	if err != nil {
+		return nil, fmt.Errorf("image %q: attaching a loop device: %w", b.Image, err)
+	}
+	// Until mount(2) returns, only this fd keeps the autoclear device.
+	defer dev.Close()
+
+	var st unix.Stat_t
+	unix.Fstat(int(f.Fd()), &st)
+	c.Record.Loops = append(c.Record.Loops, state.Loop{
+		Device: dev.Path, Number: dev.Number, Diskseq: dev.Diskseq,
+		Backing: b.Image, Dev: uint64(st.Dev), Ino: st.Ino, Role: "image",
+	})
+	mp, err := c.Run.Mountpoint("image")
+	if err != nil {
+		return nil, err
+	}
+	c.Record.Mountpoints = append(c.Record.Mountpoints, mp)
+	if err := mount.Block("ext4", dev.Path, mp, false); err != nil {
+		return nil, fmt.Errorf("image %q: %w", b.Image, err)
+	}
+	c.PushUndo(func() { _ = mount.Unmount(mp) })
+	c.Log.WithField("device", dev.Path).Debugf("image %s mounted on %s", b.Image, mp)
+	return dirlayer.PrepareIn(mp, layer.Overlay, "image")
+}
+
+// openOrCreate opens the image read-write and locks it, creating it first
+// if it does not exist.
+func (b *Backend) openOrCreate(c *runner.Context) (*os.File, error) {
+	dir := filepath.Dir(b.Image)
+	if fi, err := os.Stat(dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("--image %q: directory %q does not exist", b.Image, dir)
+		}
+		return nil, fmt.Errorf("--image %q: %w", b.Image, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("--image %q: %q is not a directory", b.Image, dir)
+	}
+	if _, err := os.Lstat(b.Image); errors.Is(err, os.ErrNotExist) {
+		if b.size == 0 {
+			return nil, fmt.Errorf("image %q does not exist and no --size was given to create it", b.Image)
+		}
+		t0 := time.Now()
+		err := image.Create(b.Image, image.CreateOptions{Size: b.size, Preallocate: b.Preallocate})
+		switch {
+		case err == nil:
+			c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("created image %s (%s%s)", b.Image, image.Human(b.size), map[bool]string{true: ", preallocated", false: ", sparse"}[b.Preallocate])
+		case errors.Is(err, os.ErrExist):
+			// Another start created it first: use theirs, like any
+			// existing image (the lock below decides who may).
+		default:
+			return nil, err
+		}
+	}
+	fi, err := os.Lstat(b.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", b.Image, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("image %q is not a regular file (%s)", b.Image, fi.Mode().Type())
+	}
+	f, err := os.OpenFile(b.Image, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", b.Image, err)
+	}
+	return f, nil
+}
+
+// checkNotInUse takes the image's lock and makes sure no loop device is
+// bound to it. Refusing is the only safe answer while one is: a leftover
+// of this container still has the old union mounted over the same upper
+// directory (overlayfs would let both write it), and any other holder is
+// another container or a tool.
+func (b *Backend) checkNotInUse(c *runner.Context, f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	lockErr := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if lockErr != nil && !errors.Is(lockErr, unix.EWOULDBLOCK) {
+		return fmt.Errorf("image %q: flock: %w", b.Image, lockErr)
+	}
+	devs, err := loop.FindByBacking(uint64(st.Dev), st.Ino)
+	if err != nil {
+		return fmt.Errorf("image %q: looking for its loop devices: %w", b.Image, err)
+	}
+	if len(devs) > 0 {
+		d := devs[0]
+		rec := state.Loop{Device: d.Path, Number: d.Number, Diskseq: d.Diskseq}
+		leftover := ""
+		for _, l := range c.Record.Leftovers {
+			if l.Number == d.Number && l.Diskseq == d.Diskseq {
+				leftover = " (left from an earlier run of this container)"
+				rec = l
+			}
+		}
+		return fmt.Errorf("image %q is already attached to %s%s%s; one image serves one container at a time, so the start is refused until that ends", b.Image, d.Path, leftover, runner.HeldBy(c.Common.RunDir, rec))
+	}
+	if lockErr != nil {
+		return fmt.Errorf("image %q is locked by another lxc-hook-loopimg preparing it right now; one image serves one container at a time", b.Image)
+	}
+	return nil
+}
+
+// checkAndGrow refuses anything but ext4, runs e2fsck -p when needed, and
+// grows the image to --size. It never shrinks.
+func (b *Backend) checkAndGrow(c *runner.Context, f *os.File) error {
+	sb, err := image.ReadSuperblock(f)
+	if err != nil {
+		if errors.Is(err, image.ErrNotExt) {
+			return fmt.Errorf("image %q is not an ext4 filesystem (%v); it is left untouched: point --image at an ext4 image, or at a path that does not exist yet to create one", b.Image, err)
+		}
+		return fmt.Errorf("image %q: reading its superblock: %w", b.Image, err)
+	}
+	why := sb.NeedsCheck(time.Now())
+	if b.Fsck == "always" && why == "" {
+		why = "--fsck=always"
+	}
+	if why != "" && b.Fsck != "never" {
+		t0 := time.Now()
+		repaired, err := image.Fsck(b.Image, false)
+		if err != nil {
+			return err
+		}
+		entry := c.Log.WithField("took", time.Since(t0).Round(time.Millisecond))
+		if repaired {
+			entry.Warnf("image %s: e2fsck -p repaired it (%s)", b.Image, why)
+		} else {
+			entry.Infof("image %s: e2fsck -p found it clean (%s)", b.Image, why)
+		}
+	}
+
+	apparent, _, _, err := image.Usage(f)
+	if err != nil {
+		return fmt.Errorf("image %q: %w", b.Image, err)
+	}
+	switch {
+	case b.size > apparent:
+		t0 := time.Now()
+		if err := image.Grow(f, b.size, b.Preallocate); err != nil {
+			return err
+		}
+		c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("image %s grown from %s to %s", b.Image, image.Human(apparent), image.Human(b.size))
+	case b.size != 0 && b.size < apparent:
+		c.Log.Warnf("image %s is %s, larger than --size %s: images are never shrunk, it stays %s", b.Image, image.Human(apparent), image.Human(b.size), image.Human(apparent))
+	}
+
+	apparent, allocated, hostFree, err := image.Usage(f)
+	if err == nil && apparent-allocated > hostFree {
+		c.Log.Warnf("image %s may need %s more on the host but only %s is free there: when the host fills up, the container's writes fail with I/O errors instead of ENOSPC (use --preallocate to reserve the space)", b.Image, image.Human(roundMiB(apparent-allocated)), image.Human(roundMiB(hostFree)))
+	}
+	return nil
+}
+
+func roundMiB(n int64) int64 { return (n + (1<<20 - 1)) &^ (1<<20 - 1) }

@@ -1,8 +1,8 @@
 package test
 
 import (
-	"debug/elf"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"

@@ -96,6 +96,9 @@ func Parse(positional []string, env Env) (*Invocation, error) {
 		if len(positional) < 3 {
 			return nil, fmt.Errorf("hook arguments %q: lxc.hook.version 0 appends NAME lxc TYPE; got %d argument(s)", strings.Join(positional, " "), len(positional))
 		}
+		if i := hookArgsAt(positional, inv.Name); i > 0 {
+			return nil, fmt.Errorf("unexpected argument %q on the hook line before %q: a flag given an empty value, or a value with spaces left unquoted?", positional[0], strings.Join(positional[i:i+3], " "))
+		}
 		name, section, typ := positional[0], positional[1], positional[2]
 		if section != "lxc" {
 			return nil, fmt.Errorf("hook arguments %q: the second must be the section \"lxc\", got %q (an unknown word on the hook line?)", strings.Join(positional, " "), section)
@@ -143,6 +146,25 @@ func Parse(positional []string, env Env) (*Invocation, error) {
 		return nil, fmt.Errorf("unexpected argument %q after %q", nsArgs[0], strings.Join(positional[:3], " "))
 	}
 	return inv, nil
+}
+
+// hookArgsAt finds where "NAME lxc TYPE" starts in positional, or -1.
+func hookArgsAt(positional []string, name string) int {
+	for i := 0; i+2 < len(positional); i++ {
+		if positional[i+1] == "lxc" && (name == "" || positional[i] == name) && knownTypes[Type(positional[i+2])] {
+			return i
+		}
+	}
+	return -1
+}
+
+// HookTypeIn returns the hook type in positional arguments that could not
+// be parsed, for naming the hook in the error that says so.
+func HookTypeIn(positional []string, name string) string {
+	if i := hookArgsAt(positional, name); i >= 0 {
+		return positional[i+2]
+	}
+	return ""
 }
 
 // StripRootfsPrefix turns LXC_ROOTFS_PATH, which LXC passes verbatim with

@@ -86,7 +86,8 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"by hand", nil, map[string]string{}, "not run by LXC"},
 		{"v0 too few", []string{"web1", "lxc"}, baseEnv(nil), "appends NAME lxc TYPE"},
-		{"v0 stray word", []string{"oops", "web1", "lxc", "pre-mount"}, baseEnv(nil), "section"},
+		{"v0 stray word", []string{"oops", "web1", "lxc", "pre-mount"}, baseEnv(nil), `unexpected argument "oops" on the hook line before "web1 lxc pre-mount"`},
+		{"v0 stray word no name", []string{"oops", "web1", "lxx", "pre-mount"}, baseEnv(nil), "section"},
 		{"v0 bad type", []string{"web1", "lxc", "pre-mnt"}, baseEnv(nil), `"pre-mnt" is not an LXC hook type`},
 		{"v0 extra after pre-mount", []string{"web1", "lxc", "pre-mount", "x"}, baseEnv(nil), `unexpected argument "x"`},
 		{"v1 with args", []string{"web1"}, baseEnv(map[string]string{"LXC_HOOK_VERSION": "1", "LXC_HOOK_TYPE": "stop"}), "version 1 passes nothing"},

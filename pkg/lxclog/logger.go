@@ -129,6 +129,11 @@ func parentLogFile(ppid int, consoleFile string) string {
 	if ppid <= 1 {
 		return ""
 	}
+	// Only an LXC process (lxc-start, its monitor, lxc-stop's helpers): a
+	// hook run any other way must not append to its parent's files.
+	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/comm"); err != nil || !strings.HasPrefix(string(comm), "lxc-") {
+		return ""
+	}
 	dir := "/proc/" + strconv.Itoa(ppid) + "/fd"
 	ents, err := os.ReadDir(dir)
 	if err != nil {

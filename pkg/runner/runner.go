@@ -134,8 +134,8 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		logOpts.Container, logOpts.Hook = inv.Name, string(inv.Type)
 	} else if t := os.Getenv("LXC_HOOK_TYPE"); t != "" {
 		logOpts.Hook = t
-	} else if len(positional) >= 3 {
-		logOpts.Hook = positional[2]
+	} else {
+		logOpts.Hook = hook.HookTypeIn(positional, os.Getenv("LXC_NAME"))
 	}
 	log, closer, err := lxclog.New(logOpts)
 	if err != nil {

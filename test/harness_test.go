@@ -200,6 +200,7 @@ type ctrOpts struct {
 	rootfs      string // default: an empty directory in the container's dir
 	extra       []string
 	hookTypes   []string // default: pre-mount, stop, post-stop
+	noLogFile   bool     // no lxc.log.file: the log is lxc-start's -o
 }
 
 var nameSeq struct {
@@ -256,7 +257,9 @@ func (c *ctr) writeConfig(o ctrOpts) {
 	b.WriteString("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n")
 	b.WriteString("lxc.init.cmd = /sbin/init\nlxc.signal.halt = SIGUSR2\n")
 	b.WriteString("lxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n")
-	fmt.Fprintf(&b, "lxc.log.file = %s\nlxc.log.level = INFO\n", c.logFile)
+	if !o.noLogFile {
+		fmt.Fprintf(&b, "lxc.log.file = %s\nlxc.log.level = INFO\n", c.logFile)
+	}
 	fmt.Fprintf(&b, "lxc.hook.version = %d\n", o.hookVersion)
 	for _, ty := range types {
 		fmt.Fprintf(&b, "lxc.hook.%s = %s\n", ty, line)

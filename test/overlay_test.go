@@ -268,3 +268,23 @@ func TestOverlayBadInputRefused(t *testing.T) {
 		}
 	}
 }
+
+// With no lxc.log.file, "lxc-start -o FILE -l ERROR" is where a user looks:
+// the hook's error lands there too.
+func TestOverlayErrorReachesLxcStartLogFile(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	missing := filepath.Join(dir, "missing.squashfs")
+	c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", noLogFile: true,
+		args: []string{"--lower", missing, "--upper", filepath.Join(dir, "layer")}})
+	logFile := filepath.Join(dir, "start.log")
+	if out, err := c.lxc("lxc-start", "-o", logFile, "-l", "ERROR"); err == nil {
+		c.stop(true)
+		t.Fatalf("started: %s", out)
+	}
+	b, _ := os.ReadFile(logFile)
+	want := "ERROR    overlay - pre-mount - lower \"" + missing + "\" does not exist"
+	if !strings.Contains(string(b), want) {
+		t.Fatalf("lxc-start -o log lacks %q:\n%s", want, b)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -126,7 +127,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 	}
 
 	logOpts := lxclog.Options{
-		Program: b.Program(), Category: b.Category(), ParentPID: os.Getppid(),
+		Program: b.Program(), Category: b.Category(), ParentPID: hostParentPID(),
 		FlagLevel: common.LogLevel, Stderr: stderr,
 		Container: os.Getenv("LXC_NAME"), ConfigFile: os.Getenv("LXC_CONFIG_FILE"), EnvLevel: os.Getenv("LXC_LOG_LEVEL"),
 	}
@@ -200,4 +201,22 @@ func failStatus(hookType string) int {
 // pathIn reports whether p is dir or below it.
 func pathIn(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// hostParentPID is the PID of the LXC process that ran the hook, as the
+// host's /proc knows it. getppid() will not do: pre-mount runs from the
+// container's first process, which is PID 1 in the container's new PID
+// namespace, while /proc (not yet replaced) is the host's.
+func hostParentPID() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
 }

@@ -195,18 +195,6 @@ func MountOverlay(o Overlay, target string) error {
 	return c.attach(0)
 }
 
-// Legacy mounts with mount(2), for filesystems without fs_context support
-// worth using (AuFS). data is the option string.
-func Legacy(fstype, source, target string, flags uintptr, data string) error {
-	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
-		return &Error{Op: "mount", FSType: fstype, Source: source, Target: target, Params: []Param{{Key: data, Flag: true}}, Err: err}
-	}
-	if err := unix.Mount("", target, "", unix.MS_PRIVATE, ""); err != nil {
-		return &Error{Op: "mount", Target: target, Err: fmt.Errorf("make private: %w", err)}
-	}
-	return nil
-}
-
 // Unmount lazily detaches the mount at target. A target that is not a
 // mount point (EINVAL) or does not exist (ENOENT) is already gone: not an
 // error, so stop hooks can run again.
@@ -243,4 +231,38 @@ func IsMountPoint(path string) (bool, error) {
 func Exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// HasFilesystem reports whether the kernel can mount fstype, loading its
+// module if one exists (fsopen asks for it as mount does).
+func HasFilesystem(fstype string) bool {
+	fd, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+// MountAufs mounts a at target with mount(2) (AuFS predates fs_context),
+// appending the lowers that did not fit in one option page.
+func MountAufs(a Aufs, source, target string) error {
+	data, err := a.Data()
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(source, target, "aufs", 0, data[0]); err != nil {
+		return &Error{Op: "mount", FSType: "aufs", Source: source, Target: target, Params: []Param{{Key: data[0], Flag: true}}, Err: err}
+	}
+	for _, d := range data[1:] {
+		if err := unix.Mount(source, target, "aufs", unix.MS_REMOUNT, d); err != nil {
+			_ = Unmount(target)
+			return &Error{Op: "mount", FSType: "aufs", Source: source, Target: target, Params: []Param{{Key: "remount," + d, Flag: true}}, Err: err}
+		}
+	}
+	if err := unix.Mount("", target, "", unix.MS_PRIVATE, ""); err != nil {
+		_ = Unmount(target)
+		return &Error{Op: "mount", Target: target, Err: fmt.Errorf("make private: %w", err)}
+	}
+	return nil
 }

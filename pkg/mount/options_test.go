@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -46,5 +47,60 @@ func TestOverlayParamsRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: want %q, got %v", c.o, c.want, err)
 		}
+	}
+}
+
+func TestAufsData(t *testing.T) {
+	a := Aufs{Upper: "/l/upper", Lowers: []string{"/run/x/lower0", "/srv/t"}, Xino: "/l/.aufs.xino"}
+	d, err := a.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d) != 1 || d[0] != "br=/l/upper=rw:/run/x/lower0=ro+wh:/srv/t=ro+wh,xino=/l/.aufs.xino" {
+		t.Fatalf("got %q", d)
+	}
+}
+
+func TestAufsDataAppendsWhatDoesNotFit(t *testing.T) {
+	var lowers []string
+	for i := 0; i < 60; i++ {
+		lowers = append(lowers, fmt.Sprintf("/srv/templates/a-rather-long-directory-name-for-layer-number-%03d/%s", i, strings.Repeat("x", 20)))
+	}
+	d, err := Aufs{Upper: "/u", Lowers: lowers, Xino: "/x"}.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d) < 2 || len(d[0]) > aufsDataLimit {
+		t.Fatalf("%d strings, first %d bytes", len(d), len(d[0]))
+	}
+	// Every lower appears once, in order, as ro+wh.
+	all := strings.Join(d, ",")
+	last := -1
+	for _, l := range lowers {
+		i := strings.Index(all, l+"=ro+wh")
+		if i < 0 || i < last {
+			t.Fatalf("lower %s missing or out of order", l)
+		}
+		last = i
+	}
+	if !strings.HasPrefix(d[1], "append:") {
+		t.Fatalf("remount data %q", d[1])
+	}
+}
+
+func TestAufsDataRefusals(t *testing.T) {
+	for _, a := range []Aufs{
+		{Upper: "/u:x", Lowers: []string{"/l"}, Xino: "/x"},
+		{Upper: "/u", Lowers: []string{"/l=ro"}, Xino: "/x"},
+		{Upper: "/u", Lowers: []string{"/a,b"}, Xino: "/x"},
+		{Upper: "/u", Lowers: nil, Xino: "/x"},
+	} {
+		if _, err := a.Data(); err == nil {
+			t.Errorf("%+v accepted", a)
+		}
+	}
+	_, err := Aufs{Upper: "/u", Lowers: []string{"/t/a=b"}, Xino: "/x"}.Data()
+	if err == nil || !strings.Contains(err.Error(), `lower "/t/a=b" contains "="`) {
+		t.Fatalf("got %v", err)
 	}
 }

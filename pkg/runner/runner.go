@@ -51,6 +51,12 @@ type Backend interface {
 	MountSource() string
 }
 
+// PostStopper is a Backend with cleanup of its own at post-stop, after the
+// loop devices were verified.
+type PostStopper interface {
+	PostStop(c *Context)
+}
+
 // Writable is a prepared writable layer.
 type Writable struct {
 	Root  string // holds the marker, upper and work

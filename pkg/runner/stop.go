@@ -166,6 +166,9 @@ func postStop(b Backend, c *Context) {
 		c.Log.WithError(err).Error("unreadable runtime state; cannot verify the loop devices")
 		return
 	}
+	if ps, ok := b.(PostStopper); ok {
+		defer ps.PostStop(c)
+	}
 	if rec == nil {
 		return // never started, or already verified
 	}

@@ -1,0 +1,110 @@
+package dirlayer
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+)
+
+// XinoName is AuFS's inode number table, kept beside the layer's upper/
+// and work/ rather than in the host's /tmp (AuFS's default).
+const XinoName = ".aufs.xino"
+
+// Aufs is lxc-hook-aufs's backend. Kernels without AuFS (every mainline
+// kernel) refuse the start unless --fallback=overlay.
+type Aufs struct {
+	Upper    string
+	Fallback string
+
+	// union is the filesystem this run mounts: aufs, or overlay as fallback.
+	union string
+	// HasAufs reports whether the kernel has AuFS; tests replace it.
+	HasAufs func() bool
+}
+
+func (a *Aufs) Program() string     { return "lxc-hook-aufs" }
+func (a *Aufs) Category() string    { return "aufs" }
+func (a *Aufs) MountSource() string { return "lxc-hook-aufs" }
+func (a *Aufs) Synopsis() string {
+	return "[--lower PATH]... --upper DIR [--fallback=overlay]"
+}
+func (a *Aufs) Description() string {
+	return `An LXC hook that boots a container from a read-only template with a writable
+AuFS layer kept in a host directory, on kernels that have AuFS (mainline
+kernels do not: there the start is refused, or with --fallback=overlay the
+layer is mounted with overlayfs). AuFS and overlayfs record deletions
+differently, so a layer written by one is refused by the other.
+Put the same line on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop,
+with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
+}
+
+func (a *Aufs) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&a.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds upper/, work/ and AuFS's xino file")
+	fs.StringVar(&a.Fallback, "fallback", "", "`FS` to use where the kernel has no AuFS: overlay (default: refuse the start)")
+}
+
+func (a *Aufs) Validate() error {
+	if a.Fallback != "" && a.Fallback != layer.Overlay {
+		return fmt.Errorf("--fallback %q: the only fallback is overlay", a.Fallback)
+	}
+	return ValidateUpper(a.Upper)
+}
+
+// ErrNoAufs is the refusal on kernels without AuFS.
+var ErrNoAufs = errors.New("this kernel has no AuFS (it is not in /proc/filesystems and no module loads; mainline kernels never had it): use lxc-hook-overlay or lxc-hook-loopimg, or add --fallback=overlay to mount this layer with overlayfs")
+
+func (a *Aufs) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
+	has := a.HasAufs
+	if has == nil {
+		has = func() bool { return mount.HasFilesystem("aufs") }
+	}
+	// A layer's own record comes first: it is the more specific error, and
+	// true on every kernel.
+	if got := markerOf(a.Upper); got != "" && got != layer.Aufs && a.Fallback == "" {
+		return Prepare(a.Upper, layer.Aufs) // refuses, explaining why
+	}
+	switch {
+	case has():
+		a.union = layer.Aufs
+	case a.Fallback == layer.Overlay:
+		a.union = layer.Overlay
+		c.Log.Warn("this kernel has no AuFS: mounting the layer with overlayfs (--fallback=overlay); the layer is now an overlayfs layer and lxc-hook-aufs without the fallback will refuse it")
+	default:
+		return nil, ErrNoAufs
+	}
+	return Prepare(a.Upper, a.union)
+}
+
+func (a *Aufs) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
+	if a.union == layer.Overlay {
+		return mount.MountOverlay(mount.Overlay{Source: a.MountSource(), Lowers: lowers, Upper: w.Upper, Work: w.Work}, target)
+	}
+	return mount.MountAufs(mount.Aufs{Upper: w.Upper, Lowers: lowers, Xino: filepath.Join(w.Root, XinoName)}, a.MountSource(), target)
+}
+
+// markerOf reads a layer's marker, or "".
+func markerOf(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, layer.MarkerName))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// PostStop removes AuFS's xino file: it only maps inode numbers for a live
+// mount, and left behind it keeps its size on the host.
+func (a *Aufs) PostStop(c *runner.Context) {
+	p := filepath.Join(filepath.Clean(a.Upper), XinoName)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+		if err := os.Remove(p); err != nil {
+			c.Log.WithError(err).Warnf("could not remove AuFS's xino file %s", p)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package dirlayer
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+)
+
+func ctx() *runner.Context {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return &runner.Context{Log: logrus.NewEntry(l)}
+}
+
+func marker(t *testing.T, dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, layer.MarkerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestPrepareMakesLayer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "layer")
+	w, err := Prepare(dir, layer.Overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("layer dir mode %v", fi.Mode().Perm())
+	}
+	if w.Upper != filepath.Join(dir, "upper") || w.Work != filepath.Join(dir, "work") || marker(t, dir) != layer.Overlay {
+		t.Fatalf("%+v", w)
+	}
+	fi, _ = os.Stat(w.Upper)
+	if fi.Mode().Perm() != 0o755 {
+		t.Fatalf("upper mode %v: it becomes the container's /", fi.Mode().Perm())
+	}
+}
+
+func TestPrepareRefusesFileAsUpper(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, nil, 0o600)
+	if _, err := Prepare(f, layer.Overlay); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAufsWithoutAufsRefuses(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "layer")
+	a := &Aufs{Upper: dir, HasAufs: func() bool { return false }}
+	if _, err := a.PrepareWritable(ctx()); !errors.Is(err, ErrNoAufs) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatal("refused start created the layer")
+	}
+	if !strings.Contains(ErrNoAufs.Error(), "--fallback=overlay") || !strings.Contains(ErrNoAufs.Error(), "lxc-hook-overlay") {
+		t.Fatal("the error does not name the alternatives")
+	}
+}
+
+func TestAufsFallbackWritesOverlayLayer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "layer")
+	a := &Aufs{Upper: dir, Fallback: "overlay", HasAufs: func() bool { return false }}
+	if _, err := a.PrepareWritable(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if a.union != layer.Overlay || marker(t, dir) != layer.Overlay {
+		t.Fatalf("union %s, marker %s", a.union, marker(t, dir))
+	}
+	// Without the fallback, aufs now refuses that layer, for its marker,
+	// whatever the kernel has.
+	for _, has := range []bool{false, true} {
+		b := &Aufs{Upper: dir, HasAufs: func() bool { return has }}
+		_, err := b.PrepareWritable(ctx())
+		if err == nil || !strings.Contains(err.Error(), "written by overlay") {
+			t.Fatalf("kernel has aufs=%v: %v", has, err)
+		}
+	}
+}
+
+func TestAufsWithAufsMarksLayer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "layer")
+	a := &Aufs{Upper: dir, HasAufs: func() bool { return true }}
+	if _, err := a.PrepareWritable(ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if marker(t, dir) != layer.Aufs {
+		t.Fatal("layer not marked aufs")
+	}
+	o := &Overlay{Upper: dir}
+	if _, err := o.PrepareWritable(ctx()); err == nil || !strings.Contains(err.Error(), "written by aufs") || !strings.Contains(err.Error(), "lxc-hook-aufs") {
+		t.Fatalf("overlay over an aufs layer: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if err := (&Aufs{Upper: "/x", Fallback: "btrfs"}).Validate(); err == nil || !strings.Contains(err.Error(), `--fallback "btrfs"`) {
+		t.Fatalf("got %v", err)
+	}
+	if err := (&Overlay{}).Validate(); err == nil {
+		t.Fatal("missing --upper accepted")
+	}
+}

@@ -6,11 +6,10 @@
 package state
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,34 +21,34 @@ const DefaultRoot = "/run/lxc-hooks"
 
 // Loop is one loop device a hook attached or adopted.
 type Loop struct {
-	Device  string `json:"device"` // /dev/loopN
-	Number  int    `json:"number"`
-	Diskseq uint64 `json:"diskseq"` // changes when the device is reused
-	Backing string `json:"backing"`
-	Dev     uint64 `json:"dev"` // backing file's device and inode
-	Ino     uint64 `json:"ino"`
+	Device  string // /dev/loopN
+	Number  int
+	Diskseq uint64 // changes when the device is reused
+	Backing string
+	Dev     uint64 // backing file's device and inode
+	Ino     uint64
 	// Role is "lower" (a read-only template) or "image" (the writable layer).
-	Role string `json:"role"`
+	Role string
 	// MountNS is the inode of the mount namespace of the run that
 	// attached it, to find processes still inside after a stop.
-	MountNS uint64 `json:"mount_ns,omitempty"`
+	MountNS uint64
 	// Shared marks a read-only device other containers may hold too.
-	Shared bool `json:"shared,omitempty"`
+	Shared bool
 }
 
 // Record is what pre-mount leaves for stop and post-stop.
 type Record struct {
-	Container  string `json:"container"`
-	ConfigFile string `json:"config_file"`
+	Container  string
+	ConfigFile string
 	// MountNS is the inode of the container's mount namespace, to find
 	// processes still inside it after the stop.
-	MountNS uint64 `json:"mount_ns"`
-	Loops   []Loop `json:"loops"`
+	MountNS uint64
+	Loops   []Loop
 	// Leftovers are devices of an earlier run still held when this run
 	// started; post-stop keeps checking them.
-	Leftovers []Loop `json:"leftovers,omitempty"`
+	Leftovers []Loop
 	// Mountpoints the hook created under its runtime directory.
-	Mountpoints []string `json:"mountpoints"`
+	Mountpoints []string
 }
 
 // Dir is one container's runtime directory.
@@ -59,17 +58,18 @@ type Dir struct{ Path string }
 // unique (one name may exist under several lxcpaths), so a short hash of
 // the config path is added; the name stays readable for a sysadmin.
 func For(root, name, configFile string) Dir {
-	sum := sha256.Sum256([]byte(configFile))
+	h := fnv.New32a() // a name, not a secret: no crypto needed (or linked)
+	h.Write([]byte(configFile))
 	safe := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
 			return r
 		}
 		return '_'
 	}, name)
-	return Dir{Path: filepath.Join(root, safe+"-"+hex.EncodeToString(sum[:4]))}
+	return Dir{Path: filepath.Join(root, fmt.Sprintf("%s-%08x", safe, h.Sum32()))}
 }
 
-func (d Dir) file() string { return filepath.Join(d.Path, "state.json") }
+func (d Dir) file() string { return filepath.Join(d.Path, "state") }
 
 // Mountpoint returns (and creates) a private mountpoint directory.
 func (d Dir) Mountpoint(name string) (string, error) {
@@ -92,11 +92,11 @@ func (d Dir) Load() (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
+	r, err := decode(bytes.NewReader(b))
+	if err != nil {
 		return nil, fmt.Errorf("state %q: %w", d.file(), err)
 	}
-	return &r, nil
+	return r, nil
 }
 
 // Save writes the record atomically.
@@ -104,12 +104,12 @@ func (d Dir) Save(r *Record) error {
 	if err := os.MkdirAll(d.Path, 0o700); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	if err := encode(&b, r); err != nil {
 		return err
 	}
 	tmp := d.file() + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, d.file())
@@ -140,7 +140,7 @@ func (d Dir) Remove(r *Record) error {
 // root) holds loop device number with this disk sequence number, and that
 // record's entry for it.
 func Owner(root string, number int, diskseq uint64) (*Record, *Loop) {
-	files, _ := filepath.Glob(filepath.Join(root, "*", "state.json"))
+	files, _ := filepath.Glob(filepath.Join(root, "*", "state"))
 	for _, f := range files {
 		r, err := Dir{Path: filepath.Dir(f)}.Load()
 		if err != nil || r == nil {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,5 +46,27 @@ func TestSaveLoadRemove(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mp, "precious")); err != nil {
 		t.Fatal("content under a mountpoint was deleted")
+	}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	in := &Record{Container: "web \"1\"", ConfigFile: "/var/lib/lxc/web 1/config", MountNS: 4026532301,
+		Loops:       []Loop{{Role: "image", Device: "/dev/loop3", Number: 3, Diskseq: 9, Dev: 65024, Ino: 12, MountNS: 7, Backing: "/srv/a b=c\".img"}},
+		Leftovers:   []Loop{{Role: "lower", Device: "/dev/loop4", Number: 4, Shared: true, Backing: "/t.sqfs"}},
+		Mountpoints: []string{"/run/x/lower0", "/run/x/image"}}
+	d := Dir{Path: t.TempDir()}
+	if err := d.Save(in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%+v", out) != fmt.Sprintf("%+v", in) {
+		t.Fatalf("round trip:\n%+v\n%+v", in, out)
+	}
+	os.WriteFile(d.file(), []byte("loop role=\"x\" number=abc\n"), 0o600)
+	if _, err := d.Load(); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("bad record: %v", err)
 	}
 }

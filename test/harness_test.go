@@ -302,10 +302,31 @@ func (c *ctr) stop(kill bool) {
 	args := []string{}
 	if kill {
 		args = append(args, "-k")
+	} else {
+		c.waitInitReady()
 	}
 	if out, err := c.lxc("lxc-stop", args...); err != nil {
 		c.t.Fatalf("lxc-stop %s: %v: %s", c.name, err, out)
 	}
+}
+
+// waitInitReady waits, bounded, until the template's init has set its
+// signal trap (it has started its first child after the trap): a halt
+// signal sent before that is ignored by a PID 1, and lxc-stop then waits
+// its full timeout.
+func (c *ctr) waitInitReady() {
+	c.t.Helper()
+	pid := strconv.Itoa(c.pid())
+	for i := 0; i < 500; i++ {
+		kids, _ := filepath.Glob("/proc/" + pid + "/task/*/children")
+		for _, k := range kids {
+			if b, _ := os.ReadFile(k); len(strings.TrimSpace(string(b))) > 0 {
+				return
+			}
+		}
+		sleepBriefly()
+	}
+	c.t.Fatalf("init of %s never became ready", c.name)
 }
 
 func (c *ctr) state() string {

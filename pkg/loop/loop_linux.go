@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -255,17 +254,28 @@ func IsUnbound(err error) bool {
 }
 
 // Bound lists the numbers of the loop devices that are bound now, from
-// sysfs, without opening any device.
+// sysfs, without opening any device: one directory read, then one open of
+// loopN/loop/backing_file per loop device (it exists only while bound).
 func Bound() ([]int, error) {
-	matches, err := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	d, err := os.Open("/sys/block")
 	if err != nil {
 		return nil, err
 	}
-	nums := make([]int, 0, len(matches))
-	for _, m := range matches {
-		name := filepath.Base(filepath.Dir(filepath.Dir(m)))
-		n, err := strconv.Atoi(strings.TrimPrefix(name, "loop"))
-		if err == nil {
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	var nums []int
+	for _, name := range names {
+		if !strings.HasPrefix(name, "loop") {
+			continue
+		}
+		n, err := strconv.Atoi(name[4:])
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat("/sys/block/" + name + "/loop"); err == nil {
 			nums = append(nums, n)
 		}
 	}
@@ -278,13 +288,22 @@ func Bound() ([]int, error) {
 // name no longer resolves, e.g. a renamed or deleted file) are opened and
 // confirmed with LOOP_GET_STATUS64.
 func FindByBacking(dev, ino uint64) ([]*Status, error) {
-	nums, err := Bound()
+	d, err := os.Open("/sys/block")
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
 	if err != nil {
 		return nil, err
 	}
 	var found []*Status
-	for _, n := range nums {
-		if !sysfsMayMatch(n, dev, ino) {
+	for _, name := range names {
+		if !strings.HasPrefix(name, "loop") {
+			continue
+		}
+		n, err := strconv.Atoi(name[4:])
+		if err != nil || !sysfsMayMatch(n, dev, ino) {
 			continue
 		}
 		st, err := StatusOf(n)
@@ -302,9 +321,9 @@ func FindByBacking(dev, ino uint64) ([]*Status, error) {
 }
 
 func sysfsMayMatch(n int, dev, ino uint64) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/loop/backing_file", n))
+	b, err := os.ReadFile("/sys/block/loop" + strconv.Itoa(n) + "/loop/backing_file")
 	if err != nil {
-		return false // unbound since the listing
+		return false // not bound
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(strings.TrimSuffix(string(b), "\n"), &st); err != nil {

@@ -2,7 +2,9 @@ package loop
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -152,5 +154,96 @@ func BenchmarkAttach(b *testing.B) {
 		b.StopTimer()
 		d.Close()
 		b.StartTimer()
+	}
+}
+
+func TestAttachSharedAdopts(t *testing.T) {
+	requireLoop(t)
+	dir := t.TempDir()
+	f, dev, ino := backingFile(t, dir)
+	defer f.Close()
+	hints := filepath.Join(dir, "hints")
+	a, adopted, err := AttachShared(f, hints)
+	if err != nil || adopted {
+		t.Fatalf("first: adopted=%v %v", adopted, err)
+	}
+	b, adopted, err := AttachShared(f, hints)
+	if err != nil || !adopted || b.Number != a.Number {
+		t.Fatalf("second: adopted=%v device %d (first %d) %v", adopted, b.Number, a.Number, err)
+	}
+	// Without the hint, the scan finds it too.
+	c, adopted, err := AttachShared(f, "")
+	if err != nil || !adopted || c.Number != a.Number {
+		t.Fatalf("scan: adopted=%v device %d %v", adopted, c.Number, err)
+	}
+	if found, _ := FindByBacking(dev, ino); len(found) != 1 {
+		t.Fatalf("%d devices for one template", len(found))
+	}
+	a.Close()
+	b.Close()
+	c.Close() // the last holder: autoclear frees it
+	if found, _ := FindByBacking(dev, ino); len(found) != 0 {
+		t.Fatalf("left bound: %+v", found)
+	}
+	// A stale hint (device gone) leads to a fresh attach.
+	d, adopted, err := AttachShared(f, hints)
+	if err != nil || adopted {
+		t.Fatalf("after release: adopted=%v %v", adopted, err)
+	}
+	d.Close()
+}
+
+// A writable or partial binding of the same file is never adopted.
+func TestAttachSharedIgnoresOtherBindings(t *testing.T) {
+	requireLoop(t)
+	f, _, _ := backingFile(t, t.TempDir())
+	defer f.Close()
+	rw, err := Attach(f, Options{Autoclear: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	ro, adopted, err := AttachShared(f, "")
+	if err != nil || adopted || ro.Number == rw.Number {
+		t.Fatalf("adopted a read-write device: %v %v", adopted, err)
+	}
+	ro.Close()
+}
+
+// Many adopters and releasers at once: every attach gets a working device
+// bound to the file, and nothing is left once all have closed.
+func TestAttachSharedChurn(t *testing.T) {
+	requireLoop(t)
+	dir := t.TempDir()
+	f, dev, ino := backingFile(t, dir)
+	defer f.Close()
+	hints := filepath.Join(dir, "hints")
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				d, _, err := AttachShared(f, hints)
+				if err != nil {
+					errs <- err
+					return
+				}
+				st, err := d.Status()
+				if err != nil || st.BackingIno != ino {
+					errs <- fmt.Errorf("adopted a device not bound to the template: %v %v", st, err)
+				}
+				d.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if found, _ := FindByBacking(dev, ino); len(found) != 0 {
+		t.Fatalf("left bound: %+v", found)
 	}
 }

@@ -127,16 +127,17 @@ func checkDisjoint(lower, writable string) error {
 	return nil
 }
 
-// mountImageLower attaches a template image read-only and mounts it on a
-// private mountpoint in the runtime directory. The loop device has
-// autoclear, so it goes with the last mount of it, i.e. with the
-// container's mount namespace.
+// mountImageLower mounts a template image read-only on a private
+// mountpoint in the runtime directory, through the one read-only loop
+// device all containers of this template share (attached if none is). The
+// device has autoclear: it goes with the last mount of it, i.e. with the
+// last container using the template.
 func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 	f, err := os.Open(l.Path)
 	if err != nil {
 		return "", fmt.Errorf("lower %q: %w", l.Path, err)
 	}
-	dev, err := loop.Attach(f, loop.Options{ReadOnly: true, Autoclear: true})
+	dev, adopted, err := loop.AttachShared(f, filepath.Join(c.Common.RunDir, "templates"))
 	f.Close() // the loop device holds its own reference
 	if err != nil {
 		return "", fmt.Errorf("lower %q: attaching a loop device: %w", l.Path, err)
@@ -153,11 +154,16 @@ func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 		return "", fmt.Errorf("lower %q: %w", l.Path, err)
 	}
 	c.PushUndo(func() { _ = mount.Unmount(mp) })
+	users := state.UsersOf(c.Common.RunDir, l.Dev, l.Ino)
+	if err := users.Add(c.Run); err != nil {
+		return "", fmt.Errorf("runtime state %s: %w", users.Path, err)
+	}
+	c.PushUndo(func() { users.Remove(c.Run) })
 	c.Record.Loops = append(c.Record.Loops, state.Loop{
 		Device: dev.Path, Number: dev.Number, Diskseq: dev.Diskseq,
-		Backing: l.Path, Dev: l.Dev, Ino: l.Ino, Role: "lower",
+		Backing: l.Path, Dev: l.Dev, Ino: l.Ino, Role: "lower", Shared: true,
 	})
-	c.Log.WithField("device", dev.Path).Debugf("lower %s (%s) mounted on %s", l.Path, l.FSType, mp)
+	c.Log.WithField("device", dev.Path).WithField("shared", adopted).Debugf("lower %s (%s) mounted on %s", l.Path, l.FSType, mp)
 	return mp, nil
 }
 
@@ -167,7 +173,7 @@ func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 func stillAttached(c *Context, loops []state.Loop) []state.Loop {
 	var left []state.Loop
 	for _, l := range loops {
-		if !sameBinding(l) {
+		if !sameBinding(l) || (l.Shared && usedByOthers(c, l)) {
 			continue
 		}
 		left = append(left, l)
@@ -183,4 +189,10 @@ func sameBinding(l state.Loop) bool {
 		return false
 	}
 	return st.BackingDev == l.Dev && st.BackingIno == l.Ino && (l.Diskseq == 0 || st.Diskseq == l.Diskseq)
+}
+
+// usedByOthers reports whether another container uses the shared
+// template device l: then it is in use, not left over.
+func usedByOthers(c *Context, l state.Loop) bool {
+	return state.UsersOf(c.Common.RunDir, l.Dev, l.Ino).Others(c.Run)
 }

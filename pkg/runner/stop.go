@@ -172,12 +172,17 @@ func postStop(b Backend, c *Context) {
 	if rec == nil {
 		return // never started, or already verified
 	}
+	for _, l := range rec.Loops {
+		if l.Shared {
+			state.UsersOf(c.Common.RunDir, l.Dev, l.Ino).Remove(c.Run)
+		}
+	}
 	var held []state.Loop
 	for _, l := range append(append([]state.Loop{}, rec.Loops...), rec.Leftovers...) {
 		if !sameBinding(l) {
 			continue
 		}
-		if l.Shared {
+		if l.Shared && usedByOthers(c, l) {
 			continue // other containers use it; it goes with the last of them
 		}
 		// Nothing may hold it any more but an autoclear that has not run;

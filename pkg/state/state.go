@@ -136,6 +136,49 @@ func (d Dir) Remove(r *Record) error {
 	return firstErr
 }
 
+// TemplateUsers is the set of containers using a shared template loop
+// device, one empty file per container runtime directory, so that a stop
+// can tell "other containers still use it" without reading every record.
+type TemplateUsers struct{ Path string }
+
+// UsersOf is the set for the template file dev:ino.
+func UsersOf(root string, dev, ino uint64) TemplateUsers {
+	return TemplateUsers{Path: filepath.Join(root, "templates", fmt.Sprintf("%d-%d.users", dev, ino))}
+}
+
+// Add records the container whose runtime directory is d.
+func (u TemplateUsers) Add(d Dir) error {
+	if err := os.MkdirAll(u.Path, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(u.Path, filepath.Base(d.Path)), nil, 0o600)
+}
+
+// Remove forgets d.
+func (u TemplateUsers) Remove(d Dir) {
+	os.Remove(filepath.Join(u.Path, filepath.Base(d.Path)))
+}
+
+// Others reports whether a container other than d is recorded.
+func (u TemplateUsers) Others(d Dir) bool {
+	f, err := os.Open(u.Path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(64)
+		for _, n := range names {
+			if n != filepath.Base(d.Path) {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
 // Owner finds the container whose record (in any runtime directory under
 // root) holds loop device number with this disk sequence number, and that
 // record's entry for it.

@@ -1,0 +1,490 @@
+// Command bench measures what the hooks cost on every container start and
+// stop, side by side with what a user would otherwise run, and writes
+// docs/benchmarks.md and a chart. Run it as root with ./scripts/bench.sh.
+//
+// Every comparison is one interleaved run (the variants take turns within
+// each round, in a rotating order), and figures are medians.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+)
+
+var (
+	rounds   = flag.Int("rounds", 25, "rounds of each interleaved start/stop comparison")
+	parallel = flag.Int("parallel", 64, "containers started at once in the parallel run")
+	density  = flag.String("density", "64,256,1024", "K values of the density run (comma-separated; empty skips it)")
+	workDir  = flag.String("work", "/var/tmp/lxc-hooks-bench", "scratch directory (on a disk, not tmpfs)")
+	outDoc   = flag.String("out", "docs/benchmarks.md", "report to write")
+	outChart = flag.String("chart", "docs/benchmarks-startstop.png", "chart to write (needs gnuplot)")
+	repo     = flag.String("repo", ".", "the repository (for binaries and the reference hook)")
+)
+
+type bench struct {
+	lxcpath string
+	bin     string
+	tpl     string // squashfs template
+	tplDir  string // the same, extracted
+	report  *report
+}
+
+func main() {
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fatalf("run as root (loop devices, mounts, LXC)")
+	}
+	r := &report{started: time.Now()}
+	b := &bench{report: r}
+	must(os.RemoveAll(*workDir)) // our own scratch tree, nothing mounted below it
+	b.lxcpath = filepath.Join(*workDir, "lxc")
+	b.bin = filepath.Join(*workDir, "bin")
+	b.tplDir = filepath.Join(*workDir, "template")
+	b.tpl = filepath.Join(*workDir, "template.squashfs")
+	must(os.MkdirAll(b.lxcpath, 0o755))
+	step("building the hooks and the template")
+	b.build()
+	r.machine = machine()
+
+	step("binary sizes")
+	for _, n := range []string{"lxc-hook-overlay", "lxc-hook-loopimg", "lxc-hook-aufs"} {
+		fi, err := os.Stat(filepath.Join(b.bin, n))
+		must(err)
+		r.sizes = append(r.sizes, sizeRow{n, fi.Size()})
+	}
+
+	step("loop attach")
+	r.attach = b.attachTime(200)
+
+	step(fmt.Sprintf("start/stop, %d interleaved rounds", *rounds))
+	b.startStop()
+
+	step("peak RSS of each hook run")
+	b.rss()
+
+	step("page cache and throughput inside")
+	b.io()
+
+	step(fmt.Sprintf("%d parallel starts", *parallel))
+	r.parallel = b.parallelRun(*parallel, []string{"floor", "loopimg"})
+
+	if *density != "" {
+		for _, s := range strings.Split(*density, ",") {
+			k, err := strconv.Atoi(strings.TrimSpace(s))
+			must(err)
+			step(fmt.Sprintf("density, K = %d", k))
+			r.density = append(r.density, b.densityRun(k))
+		}
+	}
+
+	step("writing " + *outDoc)
+	r.finished = time.Now()
+	must(os.MkdirAll(filepath.Dir(*outDoc), 0o755))
+	must(os.WriteFile(*outDoc, []byte(r.markdown()), 0o644))
+	if err := r.chart(*outChart); err != nil {
+		fmt.Fprintln(os.Stderr, "chart:", err)
+	}
+	fmt.Println(r.summary())
+}
+
+func step(s string) { fmt.Printf("== %s\n", s) }
+
+func must(err error) {
+	if err != nil {
+		fatalf("%v", err)
+	}
+}
+
+func fatalf(f string, a ...interface{}) {
+	fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...)
+	os.Exit(1)
+}
+
+func run(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+func (b *bench) build() {
+	cmd := exec.Command(filepath.Join(*repo, "scripts", "build.sh"), b.bin)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	must(cmd.Run())
+	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var"} {
+		must(os.MkdirAll(filepath.Join(b.tplDir, d), 0o755))
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	must(err)
+	must(os.WriteFile(filepath.Join(b.tplDir, "bin", "busybox"), bb, 0o755))
+	for _, c := range []string{"sh", "ls", "cat", "echo", "sleep", "df", "dd", "sync", "rm", "mount", "true"} {
+		os.Symlink("busybox", filepath.Join(b.tplDir, "bin", c))
+	}
+	must(os.WriteFile(filepath.Join(b.tplDir, "sbin", "init"), []byte("#!/bin/sh\ntrap 'sync; exit 0' USR2 PWR TERM\nwhile :; do sleep 3600 & wait $!; done\n"), 0o755))
+	_, err = run("mksquashfs", b.tplDir, b.tpl, "-noappend", "-quiet", "-no-progress")
+	must(err)
+}
+
+// ---- containers ----
+
+type ctr struct {
+	b       *bench
+	name    string
+	variant string
+	dir     string
+}
+
+// newCtr writes a container of a variant: floor (LXC's own dir rootfs on the
+// extracted template, no hook), shell (the reference shell hook), overlay,
+// loopimg, loopimg-dio (direct I/O).
+func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
+	c := &ctr{b: b, name: name, variant: variant, dir: filepath.Join(b.lxcpath, name)}
+	must(os.MkdirAll(filepath.Join(c.dir, "rootfs"), 0o755))
+	rootfs := filepath.Join(c.dir, "rootfs")
+	hook := ""
+	switch variant {
+	case "floor":
+		rootfs = b.tplDir
+	case "shell":
+		img := filepath.Join(c.dir, "layer.img")
+		if _, err := os.Stat(img); err != nil {
+			_, err := run("truncate", "-s", "256M", img)
+			must(err)
+			_, err = run("mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", img)
+			must(err)
+		}
+		hook = fmt.Sprintf("%s %s %s", filepath.Join(*repo, "bench", "ref-hook.sh"), b.tpl, img)
+	case "overlay":
+		hook = fmt.Sprintf("%s --log-level debug --lower %s --upper %s", filepath.Join(b.bin, "lxc-hook-overlay"), b.tpl, filepath.Join(c.dir, "layer"))
+	case "loopimg", "loopimg-dio", "loopimg-buffered":
+		hook = fmt.Sprintf("%s --log-level debug --lower %s --image %s --size 768M", filepath.Join(b.bin, "lxc-hook-loopimg"), b.tpl, filepath.Join(c.dir, "layer.img"))
+		if variant == "loopimg-buffered" {
+			hook += " --direct-io=false"
+		}
+	default:
+		fatalf("unknown variant %s", variant)
+	}
+	for _, a := range extraHookArgs {
+		hook += " " + a
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "lxc.uts.name = %s\nlxc.rootfs.path = dir:%s\n", name, rootfs)
+	cfg.WriteString("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /sbin/init\nlxc.signal.halt = SIGUSR2\n")
+	cfg.WriteString("lxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n")
+	fmt.Fprintf(&cfg, "lxc.log.file = %s\nlxc.log.level = WARN\n", filepath.Join(c.dir, name+".log"))
+	if hook != "" {
+		for _, t := range []string{"pre-mount", "stop", "post-stop"} {
+			if variant == "shell" && t != "pre-mount" {
+				continue
+			}
+			fmt.Fprintf(&cfg, "lxc.hook.%s = %s\n", t, hook)
+		}
+	}
+	must(os.WriteFile(filepath.Join(c.dir, "config"), []byte(cfg.String()), 0o644))
+	return c
+}
+
+func (c *ctr) lxc(tool string, args ...string) error {
+	_, err := run(tool, append([]string{"-n", c.name, "-P", c.b.lxcpath}, args...)...)
+	return err
+}
+
+func (c *ctr) start() (time.Duration, error) {
+	t0 := time.Now()
+	err := c.lxc("lxc-start")
+	return time.Since(t0), err
+}
+
+func (c *ctr) stop(kill bool) (time.Duration, error) {
+	args := []string{}
+	if kill {
+		args = append(args, "-k")
+	}
+	t0 := time.Now()
+	err := c.lxc("lxc-stop", args...)
+	return time.Since(t0), err
+}
+
+func (c *ctr) sh(script string) (string, error) {
+	return run("lxc-attach", "-n", c.name, "-P", c.b.lxcpath, "--clear-env", "--", "/bin/sh", "-c", script)
+}
+
+// hookTimes reads the "TYPE done took=..." lines the hooks log at debug.
+var doneRe = regexp.MustCompile(` - (pre-mount|stop|post-stop) done took=(\S+)`)
+
+func (c *ctr) hookTimes() map[string][]time.Duration {
+	out := map[string][]time.Duration{}
+	f, err := os.Open(filepath.Join(c.dir, c.name+".log"))
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m := doneRe.FindStringSubmatch(sc.Text()); m != nil {
+			if d, err := time.ParseDuration(m[2]); err == nil {
+				out[m[1]] = append(out[m[1]], d)
+			}
+		}
+	}
+	return out
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// ---- measurements ----
+
+func (b *bench) attachTime(n int) time.Duration {
+	f, err := os.Create(filepath.Join(*workDir, "attach.img"))
+	must(err)
+	defer f.Close()
+	must(f.Truncate(16 << 20))
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		d, err := loop.Attach(f, loop.Options{ReadOnly: true, Autoclear: true})
+		ds = append(ds, time.Since(t0))
+		must(err)
+		d.Close()
+	}
+	return median(ds)
+}
+
+var variants = []string{"floor", "shell", "overlay", "loopimg"}
+
+func (b *bench) startStop() {
+	r := b.report
+	cs := map[string]*ctr{}
+	for _, v := range variants {
+		cs[v] = b.newCtr("ss-"+v, v)
+		// Warm-up: creates images and layers, fills caches.
+		if _, err := cs[v].start(); err != nil {
+			fatalf("%s: %v", v, err)
+		}
+		_, err := cs[v].stop(true)
+		must(err)
+		os.Truncate(filepath.Join(cs[v].dir, "ss-"+v+".log"), 0)
+	}
+	starts, stops := map[string][]time.Duration{}, map[string][]time.Duration{}
+	for i := 0; i < *rounds; i++ {
+		for j := range variants {
+			v := variants[(i+j)%len(variants)]
+			d, err := cs[v].start()
+			if err != nil {
+				fatalf("round %d, %s: %v", i, v, err)
+			}
+			starts[v] = append(starts[v], d)
+			// -k: a halt signal sent before the template's init has set
+			// its trap is ignored, and lxc-stop then waits 60 s.
+			d, err = cs[v].stop(true)
+			must(err)
+			stops[v] = append(stops[v], d)
+		}
+	}
+	for _, v := range variants {
+		row := startStopRow{variant: v, start: median(starts[v]), stop: median(stops[v])}
+		ht := cs[v].hookTimes()
+		row.preMount, row.stopHook, row.postStop = median(ht["pre-mount"]), median(ht["stop"]), median(ht["post-stop"])
+		r.startStop = append(r.startStop, row)
+	}
+}
+
+// rss runs loopimg starts with each hook under GNU time and keeps the
+// largest maximum resident set size per hook type.
+func (b *bench) rss() {
+	c := b.newCtr("rss", "loopimg")
+	cfg := filepath.Join(c.dir, "config")
+	raw, err := os.ReadFile(cfg)
+	must(err)
+	out := filepath.Join(c.dir, "rss.txt")
+	timed := strings.ReplaceAll(string(raw), filepath.Join(b.bin, "lxc-hook-loopimg"),
+		"/usr/bin/time -a -o "+out+" -f %M "+filepath.Join(b.bin, "lxc-hook-loopimg"))
+	must(os.WriteFile(cfg, []byte(timed), 0o644))
+	for i := 0; i < 5; i++ {
+		_, err := c.start()
+		must(err)
+		_, err = c.stop(true)
+		must(err)
+	}
+	data, err := os.ReadFile(out)
+	must(err)
+	for _, l := range strings.Fields(string(data)) {
+		if kb, err := strconv.Atoi(l); err == nil && int64(kb) > b.report.rssKB {
+			b.report.rssKB = int64(kb)
+		}
+	}
+}
+
+func meminfo(key string) int64 {
+	f, err := os.Open("/proc/meminfo")
+	must(err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 2 && fs[0] == key+":" {
+			n, _ := strconv.ParseInt(fs[1], 10, 64)
+			return n * 1024
+		}
+	}
+	return 0
+}
+
+func dropCaches() {
+	exec.Command("sync").Run()
+	must(os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200))
+}
+
+// io measures, inside each variant, the page cache a sequential write
+// leaves per MiB written, and sequential write and read throughput.
+func (b *bench) io() {
+	const mib = 512
+	for _, v := range []string{"overlay", "loopimg-buffered", "loopimg-dio"} {
+		c := b.newCtr("io-"+v, v)
+		_, err := c.start()
+		must(err)
+		c.sh("rm -f /f; sync")
+		dropCaches()
+		cache0 := meminfo("Cached") + meminfo("Buffers")
+		t0 := time.Now()
+		if out, err := c.sh(fmt.Sprintf("dd if=/dev/zero of=/f bs=1M count=%d conv=fsync 2>&1", mib)); err != nil {
+			fatalf("%s: write: %v %s", v, err, out)
+		}
+		wt := time.Since(t0)
+		cache := meminfo("Cached") + meminfo("Buffers") - cache0
+		dropCaches()
+		t0 = time.Now()
+		if out, err := c.sh("dd if=/f of=/dev/null bs=1M 2>&1"); err != nil {
+			fatalf("%s: read: %v %s", v, err, out)
+		}
+		rt := time.Since(t0)
+		c.sh("rm -f /f; sync")
+		_, err = c.stop(true)
+		must(err)
+		b.report.io = append(b.report.io, ioRow{variant: v,
+			cachePerMiB: float64(cache) / float64(mib<<20),
+			writeMBps:   float64(mib) / wt.Seconds(), readMBps: float64(mib) / rt.Seconds()})
+	}
+}
+
+// parallelRun starts n containers of each variant at once (their images
+// already made by one sequential start), then stops them all at once.
+func (b *bench) parallelRun(n int, vs []string) []parallelRow {
+	var rows []parallelRow
+	for _, v := range vs {
+		cs := make([]*ctr, n)
+		for i := range cs {
+			cs[i] = b.newCtr(fmt.Sprintf("p%s%d", v[:1], i), v)
+		}
+		b.prepareImages(cs)
+		row := parallelRow{variant: v, n: n}
+		row.start, row.ok = all(cs, func(c *ctr) error { _, err := c.start(); return err })
+		row.loopsRunning = countLoops(*workDir)
+		row.memUsed = memUsed()
+		row.stop, _ = all(cs, func(c *ctr) error { _, err := c.stop(true); return err })
+		row.loopsLeft = countLoops(*workDir)
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func (b *bench) prepareImages(cs []*ctr) {
+	if cs[0].variant == "floor" {
+		return
+	}
+	// In parallel, bounded by the cores: mke2fs is the cost of a first start.
+	sem := make(chan struct{}, runtime.NumCPU())
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(c *ctr) {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := c.start(); err != nil {
+				fatalf("first start of %s: %v", c.name, err)
+			}
+			if _, err := c.stop(true); err != nil {
+				fatalf("stop of %s: %v", c.name, err)
+			}
+		}(c)
+	}
+	wg.Wait()
+}
+
+// all runs f on every container at once and returns the wall time and how
+// many succeeded.
+func all(cs []*ctr, f func(*ctr) error) (time.Duration, int) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	t0 := time.Now()
+	for _, c := range cs {
+		wg.Add(1)
+		go func(c *ctr) {
+			defer wg.Done()
+			if err := f(c); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			} else {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}(c)
+	}
+	wg.Wait()
+	return time.Since(t0), ok
+}
+
+func countLoops(under string) int {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), under+"/") {
+			n++
+		}
+	}
+	return n
+}
+
+func memUsed() int64 { return meminfo("MemTotal") - meminfo("MemAvailable") }
+
+func machine() string {
+	var parts []string
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		parts = append(parts, "Linux "+strings.TrimSpace(string(b)))
+	}
+	parts = append(parts, fmt.Sprintf("%d CPUs", runtime.NumCPU()))
+	parts = append(parts, fmt.Sprintf("%.0f GiB RAM", float64(meminfo("MemTotal"))/(1<<30)))
+	if out, err := run("lxc-start", "--version"); err == nil {
+		parts = append(parts, "LXC "+strings.TrimSpace(out))
+	}
+	if b, err := os.ReadFile("/etc/debian_version"); err == nil {
+		parts = append(parts, "Debian "+strings.TrimSpace(string(b)))
+	}
+	if out, err := run("findmnt", "-n", "-o", "FSTYPE", "-T", *workDir); err == nil {
+		parts = append(parts, "scratch on "+strings.TrimSpace(out))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+type startStopRow struct {
+	variant                      string
+	start, stop                  time.Duration
+	preMount, stopHook, postStop time.Duration
+}
+
+type ioRow struct {
+	variant             string
+	cachePerMiB         float64
+	writeMBps, readMBps float64
+}
+
+type parallelRow struct {
+	variant      string
+	n, ok        int
+	start, stop  time.Duration
+	loopsRunning int
+	loopsLeft    int
+	memUsed      int64
+}
+
+type sizeRow struct {
+	name  string
+	bytes int64
+}
+
+type report struct {
+	started, finished time.Time
+	machine           string
+	sizes             []sizeRow
+	attach            time.Duration
+	startStop         []startStopRow
+	rssKB             int64
+	io                []ioRow
+	parallel          []parallelRow
+	density           []densityResult
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func (r *report) row(v string) startStopRow {
+	for _, s := range r.startStop {
+		if s.variant == v {
+			return s
+		}
+	}
+	return startStopRow{}
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	w := func(f string, a ...interface{}) { fmt.Fprintf(&b, f, a...) }
+	w("# Benchmarks\n\n")
+	w("Measured %s on %s. Rerun with `./scripts/bench.sh` (as root; installs gnuplot and GNU time where missing; about %s).\n\n",
+		r.started.UTC().Format("2006-01-02 15:04 MST"), r.machine, r.finished.Sub(r.started).Round(time.Minute))
+	w("Variants: **floor** is LXC's own dir rootfs on the extracted template with no hook; **shell** is [`bench/ref-hook.sh`](../bench/ref-hook.sh), ")
+	w("what a sysadmin writes today (util-linux `mount -o loop` of the squashfs template and of an ext4 image, `mount -t overlay`); ")
+	w("**overlay** is `lxc-hook-overlay` (squashfs template, directory layer); **loopimg** is `lxc-hook-loopimg` (squashfs template, ext4 image layer). ")
+	w("The template is busybox-static. Hook lines carry `--log-level debug` so the hooks report their own time.\n\n")
+
+	w("## Start and stop (medians of %d interleaved rounds)\n\n", *rounds)
+	w("![start and stop times](benchmarks-startstop.png)\n\n")
+	w("| variant | lxc-start | lxc-stop | pre-mount hook | stop hook | post-stop hook |\n|---|---|---|---|---|---|\n")
+	for _, s := range r.startStop {
+		w("| %s | %s | %s | %s | %s | %s |\n", s.variant, ms(s.start), ms(s.stop), ms(s.preMount), ms(s.stopHook), ms(s.postStop))
+	}
+	floor, shell, li := r.row("floor"), r.row("shell"), r.row("loopimg")
+	w("\nLoop attach (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, median of 200): **%s**.\n\n", fmt.Sprintf("%.0f µs", float64(r.attach)/float64(time.Microsecond)))
+
+	w("## Targets\n\n| target | figure | |\n|---|---|---|\n")
+	over := li.start - floor.start
+	w("| loopimg start ≤ floor + 10 ms | %s over the floor (%s vs %s) | %s |\n", ms(over), ms(li.start), ms(floor.start), mark(over <= 10*time.Millisecond))
+	w("| loopimg start ≤ ½ shell hook's start | %s vs %s | %s |\n", ms(li.start), ms(shell.start), mark(li.start*2 <= shell.start))
+	w("| loopimg stop no slower than the shell hook's | %s vs %s | %s |\n", ms(li.stop), ms(shell.stop), mark(li.stop <= shell.stop))
+	w("| loop attach < 1 ms | %.0f µs | %s |\n", float64(r.attach)/float64(time.Microsecond), mark(r.attach < time.Millisecond))
+	for _, io := range r.io {
+		if io.variant == "loopimg-dio" {
+			w("| page cache ≤ 1.2 MiB per MiB written (loopimg, direct I/O) | %.2f | %s |\n", io.cachePerMiB, mark(io.cachePerMiB <= 1.2))
+		}
+	}
+	var ovl, dio ioRow
+	for _, io := range r.io {
+		switch io.variant {
+		case "overlay":
+			ovl = io
+		case "loopimg-dio":
+			dio = io
+		}
+	}
+	if ovl.writeMBps > 0 {
+		w("| loopimg sequential write ≥ 90%% of overlay-on-directory | %.0f%% (%.0f vs %.0f MB/s) | %s |\n", 100*dio.writeMBps/ovl.writeMBps, dio.writeMBps, ovl.writeMBps, mark(dio.writeMBps >= 0.9*ovl.writeMBps))
+	}
+	for _, p := range r.parallel {
+		if p.variant == "loopimg" {
+			w("| %d parallel starts, %d successes | %d | %s |\n", p.n, p.n, p.ok, mark(p.ok == p.n))
+		}
+	}
+	maxSize := int64(0)
+	for _, s := range r.sizes {
+		if s.bytes > maxSize {
+			maxSize = s.bytes
+		}
+	}
+	w("| each binary ≤ 2.5 MiB stripped | largest %.2f MiB | %s |\n", float64(maxSize)/(1<<20), mark(maxSize <= 5<<19))
+	w("| a hook run < 15 MiB RSS | %.1f MiB peak | %s |\n", float64(r.rssKB)/1024, mark(r.rssKB < 15*1024))
+
+	w("\n## Page cache and throughput inside (512 MiB sequential, dd with conv=fsync; caches dropped before)\n\n")
+	w("| variant | page cache per MiB written | write MB/s | read MB/s |\n|---|---|---|---|\n")
+	for _, io := range r.io {
+		w("| %s | %.2f MiB | %.0f | %.0f |\n", io.variant, io.cachePerMiB, io.writeMBps, io.readMBps)
+	}
+
+	w("\n## Parallel starts\n\n| variant | containers | started | start all | stop all | loop devices while running | left after stop |\n|---|---|---|---|---|---|---|\n")
+	for _, p := range r.parallel {
+		w("| %s | %d | %d | %s | %s | %d | %d |\n", p.variant, p.n, p.ok, p.start.Round(time.Millisecond), p.stop.Round(time.Millisecond), p.loopsRunning, p.loopsLeft)
+	}
+	if len(r.density) > 0 {
+		w("\n%s", densityMarkdown(r.density))
+	}
+
+	w("\n## Binaries (stripped, static)\n\n| binary | size |\n|---|---|\n")
+	for _, s := range r.sizes {
+		w("| %s | %.2f MiB (%d bytes) |\n", s.name, float64(s.bytes)/(1<<20), s.bytes)
+	}
+	w("\nPeak RSS of one hook run (GNU time, largest over pre-mount, stop and post-stop of 5 loopimg cycles): %.1f MiB.\n", float64(r.rssKB)/1024)
+	return b.String()
+}
+
+func (r *report) summary() string {
+	var b strings.Builder
+	for _, s := range r.startStop {
+		fmt.Fprintf(&b, "%-8s start %s stop %s\n", s.variant, ms(s.start), ms(s.stop))
+	}
+	return b.String()
+}
+
+// chart draws start and stop medians per variant with gnuplot.
+func (r *report) chart(path string) error {
+	if _, err := exec.LookPath("gnuplot"); err != nil {
+		return fmt.Errorf("gnuplot not installed: no chart")
+	}
+	dir, err := os.MkdirTemp("", "bench-chart")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var data strings.Builder
+	for _, s := range r.startStop {
+		fmt.Fprintf(&data, "%s %.2f %.2f\n", s.variant, float64(s.start)/1e6, float64(s.stop)/1e6)
+	}
+	dat := filepath.Join(dir, "d.dat")
+	if err := os.WriteFile(dat, []byte(data.String()), 0o644); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(path)
+	script := fmt.Sprintf(`set terminal png size 800,450
+set output '%s'
+set title 'Container start and stop, medians of %d interleaved rounds (%s)'
+set ylabel 'milliseconds'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set yrange [0:*]
+set grid ytics
+set key top left
+plot '%s' using 2:xtic(1) title 'lxc-start', '' using 3 title 'lxc-stop'
+`, abs, *rounds, r.started.UTC().Format("2006-01-02"), dat)
+	sp := filepath.Join(dir, "p.gp")
+	if err := os.WriteFile(sp, []byte(script), 0o644); err != nil {
+		return err
+	}
+	out, err := exec.Command("gnuplot", sp).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("gnuplot: %v: %s", err, out)
+	}
+	return nil
+}

@@ -32,6 +32,7 @@ var (
 	outDoc   = flag.String("out", "docs/benchmarks.md", "report to write")
 	outChart = flag.String("chart", "docs/benchmarks-startstop.png", "chart to write (needs gnuplot)")
 	repo     = flag.String("repo", ".", "the repository (for binaries and the reference hook)")
+	only     = flag.String("only", "", "run only this step (startstop, rss, io, parallel, density), for profiling; the report then has only its figures")
 )
 
 type bench struct {
@@ -69,19 +70,27 @@ func main() {
 	step("loop attach")
 	r.attach = b.attachTime(200)
 
-	step(fmt.Sprintf("start/stop, %d interleaved rounds", *rounds))
-	b.startStop()
+	if want("startstop") {
+		step(fmt.Sprintf("start/stop, %d interleaved rounds", *rounds))
+		b.startStop()
+	}
 
-	step("peak RSS of each hook run")
-	b.rss()
+	if want("rss") {
+		step("peak RSS of each hook run")
+		b.rss()
+	}
 
-	step("page cache and throughput inside")
-	b.io()
+	if want("io") {
+		step("page cache and throughput inside")
+		b.io()
+	}
 
-	step(fmt.Sprintf("%d parallel starts", *parallel))
-	r.parallel = b.parallelRun(*parallel, []string{"floor", "loopimg"})
+	if want("parallel") {
+		step(fmt.Sprintf("%d parallel starts", *parallel))
+		r.parallel = b.parallelRun(*parallel, []string{"floor", "loopimg"})
+	}
 
-	if *density != "" {
+	if *density != "" && want("density") {
 		for _, s := range strings.Split(*density, ",") {
 			k, err := strconv.Atoi(strings.TrimSpace(s))
 			must(err)
@@ -101,6 +110,8 @@ func main() {
 }
 
 func step(s string) { fmt.Printf("== %s\n", s) }
+
+func want(s string) bool { return *only == "" || *only == s }
 
 func must(err error) {
 	if err != nil {
@@ -178,8 +189,10 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	default:
 		fatalf("unknown variant %s", variant)
 	}
-	for _, a := range extraHookArgs {
-		hook += " " + a
+	if hook != "" {
+		for _, a := range extraHookArgs {
+			hook += " " + a
+		}
 	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "lxc.uts.name = %s\nlxc.rootfs.path = dir:%s\n", name, rootfs)
@@ -395,7 +408,8 @@ func (b *bench) parallelRun(n int, vs []string) []parallelRow {
 	for _, v := range vs {
 		cs := make([]*ctr, n)
 		for i := range cs {
-			cs[i] = b.newCtr(fmt.Sprintf("p%s%d", v[:1], i), v)
+			// Small images: a thousand of them must fit on the scratch disk.
+			cs[i] = b.newCtr(fmt.Sprintf("p%s%d-%d", v[:1], n, i), v, "--size", "32M")
 		}
 		b.prepareImages(cs)
 		row := parallelRow{variant: v, n: n}

@@ -9,5 +9,7 @@ version=$(git describe --always --dirty 2>/dev/null || echo dev)
 for cmd in cmd/*/; do
 	ls "$cmd"*.go >/dev/null 2>&1 || continue
 	name=$(basename "$cmd")
-	CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w -X github.com/lxc-hooks/lxc-hooks/pkg/runner.Version=$version" -o "$out/$name" "./$cmd"
+	strip="-s -w"
+	[ "${STRIP:-1}" = 0 ] && strip=""
+	CGO_ENABLED=0 "$GO" build -trimpath -ldflags "$strip -X github.com/lxc-hooks/lxc-hooks/pkg/runner.Version=$version" -o "$out/$name" "./$cmd"
 done

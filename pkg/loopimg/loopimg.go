@@ -195,6 +195,17 @@ func (b *Backend) checkNotInUse(c *runner.Context, f *os.File) error {
 	if lockErr != nil && !errors.Is(lockErr, unix.EWOULDBLOCK) {
 		return fmt.Errorf("image %q: flock: %w", b.Image, lockErr)
 	}
+	if lockErr == nil {
+		// No hook holds the image. Another tool's loop device might; but
+		// an ext4 mounted read-write anywhere has needs_recovery set in its
+		// journal, so a clean superblock means no one has it mounted and
+		// the scan of every loop device on the host (slow with a thousand
+		// of them, and contended in sysfs) is not needed. Anything else is
+		// scanned before e2fsck may touch the image.
+		if sb, err := image.ReadSuperblock(f); err == nil && sb.NeedsCheck(time.Now()) == "" {
+			return nil
+		}
+	}
 	devs, err := loop.FindByBacking(uint64(st.Dev), st.Ino)
 	if err != nil {
 		return fmt.Errorf("image %q: looking for its loop devices: %w", b.Image, err)

@@ -238,7 +238,6 @@ func TestOverlayBadInputRefused(t *testing.T) {
 		{"missing lower", []string{"--lower", filepath.Join(dir, "nope.squashfs"), "--upper", upper}, `lower "` + filepath.Join(dir, "nope.squashfs") + `" does not exist`},
 		{"junk lower", []string{"--lower", junk, "--upper", upper}, `lower "` + junk + `" is neither a directory nor a squashfs, erofs or ext4 image`},
 		{"unknown flag", []string{"--lowr", tplDir, "--upper", upper}, "unknown flag --lowr"},
-		{"no upper", []string{"--lower", tplDir}, "--upper DIR is required"},
 		{"relative upper", []string{"--lower", tplDir, "--upper", "layer"}, `--upper "layer" is not an absolute path`},
 	}
 	for _, tc := range cases {
@@ -287,4 +286,27 @@ func TestOverlayErrorReachesLxcStartLogFile(t *testing.T) {
 	if !strings.Contains(string(b), want) {
 		t.Fatalf("lxc-start -o log lacks %q:\n%s", want, b)
 	}
+}
+
+// Without --upper (or --image), the layer lives in the container's own
+// directory, beside its config.
+func TestDefaultLayerBesideConfig(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	o := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tpl}})
+	o.mustStart()
+	o.mustSh("echo here > /root/h")
+	o.stop(true)
+	if b, err := os.ReadFile(filepath.Join(o.dir, "layer", "upper", "root", "h")); err != nil || string(b) != "here\n" {
+		t.Fatalf("overlay default layer: %q %v", b, err)
+	}
+	l := newCtr(t, ctrOpts{hook: "lxc-hook-loopimg", args: []string{"--lower", tpl, "--size", "32M"}})
+	l.mustStart()
+	l.stop(true)
+	if fi, err := os.Stat(filepath.Join(l.dir, "layer.img")); err != nil || fi.Size() != 32<<20 {
+		t.Fatalf("loopimg default image: %v %v", fi, err)
+	}
+	assertNoLoops(t, dir, "after stop")
 }

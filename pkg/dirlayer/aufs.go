@@ -46,15 +46,15 @@ with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 }
 
 func (a *Aufs) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&a.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds upper/, work/ and AuFS's xino file")
+	fs.StringVar(&a.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds upper/, work/ and AuFS's xino file (default: layer/ beside the container's config)")
 	fs.StringVar(&a.Fallback, "fallback", "", "`FS` to use where the kernel has no AuFS: overlay (default: refuse the start)")
 }
 
-func (a *Aufs) Validate() error {
+func (a *Aufs) Validate(configFile string) error {
 	if a.Fallback != "" && a.Fallback != layer.Overlay {
 		return fmt.Errorf("--fallback %q: the only fallback is overlay", a.Fallback)
 	}
-	return ValidateUpper(a.Upper)
+	return ValidateUpper(&a.Upper, configFile)
 }
 
 // ErrNoAufs is the refusal on kernels without AuFS.

@@ -105,10 +105,17 @@ func TestAufsWithAufsMarksLayer(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	if err := (&Aufs{Upper: "/x", Fallback: "btrfs"}).Validate(); err == nil || !strings.Contains(err.Error(), `--fallback "btrfs"`) {
+	if err := (&Aufs{Upper: "/x", Fallback: "btrfs"}).Validate(""); err == nil || !strings.Contains(err.Error(), `--fallback "btrfs"`) {
 		t.Fatalf("got %v", err)
 	}
-	if err := (&Overlay{}).Validate(); err == nil {
-		t.Fatal("missing --upper accepted")
+	if err := (&Overlay{}).Validate(""); err == nil {
+		t.Fatal("missing --upper accepted with no config to put it beside")
+	}
+	o := &Overlay{}
+	if err := o.Validate("/var/lib/lxc/web1/config"); err != nil || o.Upper != "/var/lib/lxc/web1/layer" {
+		t.Fatalf("default upper: %q %v", o.Upper, err)
+	}
+	if err := (&Overlay{Upper: "rel"}).Validate("/var/lib/lxc/web1/config"); err == nil {
+		t.Fatal("relative --upper accepted")
 	}
 }

@@ -57,16 +57,23 @@ with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 }
 
 func (b *Backend) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&b.Image, "image", "", "ext4 image `FILE` of the writable layer (created if missing)")
+	fs.StringVar(&b.Image, "image", "", "ext4 image `FILE` of the writable layer, created if missing (default: layer.img beside the container's config)")
 	fs.StringVar(&b.SizeFlag, "size", "", "`SIZE` of the layer, with K, M, G or T (binary); needed to create the image, grows an existing one")
 	fs.BoolVar(&b.Preallocate, "preallocate", false, "reserve the image's space on the host (fallocate) instead of a sparse file")
 	fs.StringVar(&b.Fsck, "fsck", "auto", "`WHEN` to run e2fsck -p before mounting: auto (when the superblock asks, as e2fsck -p decides), always, never")
 	fs.BoolVar(&b.DirectIO, "direct-io", true, "attach the image with direct I/O: no second copy of the layer in the host's page cache (measured: 1.0 instead of 2.0 MiB of cache per MiB written, and faster writes); falls back to buffered I/O where the host filesystem refuses it; --direct-io=false turns it off")
 }
 
-func (b *Backend) Validate() error {
+// DefaultImageName is the image's name in the container's own directory
+// (beside its LXC config) when --image is not given.
+const DefaultImageName = "layer.img"
+
+func (b *Backend) Validate(configFile string) error {
 	if b.Image == "" {
-		return errors.New("--image FILE is required: the ext4 image that keeps the container's writes")
+		if configFile == "" || !filepath.IsAbs(configFile) {
+			return errors.New("--image FILE is required: the ext4 image that keeps the container's writes (no LXC_CONFIG_FILE to put it beside)")
+		}
+		b.Image = filepath.Join(filepath.Dir(configFile), DefaultImageName)
 	}
 	if !filepath.IsAbs(b.Image) {
 		return fmt.Errorf("--image %q is not an absolute path", b.Image)

@@ -38,8 +38,10 @@ type Backend interface {
 	Description() string
 	// RegisterFlags adds the backend's flags.
 	RegisterFlags(fs *flag.FlagSet)
-	// Validate checks the backend's flags before anything is touched.
-	Validate() error
+	// Validate checks the backend's flags before anything is touched and
+	// fills in defaults; configFile is the container's LXC config (its
+	// directory holds the writable layer when no flag says where).
+	Validate(configFile string) error
 	// PrepareWritable makes the writable layer ready inside the
 	// container's mount namespace (pre-mount) and says where its upper and
 	// work directories are. Loop devices it attaches go into c.Record; it
@@ -164,7 +166,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		log.Error(invErr)
 		return failStatus(logOpts.Hook)
 	}
-	if err := b.Validate(); err != nil {
+	if err := b.Validate(inv.ConfigFile); err != nil {
 		log.Error(err)
 		return failStatus(logOpts.Hook)
 	}

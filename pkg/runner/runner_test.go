@@ -19,7 +19,7 @@ func (f *fakeBackend) MountSource() string { return "lxc-hook-fake" }
 func (f *fakeBackend) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&f.upper, "upper", "", "`DIR`")
 }
-func (f *fakeBackend) Validate() error                               { return nil }
+func (f *fakeBackend) Validate(string) error                         { return nil }
 func (f *fakeBackend) PrepareWritable(c *Context) (*Writable, error) { panic("not in unit tests") }
 func (f *fakeBackend) MountUnion(*Context, []string, *Writable, string) error {
 	panic("not in unit tests")

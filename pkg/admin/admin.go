@@ -1,0 +1,251 @@
+// Package admin holds the operator commands the hook binaries answer when
+// a person runs them (LXC runs them as hooks): init writes a complete
+// container config, status shows what the hooks hold, resize grows a cap,
+// release frees what a stopped container still holds.
+package admin
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Kind is which hook binary runs the command.
+type Kind struct {
+	Program string // lxc-hook-overlay, lxc-hook-loopimg, lxc-hook-aufs
+	// Image is true for lxc-hook-loopimg (an image layer with a cap).
+	Image bool
+}
+
+// Commands are the words that make a hook binary an operator command.
+var Commands = []string{"init", "status", "resize", "release", "manpage"}
+
+// IsCommand reports whether args ask for an operator command rather than a
+// hook run: the first argument is a command word and LXC did not run us.
+func IsCommand(args []string, getenv func(string) string) bool {
+	if len(args) == 0 || getenv("LXC_NAME") != "" || getenv("LXC_HOOK_TYPE") != "" {
+		return false
+	}
+	for _, c := range Commands {
+		if args[0] == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Main runs the command in args[0] and returns the exit status.
+func Main(k Kind, args []string, stdout, stderr io.Writer) int {
+	var err error
+	switch args[0] {
+	case "init":
+		err = cmdInit(k, args[1:], stdout)
+	case "status":
+		err = cmdStatus(k, args[1:], stdout)
+	case "resize":
+		err = cmdResize(k, args[1:], stdout)
+	case "release":
+		err = cmdRelease(k, args[1:], stdout)
+	case "manpage":
+		err = cmdManpage(k, stdout)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "%s %s: %v\n", k.Program, args[0], ue.err)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s %s: %v\n", k.Program, args[0], err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+
+// flags makes a command's flag set; --help prints its usage on stdout.
+func flags(k Kind, name, synopsis, about string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(k.Program+" "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: %s %s %s\n\n%s\n\nFlags:\n", k.Program, name, synopsis, about)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parse parses flags and positional arguments in any order (Go's flag
+// package stops at the first positional one).
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.Usage()
+				return nil, err
+			}
+			return nil, usageError{fmt.Errorf("%s (see --help)", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// defaultLXCPath is LXC's own lxc.lxcpath.
+func defaultLXCPath() string {
+	if out, err := exec.Command("lxc-config", "lxc.lxcpath").Output(); err == nil {
+		if p := strings.TrimSpace(string(out)); p != "" {
+			return p
+		}
+	}
+	return "/var/lib/lxc"
+}
+
+// container is one container under an lxcpath whose config uses the hooks.
+type container struct {
+	Name    string
+	LXCPath string
+	Dir     string
+	Config  string
+	Hook    hookLine
+}
+
+// hookLine is what a container's lxc.hook.pre-mount line says.
+type hookLine struct {
+	Program string // base name of the binary
+	Binary  string
+	Lowers  []string
+	Upper   string // overlay, aufs
+	Image   string // loopimg
+	Size    string
+	RunDir  string
+}
+
+// parseHookLine reads the words of a hook line the way the hook parses its
+// own flags, filling in the same defaults.
+func parseHookLine(line, configFile string) (hookLine, bool) {
+	words := strings.Fields(line)
+	if len(words) == 0 || !strings.HasPrefix(filepath.Base(words[0]), "lxc-hook-") {
+		return hookLine{}, false
+	}
+	h := hookLine{Binary: words[0], Program: filepath.Base(words[0]), RunDir: "/run/lxc-hooks"}
+	for i := 1; i < len(words); i++ {
+		key, val, hasVal := strings.Cut(strings.TrimLeft(words[i], "-"), "=")
+		if !strings.HasPrefix(words[i], "-") {
+			continue
+		}
+		if !hasVal && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
+			val = words[i+1]
+			i++
+		}
+		switch key {
+		case "lower":
+			h.Lowers = append(h.Lowers, val)
+		case "upper":
+			h.Upper = val
+		case "image":
+			h.Image = val
+		case "size":
+			h.Size = val
+		case "run-dir":
+			h.RunDir = val
+		}
+	}
+	dir := filepath.Dir(configFile)
+	if h.Program == "lxc-hook-loopimg" && h.Image == "" {
+		h.Image = filepath.Join(dir, "layer.img")
+	}
+	if h.Program != "lxc-hook-loopimg" && h.Upper == "" {
+		h.Upper = filepath.Join(dir, "layer")
+	}
+	return h, true
+}
+
+// readConfigValue returns the last value of key in an LXC config.
+func readConfigValue(config []byte, key string) string {
+	val := ""
+	for _, line := range strings.Split(string(config), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == key {
+			val = strings.TrimSpace(v)
+		}
+	}
+	return val
+}
+
+// loadContainer reads lxcpath/name; ok is false when it does not use the hooks.
+func loadContainer(lxcpath, name string) (*container, error) {
+	cfg := filepath.Join(lxcpath, name, "config")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("container %q: no config at %s", name, cfg)
+		}
+		return nil, err
+	}
+	h, ok := parseHookLine(readConfigValue(b, "lxc.hook.pre-mount"), cfg)
+	if !ok {
+		return nil, fmt.Errorf("container %q (%s) does not use an lxc-hook-* on lxc.hook.pre-mount", name, cfg)
+	}
+	if len(h.Lowers) == 0 {
+		rootfs := strings.TrimPrefix(readConfigValue(b, "lxc.rootfs.path"), "dir:")
+		if rootfs != "" {
+			h.Lowers = []string{rootfs}
+		}
+	}
+	return &container{Name: name, LXCPath: lxcpath, Dir: filepath.Dir(cfg), Config: cfg, Hook: h}, nil
+}
+
+// containers lists the containers under lxcpath that use the hooks.
+func containers(lxcpath string) ([]*container, error) {
+	ents, err := os.ReadDir(lxcpath)
+	if err != nil {
+		return nil, err
+	}
+	var out []*container
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		if c, err := loadContainer(lxcpath, e.Name()); err == nil {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// lxcInfo asks LXC for a container's state and init PID.
+func (c *container) info() (state string, pid int) {
+	out, err := exec.Command("lxc-info", "-n", c.Name, "-P", c.LXCPath, "-sHp").Output()
+	if err != nil {
+		return "UNKNOWN", 0
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		line = strings.TrimSpace(line)
+		if n, err := fmt.Sscanf(line, "%d", &pid); err == nil && n == 1 {
+			continue
+		}
+		if line != "" {
+			state = line
+		}
+	}
+	return state, pid
+}

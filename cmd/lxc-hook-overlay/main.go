@@ -1,14 +1,15 @@
 // Command lxc-hook-overlay is an LXC hook: a read-only template with a
-// writable overlayfs layer in a host directory. See --help.
+// writable overlayfs layer in a host directory. Run by hand, it has the
+// operator commands init, status and release. See --help.
 package main
 
 import (
 	"os"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/admin"
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
-	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 )
 
 func main() {
-	os.Exit(runner.Main(&dirlayer.Overlay{}, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(admin.Run(&dirlayer.Overlay{}, false))
 }

@@ -10,10 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 )
 
 // Kind is which hook binary runs the command.
@@ -38,6 +42,17 @@ func IsCommand(args []string, getenv func(string) string) bool {
 		}
 	}
 	return false
+}
+
+// Run is a hook binary's main: an operator command when a person runs it
+// with one, the hook otherwise.
+func Run(b runner.Backend, hasImage bool) int {
+	args := os.Args[1:]
+	if IsCommand(args, os.Getenv) {
+		HookHelp = func(w io.Writer) { runner.Usage(b, w) }
+		return Main(Kind{Program: b.Program(), Image: hasImage}, args, os.Stdout, os.Stderr)
+	}
+	return runner.Main(b, args, os.Stdout, os.Stderr)
 }
 
 // Main runs the command in args[0] and returns the exit status.
@@ -110,8 +125,8 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // defaultLXCPath is LXC's own lxc.lxcpath.
 func defaultLXCPath() string {
-	if out, err := exec.Command("lxc-config", "lxc.lxcpath").Output(); err == nil {
-		if p := strings.TrimSpace(string(out)); p != "" {
+	if out, err := execs.Run(10*time.Second, "install lxc", "lxc-config", "lxc.lxcpath"); err == nil {
+		if p := strings.TrimSpace(out); p != "" {
 			return p
 		}
 	}
@@ -129,13 +144,14 @@ type container struct {
 
 // hookLine is what a container's lxc.hook.pre-mount line says.
 type hookLine struct {
-	Program string // base name of the binary
-	Binary  string
-	Lowers  []string
-	Upper   string // overlay, aufs
-	Image   string // loopimg
-	Size    string
-	RunDir  string
+	Program     string // base name of the binary
+	Binary      string
+	Lowers      []string
+	Upper       string // overlay, aufs
+	Image       string // loopimg
+	Size        string
+	Preallocate bool
+	RunDir      string
 }
 
 // parseHookLine reads the words of a hook line the way the hook parses its
@@ -149,6 +165,10 @@ func parseHookLine(line, configFile string) (hookLine, bool) {
 	for i := 1; i < len(words); i++ {
 		key, val, hasVal := strings.Cut(strings.TrimLeft(words[i], "-"), "=")
 		if !strings.HasPrefix(words[i], "-") {
+			continue
+		}
+		if key == "preallocate" {
+			h.Preallocate = !hasVal || val == "true"
 			continue
 		}
 		if !hasVal && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
@@ -234,17 +254,14 @@ func containers(lxcpath string) ([]*container, error) {
 
 // lxcInfo asks LXC for a container's state and init PID.
 func (c *container) info() (state string, pid int) {
-	out, err := exec.Command("lxc-info", "-n", c.Name, "-P", c.LXCPath, "-sHp").Output()
+	out, err := execs.Run(10*time.Second, "install lxc", "lxc-info", "-n", c.Name, "-P", c.LXCPath, "-sH")
 	if err != nil {
 		return "UNKNOWN", 0
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		line = strings.TrimSpace(line)
-		if n, err := fmt.Sscanf(line, "%d", &pid); err == nil && n == 1 {
-			continue
-		}
-		if line != "" {
-			state = line
+	state = strings.TrimSpace(out)
+	if state == "RUNNING" {
+		if out, err := execs.Run(10*time.Second, "install lxc", "lxc-info", "-n", c.Name, "-P", c.LXCPath, "-pH"); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(out))
 		}
 	}
 	return state, pid

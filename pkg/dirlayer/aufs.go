@@ -33,7 +33,7 @@ func (a *Aufs) Program() string     { return "lxc-hook-aufs" }
 func (a *Aufs) Category() string    { return "aufs" }
 func (a *Aufs) MountSource() string { return "lxc-hook-aufs" }
 func (a *Aufs) Synopsis() string {
-	return "[--lower PATH]... --upper DIR [--fallback=overlay]"
+	return "[--lower PATH]... [--upper DIR] [--fallback=overlay]"
 }
 func (a *Aufs) Description() string {
 	return `An LXC hook that boots a container from a read-only template with a writable

@@ -25,7 +25,7 @@ type Overlay struct {
 func (o *Overlay) Program() string  { return "lxc-hook-overlay" }
 func (o *Overlay) Category() string { return "overlay" }
 func (o *Overlay) Synopsis() string {
-	return "[--lower PATH]... --upper DIR"
+	return "[--lower PATH]... [--upper DIR]"
 }
 func (o *Overlay) Description() string {
 	return `An LXC hook that boots a container from a read-only template with a writable

@@ -1,10 +1,8 @@
 package image
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 )
 
 // ToolTimeout bounds each e2fsprogs run: hooks must not wait forever, and
@@ -119,91 +119,12 @@ func Grow(f *os.File, size int64, preallocate bool) error {
 	return nil
 }
 
-// errNotFound is a tool missing from the system directories.
-var errNotFound = errors.New("not found")
-
-// toolDirs are where e2fsprogs lives; a hook's PATH is LXC's, so it is not
-// trusted to find them.
-var toolDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
-
-// run execs an e2fsprogs tool with argv (no shell), bounded by ToolTimeout,
-// and returns its combined output. It uses os.StartProcess rather than
-// os/exec, which would add a sixth to the binary's size.
+// run execs an e2fsprogs tool with argv (no shell), bounded by ToolTimeout.
 func run(tool string, args ...string) (string, error) {
-	path := ""
-	for _, d := range toolDirs {
-		if fi, err := os.Stat(filepath.Join(d, tool)); err == nil && fi.Mode().IsRegular() {
-			path = filepath.Join(d, tool)
-			break
-		}
-	}
-	if path == "" {
-		return "", fmt.Errorf("%s %w: install e2fsprogs", tool, errNotFound)
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return "", err
-	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		r.Close()
-		w.Close()
-		return "", err
-	}
-	defer devnull.Close()
-	p, err := os.StartProcess(path, append([]string{tool}, args...), &os.ProcAttr{
-		Env:   []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"},
-		Files: []*os.File{devnull, w, w},
-	})
-	w.Close()
-	if err != nil {
-		r.Close()
-		return "", fmt.Errorf("%s: %w", tool, err)
-	}
-	timedOut := make(chan struct{})
-	timer := time.AfterFunc(ToolTimeout, func() {
-		close(timedOut)
-		p.Kill()
-	})
-	var buf bytes.Buffer
-	buf.ReadFrom(io.LimitReader(r, 1<<20))
-	io.Copy(io.Discard, r)
-	r.Close()
-	st, err := p.Wait()
-	timer.Stop()
-	out := strings.TrimSpace(buf.String())
-	select {
-	case <-timedOut:
-		return out, fmt.Errorf("%s timed out after %s", tool, ToolTimeout)
-	default:
-	}
-	if err != nil {
-		return out, fmt.Errorf("%s: %w", tool, err)
-	}
-	if code := st.ExitCode(); code != 0 {
-		return out, &exitError{tool: tool, code: code}
-	}
-	return out, nil
+	return execs.Run(ToolTimeout, "install e2fsprogs", tool, args...)
 }
 
-// exitError is a tool's non-zero exit.
-type exitError struct {
-	tool string
-	code int
-}
-
-func (e *exitError) Error() string { return fmt.Sprintf("%s exited with status %d", e.tool, e.code) }
-
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	return -1
-}
+func exitCode(err error) int { return execs.ExitCode(err) }
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

@@ -97,20 +97,3 @@ func TestSuperblock(t *testing.T) {
 		t.Fatalf("short file: %v", err)
 	}
 }
-
-func TestRunToolErrors(t *testing.T) {
-	if _, err := run("no-such-e2fs-tool"); err == nil || !strings.Contains(err.Error(), "install e2fsprogs") {
-		t.Fatalf("missing tool: %v", err)
-	}
-	toolDirs = append(toolDirs, "/usr/bin", "/bin")
-	out, err := run("sh", "-c", "echo out; echo err >&2; exit 4")
-	if exitCode(err) != 4 || out != "out\nerr" {
-		t.Fatalf("got %q, %v (code %d)", out, err, exitCode(err))
-	}
-	old := ToolTimeout
-	ToolTimeout = 50 * time.Millisecond
-	defer func() { ToolTimeout = old }()
-	if _, err := run("sleep", "5"); err == nil || !strings.Contains(err.Error(), "timed out") {
-		t.Fatalf("timeout: %v", err)
-	}
-}

@@ -12,6 +12,7 @@ import (
 type Superblock struct {
 	BlockSize     int64
 	Blocks        uint64
+	FreeBlocks    uint64
 	State         uint16
 	MountCount    uint16
 	MaxMountCount int16
@@ -56,11 +57,17 @@ func ReadSuperblock(r io.ReaderAt) (*Superblock, error) {
 		CheckInterval: time.Duration(le.Uint32(b[0x44:])) * time.Second,
 		Incompat:      le.Uint32(b[0x60:]),
 	}
+	sb.FreeBlocks = uint64(le.Uint32(b[0x0C:]))
 	if sb.Incompat&incompat64bit != 0 {
 		sb.Blocks |= uint64(le.Uint32(b[0x150:])) << 32
+		sb.FreeBlocks |= uint64(le.Uint32(b[0x158:])) << 32
 	}
 	return sb, nil
 }
+
+// Used is the space in use, as the superblock last recorded it (the
+// kernel updates it lazily while mounted).
+func (s *Superblock) Used() int64 { return int64(s.Blocks-s.FreeBlocks) * s.BlockSize }
 
 // Size is the filesystem's size in bytes.
 func (s *Superblock) Size() int64 { return int64(s.Blocks) * s.BlockSize }

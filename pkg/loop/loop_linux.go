@@ -3,7 +3,6 @@ package loop
 import (
 	"errors"
 	"fmt"
-	"math/rand"
 	"os"
 	"strconv"
 	"strings"
@@ -111,7 +110,7 @@ func Attach(backing *os.File, opts Options) (*Device, error) {
 	for attempt := 0; attempt < attempts; attempt++ {
 		if attempt > 0 {
 			// Jitter spreads out processes that all got the same free number.
-			time.Sleep(time.Duration(rand.Int63n(int64(200*time.Microsecond) * int64(min(attempt, 10)))))
+			time.Sleep(jitter(200 * time.Microsecond * time.Duration(min(attempt, 10))))
 		}
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
@@ -364,4 +363,18 @@ func Detach(n int) error {
 // file grew.
 func (d *Device) SetCapacity() error {
 	return unix.IoctlSetInt(d.Fd(), unix.LOOP_SET_CAPACITY, 0)
+}
+
+// jitter returns a pseudo-random duration in [0, max). A xorshift on the
+// clock and PID is random enough to spread out processes that raced for
+// one device, without math/rand's tables in every hook binary.
+func jitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	x := uint64(time.Now().UnixNano()) ^ uint64(os.Getpid())<<32
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	return time.Duration(x % uint64(max))
 }

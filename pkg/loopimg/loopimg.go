@@ -43,7 +43,7 @@ func (b *Backend) Program() string     { return "lxc-hook-loopimg" }
 func (b *Backend) Category() string    { return "loopimg" }
 func (b *Backend) MountSource() string { return "lxc-hook-loopimg" }
 func (b *Backend) Synopsis() string {
-	return "[--lower PATH]... --image FILE [--size SIZE] [--preallocate]"
+	return "[--lower PATH]... [--image FILE] [--size SIZE] [--preallocate] [--direct-io=false]"
 }
 func (b *Backend) Description() string {
 	return `An LXC hook that boots a container from a read-only template with a writable
@@ -268,6 +268,17 @@ func (b *Backend) checkAndGrow(c *runner.Context, f *os.File) error {
 		return fmt.Errorf("image %q: %w", b.Image, err)
 	}
 	switch {
+	case b.size <= apparent && sb.Size() < apparent:
+		// The file grew but its filesystem did not (an online resize that
+		// was interrupted or not permitted): finish the job offline.
+		t0 := time.Now()
+		if err := image.Grow(f, apparent, b.Preallocate); err != nil {
+			return err
+		}
+		c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("image %s: filesystem grown from %s to fill its %s file", b.Image, image.Human(sb.Size()), image.Human(apparent))
+		if b.size != 0 && b.size < apparent {
+			c.Log.Warnf("image %s is %s, larger than --size %s: images are never shrunk, it stays %s", b.Image, image.Human(apparent), image.Human(b.size), image.Human(apparent))
+		}
 	case b.size > apparent:
 		t0 := time.Now()
 		if err := image.Grow(f, b.size, b.Preallocate); err != nil {

@@ -57,10 +57,16 @@ func New(o Options) (*logrus.Entry, io.Closer, error) {
 		level = l
 	}
 
-	logger := logrus.New()
-	logger.SetOutput(o.Stderr)
-	logger.SetFormatter(&StderrFormatter{Program: o.Program})
-	logger.SetLevel(level)
+	// A literal rather than logrus.New(): New installs logrus's
+	// TextFormatter, which this package never uses, and linking it would
+	// push the hooks past their size budget.
+	logger := &logrus.Logger{
+		Out:       o.Stderr,
+		Formatter: &StderrFormatter{Program: o.Program},
+		Hooks:     make(logrus.LevelHooks),
+		Level:     level,
+		ExitFunc:  os.Exit,
+	}
 	if level < logrus.WarnLevel {
 		// Warnings still reach a person running the hook by hand.
 		logger.SetLevel(logrus.WarnLevel)

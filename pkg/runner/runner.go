@@ -97,12 +97,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	common.register(fs)
 	b.RegisterFlags(fs)
-	usage := func(w io.Writer) {
-		fmt.Fprintf(w, "Usage: %s %s\n\n%s\n\nFlags:\n", b.Program(), b.Synopsis(), b.Description())
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
+	usage := func(w io.Writer) { printUsage(b, fs, w) }
 
 	parseErr := fs.Parse(args)
 	if parseErr == nil && common.Help {
@@ -203,6 +198,22 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		log.Errorf("%s does nothing as lxc.hook.%s: use it as lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop", b.Program(), inv.Type)
 		return 1
 	}
+}
+
+// Usage prints the hook mode's help, as --help does.
+func Usage(b Backend, w io.Writer) {
+	fs := flag.NewFlagSet(b.Program(), flag.ContinueOnError)
+	(&Common{}).register(fs)
+	b.RegisterFlags(fs)
+	printUsage(b, fs, w)
+}
+
+func printUsage(b Backend, fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s %s\n\n%s\n\nFlags:\n", b.Program(), b.Synopsis(), b.Description())
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprintf(w, "\nRun by hand: %s init|status|resize|release ... (each with --help)\n", b.Program())
 }
 
 // failStatus is the exit status for a hook that could not run: non-zero

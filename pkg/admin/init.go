@@ -1,0 +1,217 @@
+package admin
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/image"
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+)
+
+const initAbout = `Writes a complete LXC container NAME under the LXC path: its directory, an
+empty rootfs directory, and a config with the three hook lines over the
+template FILE (a squashfs, erofs or ext4 image, or a directory), the
+distribution's common config where LXC ships one, the host's LXC default
+config (networking), a writable /proc, sys_boot kept so that halt and reboot
+from inside work, and SIGRTMIN+3 as the halt signal for systemd templates.
+An existing container is never touched. Afterwards: lxc-start -n NAME.`
+
+func cmdInit(k Kind, args []string, stdout io.Writer) error {
+	synopsis := "NAME --template FILE [-P LXCPATH]"
+	if k.Image {
+		synopsis += " [--size SIZE]"
+	}
+	fs := flags(k, "init", synopsis, initAbout, stdout)
+	tpl := fs.String("template", "", "read-only template `FILE` (or directory)")
+	lxcpath := fs.String("P", "", "`LXCPATH` to create the container in (default: LXC's lxc.lxcpath)")
+	fs.StringVar(lxcpath, "lxcpath", "", "same as -P")
+	size := ""
+	if k.Image {
+		fs.StringVar(&size, "size", "", "`SIZE` of the container's disk cap, with K, M, G or T (default 2G)")
+	}
+	defaults := fs.String("default-config", "/etc/lxc/default.conf", "the host's LXC default config `FILE` to copy (networking)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{errors.New("give exactly one container NAME (see --help)")}
+	}
+	name := pos[0]
+	if name == "" || strings.ContainsAny(name, "/\n") || name == "." || name == ".." {
+		return usageError{fmt.Errorf("container name %q is not valid", name)}
+	}
+	if *tpl == "" {
+		return usageError{errors.New("--template FILE is required")}
+	}
+	if !filepath.IsAbs(*tpl) {
+		abs, err := filepath.Abs(*tpl)
+		if err != nil {
+			return err
+		}
+		*tpl = abs
+	}
+	lower, err := layer.ResolveLower(*tpl)
+	if err != nil {
+		return err
+	}
+	if k.Image {
+		if size == "" {
+			size = "2G"
+		}
+		if _, err := image.ParseSize(size); err != nil {
+			return err
+		}
+	}
+	if *lxcpath == "" {
+		*lxcpath = defaultLXCPath()
+	}
+	dir := filepath.Join(*lxcpath, name)
+	if _, err := os.Lstat(dir); err == nil {
+		return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	systemd, err := templateUsesSystemd(lower)
+	if err != nil {
+		return fmt.Errorf("template %q: %w", *tpl, err)
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Container %s, written by %s init on %s.\n", name, k.Program, time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&b, "# The template %s stays read-only; writes go to the layer beside this file.\n\n", *tpl)
+	if common := "/usr/share/lxc/config/common.conf"; exists(common) {
+		fmt.Fprintf(&b, "lxc.include = %s\n", common)
+	}
+	if def, err := os.ReadFile(*defaults); err == nil {
+		fmt.Fprintf(&b, "\n# From %s\n", *defaults)
+		sc := bufio.NewScanner(strings.NewReader(string(def)))
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "lxc.uts.name = %s\n", name)
+	fmt.Fprintf(&b, "lxc.rootfs.path = dir:%s\n", filepath.Join(dir, "rootfs"))
+	b.WriteString("# A writable /proc and sys_boot kept: halt and reboot from inside work.\n")
+	b.WriteString("lxc.mount.auto = proc:rw sys:mixed cgroup:mixed\n")
+	b.WriteString("lxc.cap.drop =\nlxc.cap.drop = mac_admin mac_override sys_time sys_module sys_rawio\n")
+	if systemd {
+		b.WriteString("# systemd halts on SIGRTMIN+3\nlxc.signal.halt = SIGRTMIN+3\n")
+	}
+	line := self
+	for _, l := range []string{*tpl} {
+		line += " --lower " + l
+	}
+	if k.Image {
+		line += " --size " + size
+	}
+	b.WriteString("\n# The writable layer: see " + k.Program + " --help\n")
+	for _, t := range []string{"pre-mount", "stop", "post-stop"} {
+		fmt.Fprintf(&b, "lxc.hook.%s = %s\n", t, line)
+	}
+
+	if err := os.MkdirAll(*lxcpath, 0o755); err != nil {
+		return err
+	}
+	// Mkdir, not MkdirAll: losing a race to another init must not share a directory.
+	if err := os.Mkdir(dir, 0o770); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
+		}
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(dir, "rootfs"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(b.String()), 0o640); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Container %s written to %s; start it with: lxc-start -n %s", name, dir, name)
+	if *lxcpath != defaultLXCPath() {
+		fmt.Fprintf(stdout, " -P %s", *lxcpath)
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// templateUsesSystemd looks inside the template for systemd as init. An
+// image is mounted read-only in a private mount namespace of a thread of
+// this process, so nothing is visible to, or left on, the host.
+func templateUsesSystemd(l layer.Lower) (bool, error) {
+	if !l.IsImage() {
+		return isSystemd(l.Path), nil
+	}
+	f, err := os.Open(l.Path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	dev, _, err := loop.AttachShared(f, "")
+	if err != nil {
+		return false, err
+	}
+	defer dev.Close()
+	done := make(chan struct {
+		ok  bool
+		err error
+	}, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with its namespace
+		var res struct {
+			ok  bool
+			err error
+		}
+		defer func() { done <- res }()
+		if res.err = unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); res.err != nil {
+			return
+		}
+		if res.err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); res.err != nil {
+			return
+		}
+		mp, err := os.MkdirTemp("", "lxc-hook-init-")
+		if err != nil {
+			res.err = err
+			return
+		}
+		defer os.Remove(mp)
+		if res.err = mount.Block(l.FSType, dev.Path, mp, true); res.err != nil {
+			return
+		}
+		res.ok = isSystemd(mp)
+		mount.Unmount(mp)
+	}()
+	r := <-done
+	return r.ok, r.err
+}
+
+// isSystemd reports whether the root at dir boots systemd.
+func isSystemd(dir string) bool {
+	for _, p := range []string{"sbin/init", "usr/sbin/init"} {
+		target, err := os.Readlink(filepath.Join(dir, p))
+		if err == nil && strings.Contains(target, "systemd") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,41 @@
+package admin
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// HookHelp prints the hook's own --help; set by the binary's main so the
+// man page says what --help says.
+var HookHelp func(w io.Writer)
+
+// cmdManpage writes the section 1 man page, built from the same help texts
+// --help prints.
+func cmdManpage(k Kind, w io.Writer) error {
+	esc := func(s string) string {
+		s = strings.ReplaceAll(s, `\`, `\\`)
+		s = strings.ReplaceAll(s, "\n.", "\n\\&.")
+		s = strings.ReplaceAll(s, "\n'", "\n\\&'")
+		return strings.ReplaceAll(s, "-", `\-`)
+	}
+	fmt.Fprintf(w, ".TH %s 1 %q lxc-hooks\n.SH NAME\n%s \\- LXC hook: a writable layer over a read-only template\n", strings.ToUpper(k.Program), time.Now().UTC().Format("2006-01-02"), k.Program)
+	fmt.Fprintf(w, ".SH HOOK MODE\n.nf\n")
+	if HookHelp != nil {
+		var b strings.Builder
+		HookHelp(&b)
+		io.WriteString(w, esc(b.String()))
+	}
+	fmt.Fprintf(w, ".fi\n.SH COMMANDS\n")
+	for _, c := range []string{"init", "status", "resize", "release"} {
+		if c == "resize" && !k.Image {
+			continue
+		}
+		var b strings.Builder
+		Main(k, []string{c, "--help"}, &b, io.Discard)
+		fmt.Fprintf(w, ".SS %s\n.nf\n%s.fi\n", c, esc(b.String()))
+	}
+	fmt.Fprintf(w, ".SH SEE ALSO\nlxc.container.conf(5), lxc\\-start(1), lxc\\-stop(1), losetup(8), e2fsck(8)\n")
+	return nil
+}

@@ -1,0 +1,132 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+)
+
+const releaseAbout = `For a stopped container NAME whose image or template devices are still held
+(a process left inside its mount namespace, a bind mount of that namespace),
+shows the holders; with --kill, ends those processes, removes those bind
+mounts and detaches the devices, verified. Never acts on a running
+container.`
+
+func cmdRelease(k Kind, args []string, stdout io.Writer) error {
+	fs := flags(k, "release", "NAME [--kill] [-P LXCPATH]", releaseAbout, stdout)
+	kill := fs.Bool("kill", false, "end the holders and detach the devices")
+	lxcpath := fs.String("P", "", "`LXCPATH` (default: LXC's lxc.lxcpath)")
+	fs.StringVar(lxcpath, "lxcpath", "", "same as -P")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{errors.New("give exactly one container NAME (see --help)")}
+	}
+	if *lxcpath == "" {
+		*lxcpath = defaultLXCPath()
+	}
+	c, err := loadContainer(*lxcpath, pos[0])
+	if err != nil {
+		return err
+	}
+	if st, _ := c.info(); st != "STOPPED" {
+		return fmt.Errorf("container %s is %s: release acts only on stopped containers", c.Name, strings.ToLower(st))
+	}
+	run := state.For(c.Hook.RunDir, c.Name, c.Config)
+	rec, err := run.Load()
+	if err != nil {
+		return err
+	}
+	var held []state.Loop
+	if rec != nil {
+		for _, l := range append(append([]state.Loop{}, rec.Loops...), rec.Leftovers...) {
+			if st, err := loop.StatusOf(l.Number); err == nil && st.BackingIno == l.Ino && st.Diskseq == l.Diskseq {
+				held = append(held, l)
+			}
+		}
+	}
+	if len(held) == 0 {
+		fmt.Fprintf(stdout, "%s holds no loop device\n", c.Name)
+		if rec != nil {
+			run.Remove(rec)
+		}
+		return nil
+	}
+	for _, l := range held {
+		fmt.Fprintf(stdout, "%s (%s)%s\n", l.Device, l.Backing, runner.HeldBy(c.Hook.RunDir, l))
+	}
+	if !*kill {
+		return nil
+	}
+	for _, l := range held {
+		if l.MountNS == 0 {
+			continue
+		}
+		ps := holders.InMountNS(l.MountNS)
+		for _, p := range ps {
+			syscall.Kill(p.PID, syscall.SIGKILL)
+			fmt.Fprintf(stdout, "killed %s\n", p)
+		}
+		for _, p := range ps {
+			waitExit(p.PID, 10*time.Second)
+		}
+		for _, b := range holders.NamespaceBindMounts(l.MountNS) {
+			if err := mount.Unmount(b); err == nil {
+				fmt.Fprintf(stdout, "unmounted the namespace bind mount %s\n", b)
+			}
+		}
+	}
+	var still []string
+	for _, l := range held {
+		if l.Shared && state.UsersOf(c.Hook.RunDir, l.Dev, l.Ino).Others(run) {
+			continue // another container uses this template device
+		}
+		if err := loop.Detach(l.Number); err != nil {
+			still = append(still, l.Device+runner.HeldBy(c.Hook.RunDir, l))
+		} else {
+			fmt.Fprintf(stdout, "%s detached\n", l.Device)
+		}
+	}
+	if len(still) > 0 {
+		return fmt.Errorf("still held: %s", strings.Join(still, "; "))
+	}
+	rec.Loops, rec.Leftovers = nil, nil
+	return run.Remove(rec)
+}
+
+// waitExit waits, bounded, for a killed process to be gone.
+func waitExit(pid int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if unix.Kill(pid, 0) != nil || zombie(pid) {
+			return // a zombie has already released its namespaces and mounts
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}

@@ -181,8 +181,14 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 		hook = fmt.Sprintf("%s %s %s", filepath.Join(*repo, "bench", "ref-hook.sh"), b.tpl, img)
 	case "overlay":
 		hook = fmt.Sprintf("%s --log-level debug --lower %s --upper %s", filepath.Join(b.bin, "lxc-hook-overlay"), b.tpl, filepath.Join(c.dir, "layer"))
-	case "loopimg", "loopimg-dio", "loopimg-buffered":
-		hook = fmt.Sprintf("%s --log-level debug --lower %s --image %s --size 768M", filepath.Join(b.bin, "lxc-hook-loopimg"), b.tpl, filepath.Join(c.dir, "layer.img"))
+	case "loopimg", "loopimg-dio", "loopimg-buffered", "loopimg-dirtpl":
+		lower := b.tpl
+		if variant == "loopimg-dirtpl" {
+			// The extracted template: separates the hook's own cost from
+			// the cost of reading a compressed template.
+			lower = b.tplDir
+		}
+		hook = fmt.Sprintf("%s --log-level debug --lower %s --image %s --size 768M", filepath.Join(b.bin, "lxc-hook-loopimg"), lower, filepath.Join(c.dir, "layer.img"))
 		if variant == "loopimg-buffered" {
 			hook += " --direct-io=false"
 		}
@@ -284,7 +290,7 @@ func (b *bench) attachTime(n int) time.Duration {
 	return median(ds)
 }
 
-var variants = []string{"floor", "shell", "overlay", "loopimg"}
+var variants = []string{"floor", "shell", "overlay", "loopimg", "loopimg-dirtpl"}
 
 func (b *bench) startStop() {
 	r := b.report

@@ -78,7 +78,8 @@ func (r *report) markdown() string {
 		r.started.UTC().Format("2006-01-02 15:04 MST"), r.machine, r.finished.Sub(r.started).Round(time.Minute))
 	w("Variants: **floor** is LXC's own dir rootfs on the extracted template with no hook; **shell** is [`bench/ref-hook.sh`](../bench/ref-hook.sh), ")
 	w("what a sysadmin writes today (util-linux `mount -o loop` of the squashfs template and of an ext4 image, `mount -t overlay`); ")
-	w("**overlay** is `lxc-hook-overlay` (squashfs template, directory layer); **loopimg** is `lxc-hook-loopimg` (squashfs template, ext4 image layer). ")
+	w("**overlay** is `lxc-hook-overlay` (squashfs template, directory layer); **loopimg** is `lxc-hook-loopimg` (squashfs template, ext4 image layer); ")
+	w("**loopimg-dirtpl** is `lxc-hook-loopimg` over the extracted template directory, which separates the hook's own cost from the cost of reading a compressed template. ")
 	w("The template is busybox-static. Hook lines carry `--log-level debug` so the hooks report their own time.\n\n")
 
 	w("## Start and stop (medians of %d interleaved rounds)\n\n", *rounds)
@@ -186,6 +187,7 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
 set yrange [0:*]
+set offsets 0, 0, graph 0.12, 0
 set grid ytics
 set key top left
 plot '%s' using 2:xtic(1) title 'lxc-start', '' using 3 title 'lxc-stop'

@@ -170,6 +170,11 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	switch variant {
 	case "floor":
 		rootfs = b.tplDir
+	case "true-hooks":
+		// LXC's own cost of running hooks at all: the floor with /bin/true
+		// on the three hook keys.
+		rootfs = b.tplDir
+		hook = "/bin/true"
 	case "shell":
 		img := filepath.Join(c.dir, "layer.img")
 		if _, err := os.Stat(img); err != nil {
@@ -195,7 +200,7 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	default:
 		fatalf("unknown variant %s", variant)
 	}
-	if hook != "" {
+	if hook != "" && hook != "/bin/true" {
 		for _, a := range extraHookArgs {
 			hook += " " + a
 		}
@@ -290,7 +295,7 @@ func (b *bench) attachTime(n int) time.Duration {
 	return median(ds)
 }
 
-var variants = []string{"floor", "shell", "overlay", "loopimg", "loopimg-dirtpl"}
+var variants = []string{"floor", "true-hooks", "shell", "overlay", "loopimg", "loopimg-dirtpl"}
 
 func (b *bench) startStop() {
 	r := b.report
@@ -430,7 +435,7 @@ func (b *bench) parallelRun(n int, vs []string) []parallelRow {
 }
 
 func (b *bench) prepareImages(cs []*ctr) {
-	if cs[0].variant == "floor" {
+	if cs[0].variant == "floor" || cs[0].variant == "true-hooks" {
 		return
 	}
 	// In parallel, bounded by the cores: mke2fs is the cost of a first start.

@@ -76,7 +76,7 @@ func (r *report) markdown() string {
 	w("# Benchmarks\n\n")
 	w("Measured %s on %s. Rerun with `./scripts/bench.sh` (as root; installs gnuplot and GNU time where missing; about %s).\n\n",
 		r.started.UTC().Format("2006-01-02 15:04 MST"), r.machine, r.finished.Sub(r.started).Round(time.Minute))
-	w("Variants: **floor** is LXC's own dir rootfs on the extracted template with no hook; **shell** is [`bench/ref-hook.sh`](../bench/ref-hook.sh), ")
+	w("Variants: **floor** is LXC's own dir rootfs on the extracted template with no hook; **true-hooks** is the floor with `/bin/true` on the three hook keys (LXC's own cost of running hooks); **shell** is [`bench/ref-hook.sh`](../bench/ref-hook.sh), ")
 	w("what a sysadmin writes today (util-linux `mount -o loop` of the squashfs template and of an ext4 image, `mount -t overlay`); ")
 	w("**overlay** is `lxc-hook-overlay` (squashfs template, directory layer); **loopimg** is `lxc-hook-loopimg` (squashfs template, ext4 image layer); ")
 	w("**loopimg-dirtpl** is `lxc-hook-loopimg` over the extracted template directory, which separates the hook's own cost from the cost of reading a compressed template. ")

@@ -169,16 +169,10 @@ func TestStatusAndRelease(t *testing.T) {
 		t.Fatalf("running: loops %+v holders %q", s.Loops, s.Holders)
 	}
 
-	holder := exec.Command("nsenter", "-t", strconv.Itoa(c.pid()), "-m", "/bin/sleep", "600")
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Process.Kill()
-	waitNS(t, holder.Process.Pid, c.pid())
+	holder, who := holdNamespace(t, c)
 	c.stop(false)
 
 	s = status(t, c).Containers[0]
-	who := "pid " + strconv.Itoa(holder.Process.Pid) + " (/bin/sleep 600)"
 	if s.State != "STOPPED" || len(s.Loops) != 2 || !strings.Contains(s.Holders, who) {
 		t.Fatalf("pinned: %+v", s)
 	}

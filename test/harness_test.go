@@ -496,3 +496,28 @@ func copyFile(t *testing.T, src, dst string) {
 }
 
 func since(t0 time.Time) string { return time.Since(t0).Round(time.Millisecond).String() }
+
+// pinNamespace bind-mounts the container's mount namespace file under dir,
+// which keeps the namespace alive with no process in it; undone at cleanup.
+func pinNamespace(t *testing.T, c *ctr, dir string) {
+	t.Helper()
+	pin := filepath.Join(dir, "nspin")
+	os.WriteFile(pin, nil, 0o600)
+	if out, err := exec.Command("mount", "--bind", "/proc/"+strconv.Itoa(c.pid())+"/ns/mnt", pin).CombinedOutput(); err != nil {
+		t.Fatalf("pinning the namespace: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", pin).Run() })
+}
+
+// holdNamespace starts "sleep 600" inside the container's mount namespace
+// and returns once it is there, with the command line post-stop should name.
+func holdNamespace(t *testing.T, c *ctr) (*exec.Cmd, string) {
+	t.Helper()
+	holder := exec.Command("nsenter", "-t", strconv.Itoa(c.pid()), "-m", "/bin/sleep", "600")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	waitNS(t, holder.Process.Pid, c.pid())
+	return holder, "pid " + strconv.Itoa(holder.Process.Pid) + " (/bin/sleep 600)"
+}

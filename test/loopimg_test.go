@@ -197,12 +197,7 @@ func TestLoopimgNamespacePinnedByBindMount(t *testing.T) {
 	c := loopimgCtr(t, dir, img, "--size", "32M")
 	c.mustStart()
 	c.mustSh("echo pinned > /root/p && sync")
-	pin := filepath.Join(dir, "nspin")
-	os.WriteFile(pin, nil, 0o600)
-	if out, err := exec.Command("mount", "--bind", "/proc/"+strconv.Itoa(c.pid())+"/ns/mnt", pin).CombinedOutput(); err != nil {
-		t.Fatalf("pinning: %v %s", err, out)
-	}
-	defer exec.Command("umount", pin).Run()
+	pinNamespace(t, c, dir)
 	c.stop(false)
 	assertNoLoops(t, dir, "lxc-stop returned with the namespace pinned by a bind mount")
 	fsckClean(t, img, "with the old namespace still pinned")
@@ -223,15 +218,9 @@ func TestLoopimgNamespaceHeldByProcess(t *testing.T) {
 	c := loopimgCtr(t, dir, img, "--size", "32M")
 	c.mustStart()
 	c.mustSh("echo kept > /root/k && sync")
-	holder := exec.Command("nsenter", "-t", strconv.Itoa(c.pid()), "-m", "/bin/sleep", "600")
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Process.Kill()
-	waitNS(t, holder.Process.Pid, c.pid())
+	holder, who := holdNamespace(t, c)
 	c.stop(false)
 
-	who := "pid " + strconv.Itoa(holder.Process.Pid) + " (/bin/sleep 600)"
 	if errs := strings.Join(c.hookLogLines("ERROR"), "\n"); !strings.Contains(errs, who) {
 		t.Fatalf("post-stop did not name %s:\n%s", who, errs)
 	}

@@ -144,12 +144,7 @@ func TestOverlayNamespacePinnedByBindMount(t *testing.T) {
 	copyFile(t, tplSquash, tpl)
 	c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}})
 	c.mustStart()
-	pin := filepath.Join(dir, "nspin")
-	os.WriteFile(pin, nil, 0o600)
-	if out, err := exec.Command("mount", "--bind", "/proc/"+strconv.Itoa(c.pid())+"/ns/mnt", pin).CombinedOutput(); err != nil {
-		t.Fatalf("pinning the namespace: %v %s", err, out)
-	}
-	defer exec.Command("umount", pin).Run()
+	pinNamespace(t, c, dir)
 	c.stop(false)
 	assertNoLoops(t, dir, "lxc-stop returned with the namespace pinned by a bind mount")
 	if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
@@ -166,16 +161,10 @@ func TestOverlayNamespaceHeldByProcess(t *testing.T) {
 	copyFile(t, tplSquash, tpl)
 	c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}})
 	c.mustStart()
-	holder := exec.Command("nsenter", "-t", strconv.Itoa(c.pid()), "-m", "/bin/sleep", "600")
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Process.Kill()
-	waitNS(t, holder.Process.Pid, c.pid())
+	holder, want := holdNamespace(t, c)
 	c.stop(false)
 
 	errs := strings.Join(c.hookLogLines("ERROR"), "\n")
-	want := "pid " + strconv.Itoa(holder.Process.Pid) + " (/bin/sleep 600)"
 	if !strings.Contains(errs, "still attached") || !strings.Contains(errs, want) {
 		t.Fatalf("post-stop did not name the holder %q:\n%s", want, errs)
 	}

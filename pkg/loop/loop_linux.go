@@ -252,10 +252,9 @@ func IsUnbound(err error) bool {
 	return errors.Is(err, unix.ENXIO) || errors.Is(err, os.ErrNotExist)
 }
 
-// Bound lists the numbers of the loop devices that are bound now, from
-// sysfs, without opening any device: one directory read, then one open of
-// loopN/loop/backing_file per loop device (it exists only while bound).
-func Bound() ([]int, error) {
+// numbers lists the numbers of the loop devices that exist, from one read
+// of /sys/block.
+func numbers() ([]int, error) {
 	d, err := os.Open("/sys/block")
 	if err != nil {
 		return nil, err
@@ -265,16 +264,9 @@ func Bound() ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	var nums []int
+	nums := make([]int, 0, len(names))
 	for _, name := range names {
-		if !strings.HasPrefix(name, "loop") {
-			continue
-		}
-		n, err := strconv.Atoi(name[4:])
-		if err != nil {
-			continue
-		}
-		if _, err := os.Stat("/sys/block/" + name + "/loop"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimPrefix(name, "loop")); err == nil && strings.HasPrefix(name, "loop") {
 			nums = append(nums, n)
 		}
 	}
@@ -287,22 +279,13 @@ func Bound() ([]int, error) {
 // name no longer resolves, e.g. a renamed or deleted file) are opened and
 // confirmed with LOOP_GET_STATUS64.
 func FindByBacking(dev, ino uint64) ([]*Status, error) {
-	d, err := os.Open("/sys/block")
-	if err != nil {
-		return nil, err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
+	all, err := numbers()
 	if err != nil {
 		return nil, err
 	}
 	var found []*Status
-	for _, name := range names {
-		if !strings.HasPrefix(name, "loop") {
-			continue
-		}
-		n, err := strconv.Atoi(name[4:])
-		if err != nil || !sysfsMayMatch(n, dev, ino) {
+	for _, n := range all {
+		if !sysfsMayMatch(n, dev, ino) {
 			continue
 		}
 		st, err := StatusOf(n)

@@ -243,9 +243,14 @@ func TestLoopimgNamespaceHeldByProcess(t *testing.T) {
 	if n := imageLoops(); n != 1 {
 		t.Fatalf("the refused restart attached the image again: %d devices", n)
 	}
-	errs := c.hookLogLines("ERROR")
-	if last := errs[len(errs)-1]; !strings.Contains(last, "already attached") || !strings.Contains(last, who) {
-		t.Fatalf("refusal does not name the device and holder: %s", last)
+	refusal := ""
+	for _, l := range c.hookLogLines("ERROR") {
+		if strings.Contains(l, " pre-mount - ") {
+			refusal = l
+		}
+	}
+	if !strings.Contains(refusal, "already attached") || !strings.Contains(refusal, who) {
+		t.Fatalf("the refused start does not name the device and holder: %q", refusal)
 	}
 
 	holder.Process.Kill()

@@ -15,7 +15,7 @@ lxcpath=$demo/lxc
 name=capped-demo
 tpl=$demo/busybox.squashfs
 img=$lxcpath/$name/layer.img
-mkdir -p "$lxcpath/$name/rootfs"
+mkdir -p "$lxcpath"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -36,23 +36,15 @@ INIT
 	rm -rf "$stage"
 fi
 
-hook="$repo/bin/lxc-hook-loopimg --lower $tpl --image $img --size 64M"
-cat > "$lxcpath/$name/config" <<CONF
-lxc.uts.name = $name
-lxc.rootfs.path = dir:$lxcpath/$name/rootfs
-lxc.init.cmd = /sbin/init
-lxc.signal.halt = SIGUSR2
-lxc.net.0.type = empty
-lxc.apparmor.profile = unconfined
-lxc.mount.auto = proc:mixed sys:ro
-lxc.autodev = 1
-lxc.log.file = $lxcpath/$name/$name.log
-lxc.log.level = WARN
-lxc.hook.pre-mount = $hook
-lxc.hook.stop = $hook
-lxc.hook.post-stop = $hook
-CONF
-
+lxc-stop -k -n "$name" -P "$lxcpath" 2>/dev/null || true
+if [ ! -f "$lxcpath/$name/config" ]; then
+	# The demo host may have no lxcbr0: a network-less default config.
+	printf 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n' > "$demo/default.conf"
+	say "$repo/bin/lxc-hook-loopimg init $name --template $tpl --size 64M -P $lxcpath"
+	"$repo/bin/lxc-hook-loopimg" init "$name" --template "$tpl" --size 64M -P "$lxcpath" --default-config "$demo/default.conf"
+	# The busybox init stops on SIGUSR2; a log the demo can show.
+	printf 'lxc.signal.halt = SIGUSR2\nlxc.log.file = %s\nlxc.log.level = WARN\n' "$lxcpath/$name/$name.log" >> "$lxcpath/$name/config"
+fi
 lxc-stop -k -n "$name" -P "$lxcpath" 2>/dev/null || true
 sum_before=$(sha256sum "$tpl" | cut -d' ' -f1)
 
@@ -76,6 +68,9 @@ du -h "$img"
 
 say "loop devices while running (template, image)"
 losetup -j "$tpl"; losetup -j "$img"
+
+say "$repo/bin/lxc-hook-loopimg status $name -P $lxcpath"
+"$repo/bin/lxc-hook-loopimg" status "$name" -P "$lxcpath"
 
 say "lxc-stop -n $name -P $lxcpath"
 time lxc-stop -n "$name" -P "$lxcpath"

@@ -46,6 +46,16 @@ func apparentSize(t *testing.T, p string) int64 {
 	return fi.Size()
 }
 
+// allocated is what a file occupies on the host's disk.
+func allocated(t *testing.T, p string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
 // The cap: 200M into a 64M layer fails inside with ENOSPC, the image file
 // stays 64M, and the container writes again after deleting the file.
 func TestLoopimgCap(t *testing.T) {
@@ -77,7 +87,20 @@ func TestLoopimgCap(t *testing.T) {
 		// that deleting frees the space.
 		t.Log("a small write still fitted after ENOSPC")
 	}
-	c.mustSh("rm /big && sync && dd if=/dev/zero of=/again bs=1M count=8 && sync")
+	full := allocated(t, img)
+	c.mustSh("rm /big && sync")
+	// ext4 sends the discards for freed blocks after its journal commit,
+	// asynchronously: a bounded wait for the holes, not a sleep.
+	freed := allocated(t, img)
+	for i := 0; i < 500 && freed > full-32<<20; i++ {
+		sleepBriefly()
+		freed = allocated(t, img)
+	}
+	if freed > full-32<<20 {
+		t.Fatalf("deleting 50M inside left the image at %d bytes on the host (was %d): no discard", freed, full)
+	}
+	t.Logf("deleting 50M inside gave the host back %d MiB", (full-freed)>>20)
+	c.mustSh("dd if=/dev/zero of=/again bs=1M count=8 && sync")
 	c.stop(false)
 	assertNoLoops(t, dir, "after lxc-stop")
 	fsckClean(t, img, "after stop")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 )
 
@@ -235,16 +236,12 @@ func loadContainer(lxcpath, name string) (*container, error) {
 
 // containers lists the containers under lxcpath that use the hooks.
 func containers(lxcpath string) ([]*container, error) {
-	ents, err := os.ReadDir(lxcpath)
-	if err != nil {
+	if _, err := os.Stat(lxcpath); err != nil {
 		return nil, err
 	}
 	var out []*container
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		if c, err := loadContainer(lxcpath, e.Name()); err == nil {
+	for _, name := range holders.Names(lxcpath) {
+		if c, err := loadContainer(lxcpath, name); err == nil {
 			out = append(out, c)
 		}
 	}

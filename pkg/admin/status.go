@@ -1,10 +1,8 @@
 package admin
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
@@ -216,22 +215,28 @@ func holdersOf(c *container) string {
 	return strings.Join(parts, "; ")
 }
 
-// du sums the sizes and the allocated blocks of the files below dir.
+// du sums the sizes and the allocated blocks of the files below dir,
+// without following symlinks or crossing into other filesystems.
 func du(dir string) (size, allocated int64) {
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrPermission) {
-				return nil
-			}
-			return nil
-		}
+	var root unix.Stat_t
+	if unix.Lstat(dir, &root) != nil {
+		return 0, 0
+	}
+	var walk func(p string)
+	walk = func(p string) {
 		var st unix.Stat_t
-		if unix.Lstat(p, &st) == nil {
-			size += st.Size
-			allocated += st.Blocks * 512
+		if unix.Lstat(p, &st) != nil || st.Dev != root.Dev {
+			return
 		}
-		return nil
-	})
+		size += st.Size
+		allocated += st.Blocks * 512
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			for _, n := range holders.Names(p) {
+				walk(filepath.Join(p, n))
+			}
+		}
+	}
+	walk(dir)
 	return size, allocated
 }
 

@@ -50,11 +50,23 @@ func parseNSLink(link string) (uint64, error) {
 	return strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
 }
 
+// Names lists a directory's entries unsorted: os.ReadDir would sort
+// thousands of /proc entries for nothing (and link a sort per caller).
+func Names(dir string) []string {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	return names
+}
+
 func pids() []int {
-	ents, _ := os.ReadDir("/proc")
-	out := make([]int, 0, len(ents))
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
+	names := Names("/proc")
+	out := make([]int, 0, len(names))
+	for _, name := range names {
+		if n, err := strconv.Atoi(name); err == nil {
 			out = append(out, n)
 		}
 	}
@@ -102,12 +114,8 @@ func WithFileOpen(path string) []Process {
 			continue
 		}
 		dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == path {
+		for _, fd := range Names(dir) {
+			if t, err := os.Readlink(filepath.Join(dir, fd)); err == nil && t == path {
 				out = append(out, describe(pid))
 				break
 			}

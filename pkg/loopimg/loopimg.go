@@ -35,6 +35,7 @@ type Backend struct {
 	Preallocate bool
 	Fsck        string
 	DirectIO    bool
+	Discard     bool
 
 	size int64
 }
@@ -60,6 +61,7 @@ func (b *Backend) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&b.Image, "image", "", "ext4 image `FILE` of the writable layer, created if missing (default: layer.img beside the container's config)")
 	fs.StringVar(&b.SizeFlag, "size", "", "`SIZE` of the layer, with K, M, G or T (binary); needed to create the image, grows an existing one")
 	fs.BoolVar(&b.Preallocate, "preallocate", false, "reserve the image's space on the host (fallocate) instead of a sparse file")
+	fs.BoolVar(&b.Discard, "discard", true, "give space freed inside back to the host (ext4 discard: the sparse image shrinks on the host when files are deleted); ignored with --preallocate; --discard=false turns it off")
 	fs.StringVar(&b.Fsck, "fsck", "auto", "`WHEN` to run e2fsck -p before mounting: auto (when the superblock asks, as e2fsck -p decides), always, never")
 	fs.BoolVar(&b.DirectIO, "direct-io", true, "attach the image with direct I/O: no second copy of the layer in the host's page cache (measured: 1.0 instead of 2.0 MiB of cache per MiB written, and faster writes); falls back to buffered I/O where the host filesystem refuses it; --direct-io=false turns it off")
 }
@@ -134,7 +136,14 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		return nil, err
 	}
 	c.Record.Mountpoints = append(c.Record.Mountpoints, mp)
-	if err := mount.Block("ext4", dev.Path, mp, false); err != nil {
+	var opts []mount.Param
+	if b.Discard && !b.Preallocate {
+		// Blocks freed inside become holes in the image again, so deleting
+		// files gives the host its space back; a preallocated image keeps
+		// its reservation.
+		opts = append(opts, mount.Param{Key: "discard", Flag: true})
+	}
+	if err := mount.Block("ext4", dev.Path, mp, false, opts...); err != nil {
 		return nil, fmt.Errorf("image %q: %w", b.Image, err)
 	}
 	c.PushUndo(func() { _ = mount.Unmount(mp) })

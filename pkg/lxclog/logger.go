@@ -141,20 +141,22 @@ func parentLogFile(ppid int, consoleFile string) string {
 		return ""
 	}
 	dir := "/proc/" + strconv.Itoa(ppid) + "/fd"
-	ents, err := os.ReadDir(dir)
+	d, err := os.Open(dir)
 	if err != nil {
 		return ""
 	}
+	fds, _ := d.Readdirnames(-1)
+	d.Close()
 	found := ""
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join(dir, fd))
 		if err != nil || !strings.HasPrefix(target, "/") || target == consoleFile {
 			continue
 		}
 		if fi, err := os.Stat(target); err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		info, err := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/fdinfo/" + e.Name())
+		info, err := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/fdinfo/" + fd)
 		if err != nil || !appendMode(string(info)) {
 			continue
 		}

@@ -27,7 +27,13 @@ done
 if [ ${#missing[@]} -gt 0 ] || [ -z "$GO" ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	if [ -z "$GO" ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
-		mirror=$(sed -n "s/^URIs:[[:space:]]*//p" /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+		# bookworm-backports from the mirror this machine already uses.
+		mirror=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+		[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+		if [ -z "$mirror" ]; then
+			echo "deps.sh: no Go 1.22+ and no Debian mirror found in the apt sources to add bookworm-backports from" >&2
+			exit 1
+		fi
 		echo "deb $mirror bookworm-backports main" > /etc/apt/sources.list.d/lxc-hooks-backports.list
 	fi
 	apt-get update -q

@@ -3,7 +3,6 @@ package mount
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -204,33 +203,6 @@ func Unmount(target string) error {
 		return nil
 	}
 	return &Error{Op: "umount", Target: target, Err: err}
-}
-
-// IsMountPoint reports whether path is the root of a mount, by comparing
-// its mount ID with its parent's (statx STATX_MNT_ID, Linux 5.8+), falling
-// back to device numbers.
-func IsMountPoint(path string) (bool, error) {
-	var st, pst unix.Statx_t
-	flags := unix.AT_SYMLINK_NOFOLLOW | unix.AT_NO_AUTOMOUNT
-	if err := unix.Statx(unix.AT_FDCWD, path, flags, unix.STATX_MNT_ID, &st); err != nil {
-		return false, err
-	}
-	if st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 {
-		return st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, nil
-	}
-	if err := unix.Statx(unix.AT_FDCWD, path+"/..", flags, unix.STATX_MNT_ID, &pst); err != nil {
-		return false, err
-	}
-	if st.Mask&unix.STATX_MNT_ID != 0 && pst.Mask&unix.STATX_MNT_ID != 0 {
-		return st.Mnt_id != pst.Mnt_id, nil
-	}
-	return st.Dev_major != pst.Dev_major || st.Dev_minor != pst.Dev_minor, nil
-}
-
-// Exists is os.Stat without the error value for the common question.
-func Exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
 }
 
 // HasFilesystem reports whether the kernel can mount fstype, loading its

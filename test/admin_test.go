@@ -326,3 +326,30 @@ func TestDebianPackage(t *testing.T) {
 		}
 	}
 }
+
+// lxc-hook-aufs init writes the AuFS hook lines; where the kernel has no
+// AuFS the start is refused with the AuFS error, else the container runs.
+func TestInitAufs(t *testing.T) {
+	requireEnv(t)
+	c := initCtr(t, "lxc-hook-aufs")
+	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
+	if !strings.Contains(string(cfg), "lxc.hook.pre-mount = "+filepath.Join(binDir, "lxc-hook-aufs")+" --lower "+tplSquash) {
+		t.Fatalf("config:\n%s", cfg)
+	}
+	err := c.start()
+	if kernelHasAufs() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.stop(true)
+		return
+	}
+	if err == nil {
+		c.stop(true)
+		t.Fatal("started without AuFS")
+	}
+	if errs := strings.Join(c.hookLogLines("ERROR"), "\n"); !strings.Contains(errs, "this kernel has no AuFS") {
+		t.Fatalf("refusal: %s", errs)
+	}
+	assertNoLoops(t, workRoot, "after the refused start")
+}

@@ -299,3 +299,37 @@ func TestDefaultLayerBesideConfig(t *testing.T) {
 	}
 	assertNoLoops(t, dir, "after stop")
 }
+
+// Templates as ext4 and erofs images are recognised by their magic and
+// mounted read-only, like squashfs; the image files stay unchanged.
+func TestOverlayExt4AndErofsTemplates(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	ext4 := filepath.Join(dir, "tpl.ext4") // names say nothing: the magic decides
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-d", tplDir, ext4, "32M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs -d: %v %s", err, out)
+	}
+	images := []string{ext4}
+	if _, err := exec.LookPath("mkfs.erofs"); err == nil {
+		erofs := filepath.Join(dir, "tpl.img")
+		if out, err := exec.Command("mkfs.erofs", erofs, tplDir).CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.erofs: %v %s", err, out)
+		}
+		images = append(images, erofs)
+	} else {
+		t.Log("mkfs.erofs not installed (erofs-utils): only the ext4 template is tried")
+	}
+	for _, img := range images {
+		before := fileSHA(t, img)
+		c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", img, "--upper", filepath.Join(dir, filepath.Base(img)+".layer")}})
+		c.mustStart()
+		if got := c.mustSh("cat /etc/from-template && echo w > /root/w && cat /root/w"); got != "template file\nw\n" {
+			t.Fatalf("%s: %q", img, got)
+		}
+		c.stop(true)
+		assertNoLoops(t, dir, "after stop with "+img)
+		if fileSHA(t, img) != before {
+			t.Fatalf("template image %s changed", img)
+		}
+	}
+}

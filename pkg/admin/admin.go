@@ -16,8 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 )
 
@@ -155,83 +158,71 @@ type hookLine struct {
 	RunDir      string
 }
 
-// parseHookLine reads the words of a hook line the way the hook parses its
-// own flags, filling in the same defaults.
-func parseHookLine(line, configFile string) (hookLine, bool) {
+// errNotOurs is a hook line of another program.
+var errNotOurs = errors.New("not an lxc-hook-* line")
+
+// parseHookLine reads a hook line with the hook's own flag definitions and
+// defaults (runner.ParseFlags with the backends' Flags types), so status
+// and resize see exactly what the hook will use.
+func parseHookLine(line, configFile string) (hookLine, error) {
 	words := strings.Fields(line)
-	if len(words) == 0 || !strings.HasPrefix(filepath.Base(words[0]), "lxc-hook-") {
-		return hookLine{}, false
+	if len(words) == 0 {
+		return hookLine{}, errNotOurs
 	}
-	h := hookLine{Binary: words[0], Program: filepath.Base(words[0]), RunDir: "/run/lxc-hooks"}
-	for i := 1; i < len(words); i++ {
-		key, val, hasVal := strings.Cut(strings.TrimLeft(words[i], "-"), "=")
-		if !strings.HasPrefix(words[i], "-") {
-			continue
-		}
-		if key == "preallocate" {
-			h.Preallocate = !hasVal || val == "true"
-			continue
-		}
-		if !hasVal && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
-			val = words[i+1]
-			i++
-		}
-		switch key {
-		case "lower":
-			h.Lowers = append(h.Lowers, val)
-		case "upper":
-			h.Upper = val
-		case "image":
-			h.Image = val
-		case "size":
-			h.Size = val
-		case "run-dir":
-			h.RunDir = val
-		}
+	h := hookLine{Program: filepath.Base(words[0]), Binary: words[0]}
+	var register func(*flag.FlagSet)
+	var validate func(string) error
+	var li loopimg.Flags
+	var dl dirlayer.Flags
+	switch h.Program {
+	case "lxc-hook-loopimg":
+		register, validate = li.Register, li.Validate
+	case "lxc-hook-overlay", "lxc-hook-aufs":
+		aufs := h.Program == "lxc-hook-aufs"
+		register = func(fs *flag.FlagSet) { dl.Register(fs, aufs) }
+		validate = func(cfg string) error { return dl.Validate(cfg, aufs) }
+	default:
+		return hookLine{}, errNotOurs
 	}
-	dir := filepath.Dir(configFile)
-	if h.Program == "lxc-hook-loopimg" && h.Image == "" {
-		h.Image = filepath.Join(dir, "layer.img")
+	common, err := runner.ParseFlags(words[1:], configFile, register, validate)
+	if err != nil {
+		return hookLine{}, err
 	}
-	if h.Program != "lxc-hook-loopimg" && h.Upper == "" {
-		h.Upper = filepath.Join(dir, "layer")
-	}
-	return h, true
+	h.Lowers, h.RunDir = []string(common.Lowers), common.RunDir
+	h.Image, h.Size, h.Preallocate, h.Upper = li.Image, li.SizeFlag, li.Preallocate, dl.Upper
+	return h, nil
 }
 
-// readConfigValue returns the last value of key in an LXC config.
-func readConfigValue(config []byte, key string) string {
-	val := ""
-	for _, line := range strings.Split(string(config), "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.TrimSpace(k) == key {
-			val = strings.TrimSpace(v)
-		}
-	}
-	return val
-}
-
-// loadContainer reads lxcpath/name; ok is false when it does not use the hooks.
+// loadContainer reads lxcpath/name; an error when it does not use the hooks.
 func loadContainer(lxcpath, name string) (*container, error) {
 	cfg := filepath.Join(lxcpath, name, "config")
-	b, err := os.ReadFile(cfg)
+	f, err := os.Open(cfg)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("container %q: no config at %s", name, cfg)
 		}
 		return nil, err
 	}
-	h, ok := parseHookLine(readConfigValue(b, "lxc.hook.pre-mount"), cfg)
-	if !ok {
-		return nil, fmt.Errorf("container %q (%s) does not use an lxc-hook-* on lxc.hook.pre-mount", name, cfg)
-	}
-	if len(h.Lowers) == 0 {
-		rootfs := strings.TrimPrefix(readConfigValue(b, "lxc.rootfs.path"), "dir:")
-		if rootfs != "" {
-			h.Lowers = []string{rootfs}
+	v := hook.ConfigValues(f, "lxc.hook.pre-mount", "lxc.rootfs.path")
+	f.Close()
+	// A container may have several pre-mount hooks; ours is the one named
+	// lxc-hook-*.
+	for _, line := range v["lxc.hook.pre-mount"] {
+		h, err := parseHookLine(line, cfg)
+		if errors.Is(err, errNotOurs) {
+			continue
 		}
+		if err != nil {
+			return nil, fmt.Errorf("container %q (%s): its hook line: %w", name, cfg, err)
+		}
+		if len(h.Lowers) == 0 {
+			if rootfs := strings.TrimPrefix(hook.Last(v["lxc.rootfs.path"]), "dir:"); rootfs != "" {
+				h.Lowers = []string{rootfs}
+			}
+		}
+		return &container{Name: name, LXCPath: lxcpath, Dir: filepath.Dir(cfg), Config: cfg, Hook: h}, nil
 	}
-	return &container{Name: name, LXCPath: lxcpath, Dir: filepath.Dir(cfg), Config: cfg, Hook: h}, nil
+	return nil, fmt.Errorf("container %q (%s) does not use an lxc-hook-* on lxc.hook.pre-mount", name, cfg)
 }
 
 // containers lists the containers under lxcpath that use the hooks.

@@ -9,19 +9,32 @@ import (
 )
 
 func TestParseHookLine(t *testing.T) {
-	h, ok := parseHookLine("/usr/share/lxc/hooks/lxc-hook-loopimg --lower /t/a.sqfs --lower=/t/b --size 2G --preallocate --log-level debug", "/var/lib/lxc/web1/config")
-	if !ok || h.Program != "lxc-hook-loopimg" || strings.Join(h.Lowers, ",") != "/t/a.sqfs,/t/b" || h.Size != "2G" || !h.Preallocate {
-		t.Fatalf("%+v", h)
+	h, err := parseHookLine("/usr/share/lxc/hooks/lxc-hook-loopimg --lower /t/a.sqfs --lower=/t/b --size 2G --preallocate --log-level debug", "/var/lib/lxc/web1/config")
+	if err != nil || h.Program != "lxc-hook-loopimg" || strings.Join(h.Lowers, ",") != "/t/a.sqfs,/t/b" || h.Size != "2G" || !h.Preallocate {
+		t.Fatalf("%+v %v", h, err)
 	}
 	if h.Image != "/var/lib/lxc/web1/layer.img" || h.RunDir != "/run/lxc-hooks" {
 		t.Fatalf("defaults: %+v", h)
 	}
-	o, ok := parseHookLine("/x/lxc-hook-overlay --upper /srv/l", "/var/lib/lxc/web1/config")
-	if !ok || o.Upper != "/srv/l" || o.Image != "" {
-		t.Fatalf("%+v", o)
+	o, err := parseHookLine("/x/lxc-hook-overlay --upper /srv/l", "/var/lib/lxc/web1/config")
+	if err != nil || o.Upper != "/srv/l" || o.Image != "" {
+		t.Fatalf("%+v %v", o, err)
 	}
-	if _, ok := parseHookLine("/usr/share/lxc/hooks/mountecryptfsroot", "/c"); ok {
-		t.Fatal("a foreign hook taken for ours")
+	if _, err := parseHookLine("/usr/share/lxc/hooks/mountecryptfsroot", "/c"); err != errNotOurs {
+		t.Fatalf("a foreign hook taken for ours: %v", err)
+	}
+	if _, err := parseHookLine("/h/lxc-hook-loopimg --size lots", "/c/config"); err == nil || !strings.Contains(err.Error(), `--size "lots"`) {
+		t.Fatalf("a bad hook line: %v", err)
+	}
+}
+
+func TestLoadContainerFindsOurHookAmongOthers(t *testing.T) {
+	lxcpath := t.TempDir()
+	os.MkdirAll(filepath.Join(lxcpath, "web1"), 0o755)
+	os.WriteFile(filepath.Join(lxcpath, "web1", "config"), []byte("lxc.rootfs.path = dir:/r\nlxc.hook.pre-mount = /usr/share/lxc/hooks/mountecryptfsroot\nlxc.hook.pre-mount = /h/lxc-hook-overlay\n"), 0o644)
+	c, err := loadContainer(lxcpath, "web1")
+	if err != nil || c.Hook.Program != "lxc-hook-overlay" || c.Hook.Upper != filepath.Join(lxcpath, "web1", "layer") || strings.Join(c.Hook.Lowers, ",") != "/r" {
+		t.Fatalf("%+v %v", c, err)
 	}
 }
 

@@ -3,7 +3,6 @@ package dirlayer
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,8 +19,7 @@ const XinoName = ".aufs.xino"
 // Aufs is lxc-hook-aufs's backend. Kernels without AuFS (every mainline
 // kernel) refuse the start unless --fallback=overlay.
 type Aufs struct {
-	Upper    string
-	Fallback string
+	Flags
 
 	// union is the filesystem this run mounts: aufs, or overlay as fallback.
 	union string
@@ -46,15 +44,11 @@ with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 }
 
 func (a *Aufs) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&a.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds upper/, work/ and AuFS's xino file (default: layer/ beside the container's config)")
-	fs.StringVar(&a.Fallback, "fallback", "", "`FS` to use where the kernel has no AuFS: overlay (default: refuse the start)")
+	a.Flags.Register(fs, true)
 }
 
 func (a *Aufs) Validate(configFile string) error {
-	if a.Fallback != "" && a.Fallback != layer.Overlay {
-		return fmt.Errorf("--fallback %q: the only fallback is overlay", a.Fallback)
-	}
-	return ValidateUpper(&a.Upper, configFile)
+	return a.Flags.Validate(configFile, true)
 }
 
 // ErrNoAufs is the refusal on kernels without AuFS.

@@ -19,7 +19,7 @@ import (
 
 // Overlay is lxc-hook-overlay's backend.
 type Overlay struct {
-	Upper string
+	Flags
 }
 
 func (o *Overlay) Program() string  { return "lxc-hook-overlay" }
@@ -36,10 +36,10 @@ with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 func (o *Overlay) MountSource() string { return "lxc-hook-overlay" }
 
 func (o *Overlay) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds upper/ and work/ (default: layer/ beside the container's config)")
+	o.Flags.Register(fs, false)
 }
 
-func (o *Overlay) Validate(configFile string) error { return ValidateUpper(&o.Upper, configFile) }
+func (o *Overlay) Validate(configFile string) error { return o.Flags.Validate(configFile, false) }
 
 func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	return Prepare(o.Upper, layer.Overlay)
@@ -47,26 +47,6 @@ func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 
 func (o *Overlay) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
 	return mount.MountOverlay(mount.Overlay{Source: o.MountSource(), Lowers: lowers, Upper: w.Upper, Work: w.Work}, target)
-}
-
-// DefaultLayerName is the writable layer's name in the container's own
-// directory (beside its LXC config) when --upper is not given.
-const DefaultLayerName = "layer"
-
-// ValidateUpper checks the --upper flag, defaulting it to the "layer"
-// directory beside the container's config.
-func ValidateUpper(upper *string, configFile string) error {
-	if *upper == "" {
-		if configFile == "" || !filepath.IsAbs(configFile) {
-			return errors.New("--upper DIR is required: the directory that keeps the container's writes (no LXC_CONFIG_FILE to put it beside)")
-		}
-		*upper = filepath.Join(filepath.Dir(configFile), DefaultLayerName)
-	}
-	if !filepath.IsAbs(*upper) {
-		return fmt.Errorf("--upper %q is not an absolute path", *upper)
-	}
-	*upper = filepath.Clean(*upper)
-	return nil
 }
 
 // Prepare makes dir a writable layer for the union filesystem fs: dir

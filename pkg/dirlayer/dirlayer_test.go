@@ -57,7 +57,7 @@ func TestPrepareRefusesFileAsUpper(t *testing.T) {
 
 func TestAufsWithoutAufsRefuses(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "layer")
-	a := &Aufs{Upper: dir, HasAufs: func() bool { return false }}
+	a := &Aufs{Flags: Flags{Upper: dir}, HasAufs: func() bool { return false }}
 	if _, err := a.PrepareWritable(ctx()); !errors.Is(err, ErrNoAufs) {
 		t.Fatalf("got %v", err)
 	}
@@ -71,7 +71,7 @@ func TestAufsWithoutAufsRefuses(t *testing.T) {
 
 func TestAufsFallbackWritesOverlayLayer(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "layer")
-	a := &Aufs{Upper: dir, Fallback: "overlay", HasAufs: func() bool { return false }}
+	a := &Aufs{Flags: Flags{Upper: dir, Fallback: "overlay"}, HasAufs: func() bool { return false }}
 	if _, err := a.PrepareWritable(ctx()); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestAufsFallbackWritesOverlayLayer(t *testing.T) {
 	// Without the fallback, aufs now refuses that layer, for its marker,
 	// whatever the kernel has.
 	for _, has := range []bool{false, true} {
-		b := &Aufs{Upper: dir, HasAufs: func() bool { return has }}
+		b := &Aufs{Flags: Flags{Upper: dir}, HasAufs: func() bool { return has }}
 		_, err := b.PrepareWritable(ctx())
 		if err == nil || !strings.Contains(err.Error(), "written by overlay") {
 			t.Fatalf("kernel has aufs=%v: %v", has, err)
@@ -91,21 +91,21 @@ func TestAufsFallbackWritesOverlayLayer(t *testing.T) {
 
 func TestAufsWithAufsMarksLayer(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "layer")
-	a := &Aufs{Upper: dir, HasAufs: func() bool { return true }}
+	a := &Aufs{Flags: Flags{Upper: dir}, HasAufs: func() bool { return true }}
 	if _, err := a.PrepareWritable(ctx()); err != nil {
 		t.Fatal(err)
 	}
 	if marker(t, dir) != layer.Aufs {
 		t.Fatal("layer not marked aufs")
 	}
-	o := &Overlay{Upper: dir}
+	o := &Overlay{Flags: Flags{Upper: dir}}
 	if _, err := o.PrepareWritable(ctx()); err == nil || !strings.Contains(err.Error(), "written by aufs") || !strings.Contains(err.Error(), "lxc-hook-aufs") {
 		t.Fatalf("overlay over an aufs layer: %v", err)
 	}
 }
 
 func TestValidate(t *testing.T) {
-	if err := (&Aufs{Upper: "/x", Fallback: "btrfs"}).Validate(""); err == nil || !strings.Contains(err.Error(), `--fallback "btrfs"`) {
+	if err := (&Aufs{Flags: Flags{Upper: "/x", Fallback: "btrfs"}}).Validate(""); err == nil || !strings.Contains(err.Error(), `--fallback "btrfs"`) {
 		t.Fatalf("got %v", err)
 	}
 	if err := (&Overlay{}).Validate(""); err == nil {
@@ -115,7 +115,7 @@ func TestValidate(t *testing.T) {
 	if err := o.Validate("/var/lib/lxc/web1/config"); err != nil || o.Upper != "/var/lib/lxc/web1/layer" {
 		t.Fatalf("default upper: %q %v", o.Upper, err)
 	}
-	if err := (&Overlay{Upper: "rel"}).Validate("/var/lib/lxc/web1/config"); err == nil {
+	if err := (&Overlay{Flags: Flags{Upper: "rel"}}).Validate("/var/lib/lxc/web1/config"); err == nil {
 		t.Fatal("relative --upper accepted")
 	}
 }

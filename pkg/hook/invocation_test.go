@@ -125,3 +125,20 @@ func TestStripRootfsPrefix(t *testing.T) {
 		t.Error("relative rootfs accepted")
 	}
 }
+
+func TestConfigValues(t *testing.T) {
+	v := ConfigValues(strings.NewReader(`
+# lxc.hook.pre-mount = /commented
+lxc.hook.pre-mount = /usr/share/lxc/hooks/mountecryptfsroot
+lxc.hook.pre-mount=/usr/share/lxc/hooks/lxc-hook-loopimg --size 2G
+lxc.log.file = /a
+lxc.log.file = /b
+lxc.rootfs.path = dir:/r
+`), "lxc.hook.pre-mount", "lxc.log.file")
+	if got := v["lxc.hook.pre-mount"]; len(got) != 2 || got[1] != "/usr/share/lxc/hooks/lxc-hook-loopimg --size 2G" {
+		t.Fatalf("hooks: %q", got)
+	}
+	if Last(v["lxc.log.file"]) != "/b" || v["lxc.rootfs.path"] != nil || Last(nil) != "" {
+		t.Fatalf("%v", v)
+	}
+}

@@ -86,7 +86,7 @@ func Fsck(path string, force bool) (repaired bool, err error) {
 		args = append(args, "-f")
 	}
 	out, err := run("e2fsck", append(args, path)...)
-	code := exitCode(err)
+	code := execs.ExitCode(err)
 	switch {
 	case code == 0:
 		return false, nil
@@ -123,8 +123,6 @@ func Grow(f *os.File, size int64, preallocate bool) error {
 func run(tool string, args ...string) (string, error) {
 	return execs.Run(ToolTimeout, "install e2fsprogs", tool, args...)
 }
-
-func exitCode(err error) int { return execs.ExitCode(err) }
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
@@ -30,14 +31,7 @@ import (
 
 // Backend is lxc-hook-loopimg's.
 type Backend struct {
-	Image       string
-	SizeFlag    string
-	Preallocate bool
-	Fsck        string
-	DirectIO    bool
-	Discard     bool
-
-	size int64
+	Flags
 }
 
 func (b *Backend) Program() string     { return "lxc-hook-loopimg" }
@@ -57,44 +51,8 @@ Put the same line on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop,
 with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 }
 
-func (b *Backend) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&b.Image, "image", "", "ext4 image `FILE` of the writable layer, created if missing (default: layer.img beside the container's config)")
-	fs.StringVar(&b.SizeFlag, "size", "", "`SIZE` of the layer, with K, M, G or T (binary); needed to create the image, grows an existing one")
-	fs.BoolVar(&b.Preallocate, "preallocate", false, "reserve the image's space on the host (fallocate) instead of a sparse file")
-	fs.BoolVar(&b.Discard, "discard", true, "give space freed inside back to the host (ext4 discard: the sparse image shrinks on the host when files are deleted); ignored with --preallocate; --discard=false turns it off")
-	fs.StringVar(&b.Fsck, "fsck", "auto", "`WHEN` to run e2fsck -p before mounting: auto (when the superblock asks, as e2fsck -p decides), always, never")
-	fs.BoolVar(&b.DirectIO, "direct-io", true, "attach the image with direct I/O: no second copy of the layer in the host's page cache (measured: 1.0 instead of 2.0 MiB of cache per MiB written, and faster writes); falls back to buffered I/O where the host filesystem refuses it; --direct-io=false turns it off")
-}
-
-// DefaultImageName is the image's name in the container's own directory
-// (beside its LXC config) when --image is not given.
-const DefaultImageName = "layer.img"
-
-func (b *Backend) Validate(configFile string) error {
-	if b.Image == "" {
-		if configFile == "" || !filepath.IsAbs(configFile) {
-			return errors.New("--image FILE is required: the ext4 image that keeps the container's writes (no LXC_CONFIG_FILE to put it beside)")
-		}
-		b.Image = filepath.Join(filepath.Dir(configFile), DefaultImageName)
-	}
-	if !filepath.IsAbs(b.Image) {
-		return fmt.Errorf("--image %q is not an absolute path", b.Image)
-	}
-	b.Image = filepath.Clean(b.Image)
-	if b.SizeFlag != "" {
-		n, err := image.ParseSize(b.SizeFlag)
-		if err != nil {
-			return err
-		}
-		b.size = n
-	}
-	switch b.Fsck {
-	case "auto", "always", "never":
-	default:
-		return fmt.Errorf("--fsck %q: use auto, always or never", b.Fsck)
-	}
-	return nil
-}
+func (b *Backend) RegisterFlags(fs *flag.FlagSet)   { b.Flags.Register(fs) }
+func (b *Backend) Validate(configFile string) error { return b.Flags.Validate(configFile) }
 
 func (b *Backend) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
 	return mount.MountOverlay(mount.Overlay{Source: b.MountSource(), Lowers: lowers, Upper: w.Upper, Work: w.Work}, target)
@@ -111,10 +69,16 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	// this one goes when pre-mount is done.
 	defer f.Close()
 
-	if err := b.checkNotInUse(c, f); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("image %q: %w", b.Image, err)
+	}
+	// Read once; both checks decide on it.
+	sb, sbErr := image.ReadSuperblock(f)
+	if err := b.checkNotInUse(c, f, &st, sb); err != nil {
 		return nil, err
 	}
-	if err := b.checkAndGrow(c, f); err != nil {
+	if err := b.checkAndGrow(c, f, sb, sbErr); err != nil {
 		return nil, err
 	}
 
@@ -125,8 +89,6 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	// Until mount(2) returns, only this fd keeps the autoclear device.
 	defer dev.Close()
 
-	var st unix.Stat_t
-	unix.Fstat(int(f.Fd()), &st)
 	c.Record.Loops = append(c.Record.Loops, state.Loop{
 		Device: dev.Path, Number: dev.Number, Diskseq: dev.Diskseq,
 		Backing: b.Image, Dev: uint64(st.Dev), Ino: st.Ino, Role: "image",
@@ -147,11 +109,14 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		return nil, fmt.Errorf("image %q: %w", b.Image, err)
 	}
 	c.PushUndo(func() { _ = mount.Unmount(mp) })
-	dio := "buffered"
-	if st, err := dev.Status(); err == nil && st.DirectIO() {
-		dio = "direct"
+	if c.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		// Only for the debug line: whether direct I/O took (it falls back).
+		dio := "buffered"
+		if st, err := dev.Status(); err == nil && st.DirectIO() {
+			dio = "direct"
+		}
+		c.Log.WithField("device", dev.Path).WithField("io", dio).Debugf("image %s mounted on %s", b.Image, mp)
 	}
-	c.Log.WithField("device", dev.Path).WithField("io", dio).Debugf("image %s mounted on %s", b.Image, mp)
 	return dirlayer.PrepareIn(mp, layer.Overlay, "image")
 }
 
@@ -202,11 +167,7 @@ func (b *Backend) openOrCreate(c *runner.Context) (*os.File, error) {
 // of this container still has the old union mounted over the same upper
 // directory (overlayfs would let both write it), and any other holder is
 // another container or a tool.
-func (b *Backend) checkNotInUse(c *runner.Context, f *os.File) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return err
-	}
+func (b *Backend) checkNotInUse(c *runner.Context, f *os.File, st *unix.Stat_t, sb *image.Superblock) error {
 	lockErr := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if lockErr != nil && !errors.Is(lockErr, unix.EWOULDBLOCK) {
 		return fmt.Errorf("image %q: flock: %w", b.Image, lockErr)
@@ -218,7 +179,7 @@ func (b *Backend) checkNotInUse(c *runner.Context, f *os.File) error {
 		// the scan of every loop device on the host (slow with a thousand
 		// of them, and contended in sysfs) is not needed. Anything else is
 		// scanned before e2fsck may touch the image.
-		if sb, err := image.ReadSuperblock(f); err == nil && sb.NeedsCheck(time.Now()) == "" {
+		if sb != nil && sb.NeedsCheck(time.Now()) == "" {
 			return nil
 		}
 	}
@@ -246,8 +207,7 @@ func (b *Backend) checkNotInUse(c *runner.Context, f *os.File) error {
 
 // checkAndGrow refuses anything but ext4, runs e2fsck -p when needed, and
 // grows the image to --size. It never shrinks.
-func (b *Backend) checkAndGrow(c *runner.Context, f *os.File) error {
-	sb, err := image.ReadSuperblock(f)
+func (b *Backend) checkAndGrow(c *runner.Context, f *os.File, sb *image.Superblock, err error) error {
 	if err != nil {
 		if errors.Is(err, image.ErrNotExt) {
 			return fmt.Errorf("image %q is not an ext4 filesystem (%v); it is left untouched: point --image at an ext4 image, or at a path that does not exist yet to create one", b.Image, err)
@@ -272,34 +232,30 @@ func (b *Backend) checkAndGrow(c *runner.Context, f *os.File) error {
 		}
 	}
 
-	apparent, _, _, err := image.Usage(f)
+	apparent, allocated, hostFree, err := image.Usage(f)
 	if err != nil {
 		return fmt.Errorf("image %q: %w", b.Image, err)
 	}
-	switch {
-	case b.size <= apparent && sb.Size() < apparent:
-		// The file grew but its filesystem did not (an online resize that
-		// was interrupted or not permitted): finish the job offline.
+	// Grow the file to --size, and the filesystem to fill the file (it may
+	// be smaller after an online resize that was interrupted or refused).
+	target := apparent
+	if b.size > apparent {
+		target = b.size
+	}
+	if sb.Size() < target {
 		t0 := time.Now()
-		if err := image.Grow(f, apparent, b.Preallocate); err != nil {
+		if err := image.Grow(f, target, b.Preallocate); err != nil {
 			return err
 		}
-		c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("image %s: filesystem grown from %s to fill its %s file", b.Image, image.Human(sb.Size()), image.Human(apparent))
-		if b.size != 0 && b.size < apparent {
-			c.Log.Warnf("image %s is %s, larger than --size %s: images are never shrunk, it stays %s", b.Image, image.Human(apparent), image.Human(b.size), image.Human(apparent))
+		c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("image %s grown from %s to %s", b.Image, image.Human(sb.Size()), image.Human(target))
+		if apparent, allocated, hostFree, err = image.Usage(f); err != nil {
+			return fmt.Errorf("image %q: %w", b.Image, err)
 		}
-	case b.size > apparent:
-		t0 := time.Now()
-		if err := image.Grow(f, b.size, b.Preallocate); err != nil {
-			return err
-		}
-		c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("image %s grown from %s to %s", b.Image, image.Human(apparent), image.Human(b.size))
-	case b.size != 0 && b.size < apparent:
+	}
+	if b.size != 0 && b.size < apparent {
 		c.Log.Warnf("image %s is %s, larger than --size %s: images are never shrunk, it stays %s", b.Image, image.Human(apparent), image.Human(b.size), image.Human(apparent))
 	}
-
-	apparent, allocated, hostFree, err := image.Usage(f)
-	if err == nil && apparent-allocated > hostFree {
+	if apparent-allocated > hostFree {
 		c.Log.Warnf("image %s may need %s more on the host but only %s is free there: when the host fills up, the container's writes fail with I/O errors instead of ENOSPC (use --preallocate to reserve the space)", b.Image, image.Human(roundMiB(apparent-allocated)), image.Human(roundMiB(hostFree)))
 	}
 	return nil

@@ -1,12 +1,13 @@
 package lxclog
 
 import (
-	"bufio"
 	"io"
 	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 )
 
 // ConfigLog is what a container config says about logging.
@@ -16,32 +17,15 @@ type ConfigLog struct {
 	ConsoleFile string // lxc.console.logfile, never mistaken for the log
 }
 
-// ParseConfig reads the lxc.log.* keys of an LXC config. Later lines win,
-// as in LXC; lxc.include is not followed (log settings live in the
-// container's own config).
+// ParseConfig reads the lxc.log.* keys of an LXC config; later lines win,
+// as in LXC.
 func ParseConfig(r io.Reader) ConfigLog {
-	var c ConfigLog
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		key, val, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-		switch key {
-		case "lxc.log.file":
-			c.File = val
-		case "lxc.log.level":
-			c.Level = val
-		case "lxc.console.logfile":
-			c.ConsoleFile = val
-		}
+	v := hook.ConfigValues(r, "lxc.log.file", "lxc.log.level", "lxc.console.logfile")
+	return ConfigLog{
+		File:        hook.Last(v["lxc.log.file"]),
+		Level:       hook.Last(v["lxc.log.level"]),
+		ConsoleFile: hook.Last(v["lxc.console.logfile"]),
 	}
-	return c
 }
 
 // lxcLevels are LXC's priorities in order, as lxc.log.level numbers them.

@@ -200,6 +200,25 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// ParseFlags reads a hook line's flags (the words after the binary) the way
+// the hook does: the common flags plus those register adds, then validate
+// with the container's config (which fills in the defaults). For tools that
+// read container configs; positional words are ignored.
+func ParseFlags(args []string, configFile string, register func(*flag.FlagSet), validate func(configFile string) error) (*Common, error) {
+	common := &Common{}
+	fs := flag.NewFlagSet("hook line", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	common.register(fs)
+	register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, flagError(err)
+	}
+	if err := validate(configFile); err != nil {
+		return nil, err
+	}
+	return common, nil
+}
+
 // Usage prints the hook mode's help, as --help does.
 func Usage(b Backend, w io.Writer) {
 	fs := flag.NewFlagSet(b.Program(), flag.ContinueOnError)

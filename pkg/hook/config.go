@@ -1,0 +1,43 @@
+package hook
+
+import (
+	"bufio"
+	"io"
+	"strings"
+)
+
+// ConfigValues reads an LXC container config and returns, for each of keys,
+// its values in the order they appear ("key = value" lines; comments and
+// blank lines skipped). lxc.include is not followed: the keys the hooks
+// read (logging, hooks, rootfs) live in the container's own config.
+func ConfigValues(r io.Reader, keys ...string) map[string][]string {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	out := map[string][]string{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		key, val, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if key = strings.TrimSpace(key); want[key] {
+			out[key] = append(out[key], strings.TrimSpace(val))
+		}
+	}
+	return out
+}
+
+// Last is the value LXC uses for a single-valued key: the last one.
+func Last(vals []string) string {
+	if len(vals) == 0 {
+		return ""
+	}
+	return vals[len(vals)-1]
+}

@@ -32,7 +32,7 @@ type Kind struct {
 }
 
 // Commands are the words that make a hook binary an operator command.
-var Commands = []string{"init", "status", "resize", "release", "manpage"}
+var Commands = []string{"init", "status", "resize", "release", "manpage", "template"}
 
 // IsCommand reports whether args ask for an operator command rather than a
 // hook run: the first argument is a command word and LXC did not run us.
@@ -73,6 +73,8 @@ func Main(k Kind, args []string, stdout, stderr io.Writer) int {
 		err = cmdRelease(k, args[1:], stdout)
 	case "manpage":
 		err = cmdManpage(k, stdout)
+	case "template":
+		err = cmdTemplate(k, args[1:], stdout)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -66,6 +66,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	warnSlowTemplate(k, lower, os.Stderr)
 	if k.Image {
 		if size == "" {
 			size = "2G"

@@ -28,7 +28,7 @@ func cmdManpage(k Kind, w io.Writer) error {
 		io.WriteString(w, esc(b.String()))
 	}
 	fmt.Fprintf(w, ".fi\n.SH COMMANDS\n")
-	for _, c := range []string{"init", "status", "resize", "release"} {
+	for _, c := range []string{"init", "status", "resize", "release", "template"} {
 		if c == "resize" && !k.Image {
 			continue
 		}

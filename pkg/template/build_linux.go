@@ -1,0 +1,420 @@
+package template
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+)
+
+// buildTimeout bounds each tool run: a template of many GiB on a slow disk
+// takes minutes, never hours.
+const buildTimeout = 3 * time.Hour
+
+// Source is what a template is built from. Exactly one of Dir, Tarball,
+// Image or Union is set.
+type Source struct {
+	// Dir is a root directory, used as it is.
+	Dir string
+	// Tarball is a rootfs tarball (.tar, or compressed: tar recognises the
+	// compression by content).
+	Tarball string
+	// Image is an existing template image (squashfs, erofs, ext4), mounted
+	// read-only.
+	Image *layer.Lower
+	// Union is a hook-managed container's layers, flattened.
+	Union *Union
+}
+
+// Union is a writable layer over read-only lowers, as the hooks stack them.
+type Union struct {
+	// Lowers, topmost first: directories or images.
+	Lowers []layer.Lower
+	// UpperDir is a directory layer's upper/ (lxc-hook-overlay), or "".
+	UpperDir string
+	// LayerImage is the ext4 image whose upper/ is the layer
+	// (lxc-hook-loopimg), or "".
+	LayerImage string
+}
+
+func (s Source) String() string {
+	switch {
+	case s.Dir != "":
+		return s.Dir
+	case s.Tarball != "":
+		return s.Tarball
+	case s.Image != nil:
+		return s.Image.Path
+	case s.Union != nil:
+		return "the union of the container's layers"
+	}
+	return "(none)"
+}
+
+// Build writes a template in format f at file from src. An existing file
+// is never replaced: the template is written under a temporary name in
+// file's directory and renamed with RENAME_NOREPLACE. Images and union
+// layers are mounted read-only in a private mount namespace of one thread
+// of this process (the tools it runs inherit it), so nothing is visible on
+// the host and everything goes, loop devices included, when Build returns.
+func Build(src Source, file string, f Format) error {
+	file, err := filepath.Abs(file)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(file); err == nil {
+		return fmt.Errorf("%s already exists: nothing was changed (a template is never overwritten; choose another name)", file)
+	}
+	dir, base := filepath.Split(file)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("directory %s for %s does not exist", dir, base)
+	}
+	if err := checkTools(src, f); err != nil {
+		return err
+	}
+	tmp, err := makeTemp(dir, base, f)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			removeTemp(tmp, f)
+		}
+	}()
+
+	switch {
+	case src.Dir != "":
+		err = buildFrom(src.Dir, tmp, f)
+	case src.Tarball != "":
+		err = buildFromTarball(src.Tarball, dir, base, tmp, f)
+	default:
+		err = inPrivateNamespace(func() error {
+			root, cleanup, err := mountSource(src, dir, base)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			return buildFrom(root, tmp, f)
+		})
+	}
+	if err != nil {
+		return err
+	}
+	if f.FS != "dir" {
+		if err := syncFile(tmp); err != nil {
+			return err
+		}
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, file, unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("%s appeared while the template was built: nothing was changed", file)
+		}
+		return fmt.Errorf("rename %s to %s: %w", tmp, file, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func checkTools(src Source, f Format) error {
+	need := map[string]string{}
+	switch f.FS {
+	case "squashfs":
+		need["mksquashfs"] = "install squashfs-tools"
+	case "erofs":
+		need["mkfs.erofs"] = "install erofs-utils"
+	case "dir":
+		need["cp"] = "install coreutils"
+	}
+	if src.Tarball != "" {
+		need["tar"] = "install tar"
+		switch {
+		case strings.HasSuffix(src.Tarball, "zst"), strings.HasSuffix(src.Tarball, "zstd"):
+			need["zstd"] = "install zstd"
+		case strings.HasSuffix(src.Tarball, "xz"):
+			need["xz"] = "install xz-utils"
+		}
+	}
+	for tool, hint := range need {
+		if !haveTool(tool) {
+			return fmt.Errorf("%s not found: %s", tool, hint)
+		}
+	}
+	return nil
+}
+
+func haveTool(tool string) bool {
+	for _, d := range execs.Dirs {
+		if fi, err := os.Stat(filepath.Join(d, tool)); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
+// makeTemp creates the temporary output (a file, or a directory for the
+// dir format) next to the final name, so the rename stays on one
+// filesystem.
+func makeTemp(dir, base string, f Format) (string, error) {
+	pattern := "." + base + ".tmp-"
+	if f.FS == "dir" {
+		d, err := os.MkdirTemp(dir, pattern)
+		if err != nil {
+			return "", err
+		}
+		// The root of a container is 0755; cp -a and tar then set the
+		// source's own mode, owner and times on it.
+		return d, os.Chmod(d, 0o755)
+	}
+	t, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
+	t.Close()
+	return t.Name(), os.Chmod(t.Name(), 0o644)
+}
+
+// removeTemp removes a failed build's output. It was made by this process
+// and is never a mountpoint, so a dir template may be removed recursively.
+func removeTemp(tmp string, f Format) {
+	if f.FS == "dir" {
+		_ = os.RemoveAll(tmp)
+		return
+	}
+	_ = os.Remove(tmp)
+}
+
+func syncFile(p string) error {
+	fh, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	return fh.Sync()
+}
+
+// buildFrom writes the template of root at out.
+func buildFrom(root, out string, f Format) error {
+	var tool string
+	var args []string
+	switch f.FS {
+	case "squashfs":
+		// Not -all-root: ownership stays numeric as in the source.
+		// Hardlinks, holes (sparse files) and exports are mksquashfs's
+		// defaults; -noappend because out is the empty file made above.
+		tool = "mksquashfs"
+		args = []string{root, out, "-noappend", "-no-progress", "-quiet", "-xattrs", "-comp", f.Comp}
+	case "erofs":
+		// --chunksize keeps holes as holes (mkfs.erofs 1.5 stores the zeros
+		// of sparse files otherwise); 4096 is the block size, so every
+		// hole of a block or more stays out of the image.
+		tool = "mkfs.erofs"
+		args = []string{"--quiet", "--chunksize=4096"}
+		if f.Comp != "" {
+			args = append(args, "-z"+f.Comp)
+		}
+		args = append(args, out, root)
+	case "dir":
+		// cp -a keeps owners, modes, times, xattrs, hardlinks, devices and
+		// fifos; --sparse=always keeps holes.
+		tool = "cp"
+		args = []string{"-a", "--sparse=always", "--no-target-directory", root + "/.", out}
+	default:
+		return fmt.Errorf("format %q has no builder", f.Name)
+	}
+	if out, err := execs.Run(buildTimeout, "", tool, args...); err != nil {
+		return fmt.Errorf("%s: %w: %s", tool, err, lastLines(out, 3))
+	}
+	return nil
+}
+
+// buildFromTarball extracts the tarball into a staging directory next to
+// the template (or directly into the template for the dir format) and
+// builds from it. tar runs as root with --numeric-owner, --xattrs and
+// --xattrs-include='*' (security.capability and trusted.* included),
+// --same-permissions and --sparse handling is automatic on extraction.
+func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
+	extract := func(into string) error {
+		args := []string{"--extract", "--file", tarball, "--directory", into,
+			"--numeric-owner", "--same-owner", "--same-permissions", "--xattrs", "--xattrs-include=*", "--acls"}
+		if out, err := execs.Run(buildTimeout, "install tar", "tar", args...); err != nil {
+			return fmt.Errorf("tar: extracting %s: %w: %s", tarball, err, lastLines(out, 3))
+		}
+		return nil
+	}
+	if f.FS == "dir" {
+		return extract(tmp)
+	}
+	staging, err := os.MkdirTemp(dir, "."+base+".staging-")
+	if err != nil {
+		return err
+	}
+	// Made by this process, never mounted on: removed recursively.
+	defer os.RemoveAll(staging)
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return err
+	}
+	if err := extract(staging); err != nil {
+		return err
+	}
+	return buildFrom(staging, tmp, f)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}
+
+// inPrivateNamespace runs fn on a locked OS thread in a new mount
+// namespace whose mounts are all private: what fn mounts is seen by fn and
+// the tools it starts (they inherit the thread's namespace), by nobody
+// else. The thread is never unlocked, so it ends with fn and its namespace
+// (and with it every mount left, and the autoclear loop devices under
+// them) goes too.
+func inPrivateNamespace(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+			done <- fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			done <- fmt.Errorf("make / private in the new mount namespace: %w", err)
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
+}
+
+// mountSource mounts src read-only under a directory next to the template
+// and returns the root to build from; cleanup unmounts, deepest first, and
+// removes the mountpoints (os.Remove only: never recursively next to a
+// mount).
+func mountSource(src Source, dir, base string) (string, func(), error) {
+	top, err := os.MkdirTemp(dir, "."+base+".mnt-")
+	if err != nil {
+		return "", func() {}, err
+	}
+	var mounted, made []string
+	made = append(made, top)
+	cleanup := func() {
+		for i := len(mounted) - 1; i >= 0; i-- {
+			_ = mount.Unmount(mounted[i])
+		}
+		for i := len(made) - 1; i >= 0; i-- {
+			_ = os.Remove(made[i])
+		}
+	}
+	mkdir := func(name string) (string, error) {
+		p := filepath.Join(top, name)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			return "", err
+		}
+		made = append(made, p)
+		return p, nil
+	}
+	image := func(name, path, fstype string, extra ...mount.Param) (string, error) {
+		mp, err := mkdir(name)
+		if err != nil {
+			return "", err
+		}
+		if err := mountImage(path, fstype, mp, extra...); err != nil {
+			return "", err
+		}
+		mounted = append(mounted, mp)
+		return mp, nil
+	}
+	fail := func(err error) (string, func(), error) {
+		cleanup()
+		return "", func() {}, err
+	}
+
+	if src.Image != nil {
+		root, err := image("image", src.Image.Path, src.Image.FSType)
+		if err != nil {
+			return fail(err)
+		}
+		return root, cleanup, nil
+	}
+	u := src.Union
+	var lowers []string
+	switch {
+	case u.LayerImage != "":
+		// noload: a read-only mount must not replay the journal (the image
+		// is left exactly as the container's last stop left it).
+		mp, err := image("layer", u.LayerImage, "ext4", mount.Param{Key: "noload", Flag: true})
+		if err != nil {
+			return fail(err)
+		}
+		lowers = append(lowers, filepath.Join(mp, "upper"))
+	case u.UpperDir != "":
+		lowers = append(lowers, u.UpperDir)
+	}
+	for i, l := range u.Lowers {
+		if !l.IsImage() {
+			lowers = append(lowers, l.Path)
+			continue
+		}
+		mp, err := image(fmt.Sprintf("lower%d", i), l.Path, l.FSType)
+		if err != nil {
+			return fail(err)
+		}
+		lowers = append(lowers, mp)
+	}
+	if len(lowers) == 1 {
+		return lowers[0], cleanup, nil
+	}
+	merged, err := mkdir("merged")
+	if err != nil {
+		return fail(err)
+	}
+	// The layer's upper becomes the top lower of a read-only overlay: its
+	// whiteouts hide deleted files and its opaque directories hide the
+	// lowers' contents, exactly as in the container, and overlayfs keeps
+	// its own trusted.overlay.* xattrs out of listxattr.
+	if err := mount.MountOverlayReadOnly("lxc-hook-template", lowers, merged); err != nil {
+		return fail(err)
+	}
+	mounted = append(mounted, merged)
+	return merged, cleanup, nil
+}
+
+// mountImage mounts the image file at path read-only at mp through a
+// read-only autoclear loop device of its own (not the hooks' shared one:
+// this mount lives only as long as the build).
+func mountImage(path, fstype, mp string, extra ...mount.Param) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	dev, err := loop.Attach(fh, loop.Options{ReadOnly: true, Autoclear: true})
+	fh.Close()
+	if err != nil {
+		return fmt.Errorf("%s: attaching a loop device: %w", path, err)
+	}
+	// With autoclear, this fd keeps the device until mount(2) returned.
+	defer dev.Close()
+	if err := mount.Block(fstype, dev.Path, mp, true, extra...); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+package test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// propsMtime is the modification time every file of props/ gets.
+var propsMtime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+
+// capNetRawEP is security.capability for cap_net_raw=ep (struct
+// vfs_cap_data, revision 2), what `setcap cap_net_raw+ep` writes.
+func capNetRawEP() []byte {
+	b := make([]byte, 20)
+	binary.LittleEndian.PutUint32(b[0:], 0x02000000|0x1) // VFS_CAP_REVISION_2 | effective
+	binary.LittleEndian.PutUint32(b[4:], 1<<13)          // permitted: CAP_NET_RAW
+	return b
+}
+
+// richTree makes a bootable root at dir: the busybox template plus props/
+// with every property a root filesystem needs kept.
+func richTree(t *testing.T, dir string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", tplDir+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	p := filepath.Join(dir, "props")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(p, 0o755))
+	must(os.WriteFile(filepath.Join(p, "owned"), []byte("owned\n"), 0o640))
+	must(os.Lchown(filepath.Join(p, "owned"), 1234, 5678))
+	must(os.WriteFile(filepath.Join(p, "suid"), []byte("suid\n"), 0o755))
+	must(os.Chmod(filepath.Join(p, "suid"), 0o755|os.ModeSetuid))
+	must(os.WriteFile(filepath.Join(p, "cap"), []byte("cap\n"), 0o755))
+	must(unix.Setxattr(filepath.Join(p, "cap"), "security.capability", capNetRawEP(), 0))
+	must(os.WriteFile(filepath.Join(p, "xattr"), []byte("x\n"), 0o644))
+	must(unix.Setxattr(filepath.Join(p, "xattr"), "user.tpl", []byte("user value"), 0))
+	must(unix.Setxattr(filepath.Join(p, "xattr"), "trusted.tpl", []byte("trusted value"), 0))
+	must(unix.Mknod(filepath.Join(p, "cdev"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+	must(unix.Mknod(filepath.Join(p, "bdev"), unix.S_IFBLK|0o660, int(unix.Mkdev(7, 200))))
+	must(unix.Mkfifo(filepath.Join(p, "fifo"), 0o644))
+	must(os.WriteFile(filepath.Join(p, "hl1"), []byte("hardlink\n"), 0o644))
+	must(os.Link(filepath.Join(p, "hl1"), filepath.Join(p, "hl2")))
+	must(os.Symlink("suid", filepath.Join(p, "sym")))
+	f, err := os.Create(filepath.Join(p, "sparse"))
+	must(err)
+	_, err = f.WriteAt([]byte("end"), 64<<20)
+	must(err)
+	f.Close()
+	// A directory whose contents a container's layer will replace (opaque).
+	must(os.Mkdir(filepath.Join(dir, "opq"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "opq", "old"), []byte("old\n"), 0o644))
+	ts := []unix.Timespec{unix.NsecToTimespec(propsMtime.UnixNano()), unix.NsecToTimespec(propsMtime.UnixNano())}
+	ents, _ := os.ReadDir(p)
+	for _, e := range ents {
+		must(unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(p, e.Name()), ts, unix.AT_SYMLINK_NOFOLLOW))
+	}
+	must(unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0))
+}
+
+// checkProps checks every property of props/ under root.
+func checkProps(t *testing.T, root, what string) {
+	t.Helper()
+	p := filepath.Join(root, "props")
+	st := func(name string) *unix.Stat_t {
+		var s unix.Stat_t
+		if err := unix.Lstat(filepath.Join(p, name), &s); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return &s
+	}
+	errf := func(format string, a ...any) {
+		t.Helper()
+		t.Errorf(what+": "+format, a...)
+	}
+	if s := st("owned"); s.Uid != 1234 || s.Gid != 5678 || s.Mode&0o7777 != 0o640 {
+		errf("owned: uid %d gid %d mode %o, want 1234 5678 640", s.Uid, s.Gid, s.Mode&0o7777)
+	}
+	if s := st("suid"); s.Mode&0o7777 != 0o4755 {
+		errf("suid: mode %o, want 4755", s.Mode&0o7777)
+	}
+	xattr := func(name, attr string) []byte {
+		buf := make([]byte, 256)
+		n, err := unix.Lgetxattr(filepath.Join(p, name), attr, buf)
+		if err != nil {
+			errf("%s: xattr %s: %v", name, attr, err)
+			return nil
+		}
+		return buf[:n]
+	}
+	if got := xattr("cap", "security.capability"); got != nil && !bytes.Equal(got, capNetRawEP()) {
+		errf("cap: security.capability %x, want %x", got, capNetRawEP())
+	}
+	if got := xattr("xattr", "user.tpl"); got != nil && string(got) != "user value" {
+		errf("user.tpl = %q", got)
+	}
+	if got := xattr("xattr", "trusted.tpl"); got != nil && string(got) != "trusted value" {
+		errf("trusted.tpl = %q", got)
+	}
+	// overlayfs's own xattrs must not leak into a template.
+	for _, n := range []string{"", "props", "opq", "etc"} {
+		buf := make([]byte, 4096)
+		sz, _ := unix.Llistxattr(filepath.Join(root, n), buf)
+		if strings.Contains(string(buf[:max(sz, 0)]), "overlay.") {
+			errf("/%s carries overlayfs xattrs: %q", n, buf[:sz])
+		}
+	}
+	if s := st("cdev"); s.Mode&unix.S_IFMT != unix.S_IFCHR || s.Rdev != unix.Mkdev(1, 3) {
+		errf("cdev: mode %o rdev %d:%d", s.Mode, unix.Major(s.Rdev), unix.Minor(s.Rdev))
+	}
+	if s := st("bdev"); s.Mode&unix.S_IFMT != unix.S_IFBLK || s.Rdev != unix.Mkdev(7, 200) {
+		errf("bdev: mode %o rdev %d:%d", s.Mode, unix.Major(s.Rdev), unix.Minor(s.Rdev))
+	}
+	if s := st("fifo"); s.Mode&unix.S_IFMT != unix.S_IFIFO {
+		errf("fifo: mode %o", s.Mode)
+	}
+	if a, b := st("hl1"), st("hl2"); a.Ino != b.Ino || a.Nlink != 2 {
+		errf("hl1/hl2: inodes %d %d, links %d: not one hardlinked file", a.Ino, b.Ino, a.Nlink)
+	}
+	if l, err := os.Readlink(filepath.Join(p, "sym")); err != nil || l != "suid" {
+		errf("sym -> %q (%v)", l, err)
+	}
+	if s := st("sparse"); s.Size != 64<<20+3 {
+		errf("sparse: size %d", s.Size)
+	} else if b, _ := os.ReadFile(filepath.Join(p, "sparse")); !bytes.Equal(b[64<<20:], []byte("end")) || bytes.Count(b[:64<<20], []byte{0}) != 64<<20 {
+		errf("sparse: contents differ")
+	}
+	for _, n := range []string{"owned", "suid", "cap", "cdev", "fifo", "hl1", "sym", "sparse", ""} {
+		if s := st(n); s.Mtim.Sec != propsMtime.Unix() {
+			errf("%s: mtime %s, want %s", n, time.Unix(s.Mtim.Sec, 0).UTC(), propsMtime)
+		}
+	}
+}
+
+// mountTemplate mounts a template image read-only (loop) and returns where;
+// a dir template is its own root. Unmounted at the end of the test.
+func mountTemplate(t *testing.T, file string) string {
+	t.Helper()
+	if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+		return file
+	}
+	mp := file + ".mnt"
+	os.Mkdir(mp, 0o755)
+	if out, err := exec.Command("mount", "-o", "ro,loop", file, mp).CombinedOutput(); err != nil {
+		t.Fatalf("mount %s: %v %s", file, err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mp).Run(); os.Remove(mp) })
+	return mp
+}
+
+// holesKept checks that the 64 MiB of zeros are not stored: an image is
+// far smaller, a directory's file has few blocks.
+func holesKept(t *testing.T, file string) {
+	t.Helper()
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.IsDir() {
+		var s unix.Stat_t
+		unix.Stat(filepath.Join(file, "props", "sparse"), &s)
+		if s.Blocks*512 > 1<<20 {
+			t.Errorf("%s: props/sparse occupies %d bytes: its hole was filled", file, s.Blocks*512)
+		}
+		return
+	}
+	if fi.Size() > 16<<20 {
+		t.Errorf("%s is %d bytes: the sparse file's zeros were stored", file, fi.Size())
+	}
+}
+
+var templateFormats = []string{"squashfs-lz4", "squashfs-zstd", "erofs", "erofs-lz4", "dir"}
+
+// A template from each kind of SOURCE, in each format, mounts and keeps
+// every property; nothing stays mounted or attached.
+func TestTemplateFromSources(t *testing.T) {
+	requireEnv(t)
+	for _, tool := range []string{"mkfs.erofs", "zstd", "xz"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (apt-get install erofs-utils zstd xz-utils)", tool)
+		}
+	}
+	dir := testDir(t)
+	src := filepath.Join(dir, "src")
+	os.Mkdir(src, 0o755)
+	richTree(t, src)
+	checkProps(t, src, "the source itself")
+
+	sources := map[string]string{"dir": src}
+	for ext, flag := range map[string]string{".tar": "", ".tar.gz": "--gzip", ".tar.xz": "--xz", ".tar.zst": "--zstd"} {
+		tb := filepath.Join(dir, "rootfs"+ext)
+		args := []string{"--create", "--file", tb, "--directory", src, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sparse"}
+		if flag != "" {
+			args = append(args, flag)
+		}
+		if out, err := exec.Command("tar", append(args, ".")...).CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v %s", err, out)
+		}
+		sources[ext] = tb
+	}
+	// An LXC container with a dir rootfs, as lxc-create -t busybox makes it.
+	lxcpath := filepath.Join(dir, "lxc")
+	os.MkdirAll(filepath.Join(lxcpath, "plain"), 0o755)
+	os.WriteFile(filepath.Join(lxcpath, "plain", "config"), []byte("lxc.uts.name = plain\nlxc.rootfs.path = dir:"+src+"\n"), 0o644)
+	sources["lxc dir container"] = "plain"
+	// An existing template image.
+	img := filepath.Join(dir, "existing.sqfs")
+	if out, err := admin(t, "lxc-hook-loopimg", "template", img, "--from", src, "--format", "squashfs-gzip"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	sources["squashfs image"] = img
+
+	for kind, from := range sources {
+		for _, format := range templateFormats {
+			out := filepath.Join(dir, "out", strings.NewReplacer(" ", "-", ".", "").Replace(kind)+"."+format)
+			os.MkdirAll(filepath.Dir(out), 0o755)
+			res, err := admin(t, "lxc-hook-loopimg", "template", out, "--from", from, "--format", format, "-P", lxcpath)
+			if err != nil {
+				t.Errorf("from %s to %s: %v\n%s", kind, format, err, res)
+				continue
+			}
+			root := mountTemplate(t, out)
+			checkProps(t, root, kind+" -> "+format)
+			holesKept(t, out)
+			if leftovers, _ := filepath.Glob(filepath.Join(dir, "out", ".*")); len(leftovers) > 0 {
+				t.Errorf("from %s to %s: left behind %v", kind, format, leftovers)
+			}
+		}
+	}
+	// Unmount what the test mounted, then nothing of ours may be attached.
+	for _, m := range mountsUnder(dir) {
+		exec.Command("umount", m).Run()
+	}
+	assertNoLoops(t, dir, "after building and checking every template")
+	if m := mountsUnder(dir); len(m) > 0 {
+		t.Errorf("still mounted: %v", m)
+	}
+}
+
+// mountsUnder lists the host's mounts below dir.
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// A customised hook-managed container becomes a template: its layer's
+// files are in, the files it deleted are not, an opaque directory hides
+// the template's contents; a container started from it sees the same. A
+// running container is refused; an existing FILE is left byte-identical.
+func TestTemplateFromContainer(t *testing.T) {
+	requireEnv(t)
+	for _, hook := range []string{"lxc-hook-loopimg", "lxc-hook-overlay"} {
+		t.Run(hook, func(t *testing.T) {
+			dir := testDir(t)
+			src := filepath.Join(dir, "src")
+			os.Mkdir(src, 0o755)
+			richTree(t, src)
+			base := filepath.Join(dir, "base.sqfs")
+			if out, err := admin(t, hook, "template", base, "--from", src); err != nil {
+				t.Fatalf("%v %s", err, out)
+			}
+			args := []string{"--lower", base}
+			if hook == "lxc-hook-loopimg" {
+				args = append(args, "--image", filepath.Join(dir, "layer.img"), "--size", "32M")
+			} else {
+				args = append(args, "--upper", filepath.Join(dir, "layer"))
+			}
+			c := newCtr(t, ctrOpts{hook: hook, args: args})
+			c.mustStart()
+			c.mustSh("rm /etc/from-template && echo mine > /etc/layer-file && rm -r /opq && mkdir /opq && echo new > /opq/new && chmod 600 /props/xattr")
+
+			flat := filepath.Join(dir, "flat.sqfs")
+			out, err := admin(t, hook, "template", flat, "--from", c.name, "-P", c.lxcpath)
+			if err == nil || !strings.Contains(out, "is RUNNING") {
+				t.Errorf("a running container as SOURCE: err %v, output %q; want a refusal naming RUNNING", err, out)
+			}
+			if exists(flat) {
+				t.Fatalf("%s written from a running container", flat)
+			}
+			c.stop(false)
+			assertNoLoops(t, dir, "after lxc-stop")
+
+			for _, format := range []string{"squashfs-lz4", "erofs", "dir"} {
+				flat := filepath.Join(dir, "flat."+format)
+				if out, err := admin(t, hook, "template", flat, "--from", c.name, "-P", c.lxcpath, "--format", format); err != nil {
+					t.Fatalf("%s: %v %s", format, err, out)
+				}
+				assertNoLoops(t, dir, "after template --from "+c.name)
+				if m := mountsUnder(dir); len(m) > 0 {
+					t.Fatalf("still mounted after template: %v", m)
+				}
+				root := mountTemplate(t, flat)
+				checkProps(t, root, "flattened "+format)
+				if b, err := os.ReadFile(filepath.Join(root, "etc", "layer-file")); err != nil || string(b) != "mine\n" {
+					t.Errorf("%s: the layer's /etc/layer-file: %q %v", format, b, err)
+				}
+				if exists(filepath.Join(root, "etc", "from-template")) {
+					t.Errorf("%s: the deleted /etc/from-template is back", format)
+				}
+				ents, _ := os.ReadDir(filepath.Join(root, "opq"))
+				if len(ents) != 1 || ents[0].Name() != "new" {
+					t.Errorf("%s: /opq holds %v, want only new (opaque directory)", format, ents)
+				}
+				// A copied-up file: its new mode, and its xattrs (checkProps).
+				if fi, err := os.Stat(filepath.Join(root, "props", "xattr")); err != nil || fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s: the layer's chmod of props/xattr was lost: %v", format, fi.Mode())
+				}
+				for _, m := range mountsUnder(dir) {
+					exec.Command("umount", m).Run()
+				}
+			}
+
+			// A container from the flattened template sees the same.
+			c2 := newCtr(t, ctrOpts{hook: "lxc-hook-loopimg", args: []string{"--lower", filepath.Join(dir, "flat.squashfs-lz4"), "--image", filepath.Join(dir, "layer2.img"), "--size", "32M"}})
+			c2.mustStart()
+			got := c2.mustSh("cat /etc/layer-file; ls /opq; test -e /etc/from-template && echo deleted-file-is-back; true")
+			if got != "mine\nnew\n" {
+				t.Errorf("inside a container from the flattened template: %q", got)
+			}
+			c2.stop(false)
+
+			// An existing FILE is never overwritten.
+			keep := filepath.Join(dir, "flat.squashfs-lz4")
+			before := fileSHA(t, keep)
+			out, err = admin(t, hook, "template", keep, "--from", c.name, "-P", c.lxcpath)
+			if err == nil || !strings.Contains(out, "already exists: nothing was changed") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+				t.Errorf("template onto an existing file: err %v, output %q; want one line saying it exists", err, out)
+			}
+			if fileSHA(t, keep) != before {
+				t.Errorf("%s was changed", keep)
+			}
+			for _, m := range mountsUnder(dir) {
+				exec.Command("umount", m).Run()
+			}
+			assertNoLoops(t, dir, "at the end")
+		})
+	}
+}
+
+// init warns about a template that is slow to boot and names the command
+// that converts it; it is quiet about a fast one.
+func TestInitWarnsSlowTemplate(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	slow := filepath.Join(dir, "slow.sqfs")
+	if out, err := admin(t, "lxc-hook-loopimg", "template", slow, "--from", tplDir, "--format", "squashfs-gzip"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	lxcpath := filepath.Join(dir, "lxc")
+	out, err := admin(t, "lxc-hook-loopimg", "init", "slow", "--template", slow, "-P", lxcpath, "--default-config", "/dev/null")
+	if err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	want := "lxc-hook-loopimg template " + filepath.Join(dir, "slow-lz4.sqfs") + " --from " + slow
+	if !strings.Contains(out, "gzip, which is slow to boot") || !strings.Contains(out, want) {
+		t.Errorf("init with a gzip squashfs: %q; want a warning naming %q", out, want)
+	}
+	fast := filepath.Join(dir, "fast.sqfs")
+	if out, err := admin(t, "lxc-hook-loopimg", "template", fast, "--from", slow); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	out, err = admin(t, "lxc-hook-loopimg", "init", "fast", "--template", fast, "-P", lxcpath, "--default-config", "/dev/null")
+	if err != nil || strings.Contains(out, "warning") {
+		t.Errorf("init with an lz4 squashfs: %v %q; want no warning", err, out)
+	}
+	assertNoLoops(t, dir, "after init")
+}

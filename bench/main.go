@@ -32,7 +32,7 @@ var (
 	outDoc   = flag.String("out", "docs/benchmarks.md", "report to write")
 	outChart = flag.String("chart", "docs/benchmarks-startstop.png", "chart to write (needs gnuplot)")
 	repo     = flag.String("repo", ".", "the repository (for binaries and the reference hook)")
-	only     = flag.String("only", "", "run only this step (startstop, rss, io, parallel, density), for profiling; the report then has only its figures")
+	only     = flag.String("only", "", "run only this step (startstop, rss, io, parallel, density, formats), for profiling; the report then has only its figures, except formats, which rewrites only its own section")
 )
 
 type bench struct {
@@ -59,6 +59,15 @@ func main() {
 	step("building the hooks and the template")
 	b.build()
 	r.machine = machine()
+
+	if *only == "formats" {
+		step("template formats")
+		section := b.formatsRun().markdown()
+		old, _ := os.ReadFile(*outDoc)
+		must(os.WriteFile(*outDoc, []byte(withFormatsSection(string(old), "", section)), 0o644))
+		fmt.Println(section)
+		return
+	}
 
 	step("binary sizes")
 	for _, n := range []string{"lxc-hook-overlay", "lxc-hook-loopimg", "lxc-hook-aufs"} {
@@ -102,7 +111,8 @@ func main() {
 	step("writing " + *outDoc)
 	r.finished = time.Now()
 	must(os.MkdirAll(filepath.Dir(*outDoc), 0o755))
-	must(os.WriteFile(*outDoc, []byte(r.markdown()), 0o644))
+	old, _ := os.ReadFile(*outDoc)
+	must(os.WriteFile(*outDoc, []byte(withFormatsSection(r.markdown(), string(old), "")), 0o644))
 	if err := r.chart(*outChart); err != nil {
 		fmt.Fprintln(os.Stderr, "chart:", err)
 	}

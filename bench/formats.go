@@ -314,8 +314,12 @@ func (res *formatsResult) markdown() string {
 	var b strings.Builder
 	w := func(f string, a ...interface{}) { fmt.Fprintf(&b, f, a...) }
 	w("## Templates by format: boot to settled\n\n")
-	w("Measured %s on %s with `./scripts/bench.sh -only formats -rounds %d -formats-density %d`. ",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), *rounds, *fmtDensity)
+	src := ""
+	if *fmtSource != "debootstrap" {
+		src = " -formats-source " + *fmtSource
+	}
+	w("Measured %s on %s with `./scripts/bench.sh -only formats -rounds %d -formats-density %d%s`. ",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), *rounds, *fmtDensity, src)
 	w("Root: %s, converted by `lxc-hook-loopimg template FILE --from ROOT --format F`; each container written by `lxc-hook-loopimg init` and started under lxc-hook-loopimg. ", res.source)
 	if res.systemd {
 		w("Boot = from `lxc-start` to `systemctl is-system-running --wait` answering running or degraded (the states reached are counted), ")

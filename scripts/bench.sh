@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 extra=()
 command -v gnuplot >/dev/null || extra+=(gnuplot-nox)
 [ -x /usr/bin/time ] || extra+=(time)
+command -v debootstrap >/dev/null || extra+=(debootstrap) # -only formats builds a Debian root
 if [ ${#extra[@]} -gt 0 ]; then
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${extra[@]}"
 fi

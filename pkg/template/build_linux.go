@@ -105,7 +105,14 @@ func Build(src Source, file string, f Format) error {
 				return err
 			}
 			defer cleanup()
-			return buildFrom(root, tmp, f)
+			err = buildFrom(root, tmp, f)
+			if err != nil && src.Union != nil && f.FS == "erofs" && strings.Contains(err.Error(), "xattr") {
+				// mkfs.erofs 1.5 has failed on overlayfs sources ("failed to
+				// build shared xattrs: Operation not supported"): build
+				// from a plain copy of the union instead.
+				err = buildViaCopy(root, dir, base, tmp, f)
+			}
+			return err
 		})
 	}
 	if err != nil {
@@ -269,6 +276,25 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 		return err
 	}
 	if err := extract(staging); err != nil {
+		return err
+	}
+	return buildFrom(staging, tmp, f)
+}
+
+// buildViaCopy copies root (cp -a: owners, modes, xattrs, hardlinks,
+// devices, holes) into a staging directory beside the template and builds
+// from that.
+func buildViaCopy(root, dir, base, tmp string, f Format) error {
+	staging, err := os.MkdirTemp(dir, "."+base+".staging-")
+	if err != nil {
+		return err
+	}
+	// Made by this process, never mounted on: removed recursively.
+	defer os.RemoveAll(staging)
+	if err := buildFrom(root, staging, Format{Name: "dir", FS: "dir"}); err != nil {
+		return err
+	}
+	if err := os.Truncate(tmp, 0); err != nil {
 		return err
 	}
 	return buildFrom(staging, tmp, f)

@@ -222,6 +222,11 @@ func TestTemplateFromSources(t *testing.T) {
 		t.Fatalf("%v %s", err, out)
 	}
 	sources["squashfs image"] = img
+	eimg := filepath.Join(dir, "existing.erofs")
+	if out, err := admin(t, "lxc-hook-overlay", "template", eimg, "--from", src, "--format", "erofs-lz4hc"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	sources["erofs image"] = eimg
 
 	for kind, from := range sources {
 		for _, format := range templateFormats {
@@ -240,14 +245,44 @@ func TestTemplateFromSources(t *testing.T) {
 			}
 		}
 	}
-	// Unmount what the test mounted, then nothing of ours may be attached.
+	// The template commands' own loop devices (on the source images) were
+	// gone when they returned.
+	if l := loopsOn(dir, img, eimg); len(l) > 0 {
+		t.Errorf("the source images are still attached after template: %v", l)
+	}
+	// Unmount what the test mounted (mount -o loop), then nothing may be
+	// attached once the kernel has released those devices.
 	for _, m := range mountsUnder(dir) {
 		exec.Command("umount", m).Run()
 	}
-	assertNoLoops(t, dir, "after building and checking every template")
+	waitNoLoops(t, dir, "after building and checking every template")
 	if m := mountsUnder(dir); len(m) > 0 {
 		t.Errorf("still mounted: %v", m)
 	}
+}
+
+// waitNoLoops is assertNoLoops after the test's own umount of util-linux
+// loop mounts, whose autoclear the kernel may complete a moment later:
+// bounded, 5 s.
+func waitNoLoops(t *testing.T, dir, when string) {
+	t.Helper()
+	for i := 0; i < 500 && len(loopsUnder(dir)) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	assertNoLoops(t, dir, when)
+}
+
+// loopsOn lists the loop devices under dir backed by one of files.
+func loopsOn(dir string, files ...string) []string {
+	var out []string
+	for _, l := range loopsUnder(dir) {
+		for _, f := range files {
+			if strings.HasSuffix(l, " ("+f+")") {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
 }
 
 // mountsUnder lists the host's mounts below dir.
@@ -305,7 +340,9 @@ func TestTemplateFromContainer(t *testing.T) {
 				if out, err := admin(t, hook, "template", flat, "--from", c.name, "-P", c.lxcpath, "--format", format); err != nil {
 					t.Fatalf("%s: %v %s", format, err, out)
 				}
-				assertNoLoops(t, dir, "after template --from "+c.name)
+				if l := loopsOn(dir, base, filepath.Join(dir, "layer.img")); len(l) > 0 {
+					t.Fatalf("after template --from %s: still attached: %v", c.name, l)
+				}
 				if m := mountsUnder(dir); len(m) > 0 {
 					t.Fatalf("still mounted after template: %v", m)
 				}
@@ -352,7 +389,7 @@ func TestTemplateFromContainer(t *testing.T) {
 			for _, m := range mountsUnder(dir) {
 				exec.Command("umount", m).Run()
 			}
-			assertNoLoops(t, dir, "at the end")
+			waitNoLoops(t, dir, "at the end")
 		})
 	}
 }

@@ -190,6 +190,16 @@ func unionSource(c *container) (template.Source, func(), error) {
 			f.Close()
 			return template.Source{}, nop, fmt.Errorf("container %q: its layer image %s is in use (locked by a hook: the container is starting or still holds it; see %s status %s)", c.Name, c.Hook.Image, c.Hook.Program, c.Name)
 		}
+		// Read-only with noload, a journal that still needs recovery would
+		// be ignored and the layer read half-written: refuse, saying how to
+		// repair it (as the hook would at the next start).
+		if sb, err := image.ReadSuperblock(f); err != nil {
+			f.Close()
+			return template.Source{}, nop, fmt.Errorf("container %q: layer image %s: %w", c.Name, c.Hook.Image, err)
+		} else if why := sb.NeedsCheck(time.Time{}); why != "" && !strings.HasPrefix(why, "it was mounted") {
+			f.Close()
+			return template.Source{}, nop, fmt.Errorf("container %q: its layer image %s needs e2fsck: %s; run e2fsck -p %s (or start and stop the container once) first", c.Name, c.Hook.Image, why, c.Hook.Image)
+		}
 		u.LayerImage = c.Hook.Image
 		release = func() { f.Close() }
 	case c.Hook.Upper != "":

@@ -341,6 +341,7 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 		return "", func() {}, err
 	}
 	var mounted, made []string
+	var devs []*loop.Device
 	made = append(made, top)
 	cleanup := func() {
 		for i := len(mounted) - 1; i >= 0; i-- {
@@ -349,6 +350,7 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 		for i := len(made) - 1; i >= 0; i-- {
 			_ = os.Remove(made[i])
 		}
+		waitDetached(devs)
 	}
 	mkdir := func(name string) (string, error) {
 		p := filepath.Join(top, name)
@@ -363,7 +365,11 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 		if err != nil {
 			return "", err
 		}
-		if err := mountImage(path, fstype, mp, extra...); err != nil {
+		dev, err := mountImage(path, fstype, mp, extra...)
+		if dev != nil {
+			devs = append(devs, dev)
+		}
+		if err != nil {
 			return "", err
 		}
 		mounted = append(mounted, mp)
@@ -375,7 +381,12 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 	}
 
 	if src.Image != nil {
-		root, err := image("image", src.Image.Path, src.Image.FSType)
+		var extra []mount.Param
+		if src.Image.FSType == "ext4" {
+			// A read-only device cannot replay a journal.
+			extra = append(extra, mount.Param{Key: "noload", Flag: true})
+		}
+		root, err := image("image", src.Image.Path, src.Image.FSType, extra...)
 		if err != nil {
 			return fail(err)
 		}
@@ -427,20 +438,39 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 // mountImage mounts the image file at path read-only at mp through a
 // read-only autoclear loop device of its own (not the hooks' shared one:
 // this mount lives only as long as the build).
-func mountImage(path, fstype, mp string, extra ...mount.Param) error {
+// It returns the device (closed) once attached, also when the mount fails.
+func mountImage(path, fstype, mp string, extra ...mount.Param) (*loop.Device, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dev, err := loop.Attach(fh, loop.Options{ReadOnly: true, Autoclear: true})
 	fh.Close()
 	if err != nil {
-		return fmt.Errorf("%s: attaching a loop device: %w", path, err)
+		return nil, fmt.Errorf("%s: attaching a loop device: %w", path, err)
 	}
 	// With autoclear, this fd keeps the device until mount(2) returned.
 	defer dev.Close()
 	if err := mount.Block(fstype, dev.Path, mp, true, extra...); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return dev, fmt.Errorf("%s: %w", path, err)
 	}
-	return nil
+	return dev, nil
+}
+
+// waitDetached waits, bounded, until the autoclear devices the build
+// attached are gone after their last unmount (the kernel may release them
+// a moment later), so none is left when the command returns. A device is
+// identified by number and disk sequence number: the same number bound
+// again, by anyone, has a new diskseq and is not ours.
+func waitDetached(devs []*loop.Device) {
+	deadline := time.Now().Add(5 * time.Second)
+	for _, d := range devs {
+		for {
+			st, err := loop.StatusOf(d.Number)
+			if (err != nil && loop.IsUnbound(err)) || (err == nil && st.Diskseq != d.Diskseq) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 }

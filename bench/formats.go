@@ -318,6 +318,9 @@ func (res *formatsResult) markdown() string {
 	if *fmtSource != "debootstrap" {
 		src = " -formats-source " + *fmtSource
 	}
+	if f := flag.Lookup("formats"); f != nil && f.Value.String() != f.DefValue {
+		src += " -formats " + *fmtList
+	}
 	w("Measured %s on %s with `./scripts/bench.sh -only formats -rounds %d -formats-density %d%s`. ",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), *rounds, *fmtDensity, src)
 	w("Root: %s, converted by `lxc-hook-loopimg template FILE --from ROOT --format F`; each container written by `lxc-hook-loopimg init` and started under lxc-hook-loopimg. ", res.source)

@@ -165,7 +165,7 @@ func lxcDirSource(name, cfg string) (template.Source, func(), error) {
 // layer is read (its start is refused, naming the lock).
 func unionSource(c *container) (template.Source, func(), error) {
 	nop := func() {}
-	u := &template.Union{}
+	u := &template.Union{Container: c.Name}
 	for _, p := range c.Hook.Lowers {
 		l, err := layer.ResolveLower(p)
 		if err != nil {

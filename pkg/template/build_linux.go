@@ -38,6 +38,8 @@ type Source struct {
 
 // Union is a writable layer over read-only lowers, as the hooks stack them.
 type Union struct {
+	// Container names it in messages.
+	Container string
 	// Lowers, topmost first: directories or images.
 	Lowers []layer.Lower
 	// UpperDir is a directory layer's upper/ (lxc-hook-overlay), or "".
@@ -56,7 +58,7 @@ func (s Source) String() string {
 	case s.Image != nil:
 		return s.Image.Path
 	case s.Union != nil:
-		return "the union of the container's layers"
+		return "container " + s.Union.Container + " (its template and layer)"
 	}
 	return "(none)"
 }
@@ -95,7 +97,7 @@ func Build(src Source, file string, f Format) error {
 
 	switch {
 	case src.Dir != "":
-		err = buildFrom(src.Dir, tmp, f)
+		err = buildFromOrCopy(src.Dir, dir, base, tmp, f)
 	case src.Tarball != "":
 		err = buildFromTarball(src.Tarball, dir, base, tmp, f)
 	default:
@@ -105,14 +107,7 @@ func Build(src Source, file string, f Format) error {
 				return err
 			}
 			defer cleanup()
-			err = buildFrom(root, tmp, f)
-			if err != nil && src.Union != nil && f.FS == "erofs" && strings.Contains(err.Error(), "xattr") {
-				// mkfs.erofs 1.5 has failed on overlayfs sources ("failed to
-				// build shared xattrs: Operation not supported"): build
-				// from a plain copy of the union instead.
-				err = buildViaCopy(root, dir, base, tmp, f)
-			}
-			return err
+			return buildFromOrCopy(root, dir, base, tmp, f)
 		})
 	}
 	if err != nil {
@@ -244,7 +239,7 @@ func buildFrom(root, out string, f Format) error {
 		return fmt.Errorf("format %q has no builder", f.Name)
 	}
 	if out, err := execs.Run(buildTimeout, "", tool, args...); err != nil {
-		return fmt.Errorf("%s: %w: %s", tool, err, lastLines(out, 3))
+		return fmt.Errorf("%w: %s", err, lastLines(out, 3))
 	}
 	return nil
 }
@@ -259,7 +254,7 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 		args := []string{"--extract", "--file", tarball, "--directory", into,
 			"--numeric-owner", "--same-owner", "--same-permissions", "--xattrs", "--xattrs-include=*", "--acls"}
 		if out, err := execs.Run(buildTimeout, "install tar", "tar", args...); err != nil {
-			return fmt.Errorf("tar: extracting %s: %w: %s", tarball, err, lastLines(out, 3))
+			return fmt.Errorf("extracting %s: %w: %s", tarball, err, lastLines(out, 3))
 		}
 		return nil
 	}
@@ -279,6 +274,20 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 		return err
 	}
 	return buildFrom(staging, tmp, f)
+}
+
+// buildFromOrCopy builds from root; where mkfs.erofs fails on root's
+// xattrs it builds from a copy instead. mkfs.erofs 1.5 gives up on the
+// first llistxattr that answers EOPNOTSUPP ("failed to build shared
+// xattrs: Operation not supported"), which a squashfs without an xattr
+// table answers for every symlink, also through an overlayfs union (a
+// Debian root's /bin -> usr/bin); cp -a treats that as "no xattrs".
+func buildFromOrCopy(root, dir, base, tmp string, f Format) error {
+	err := buildFrom(root, tmp, f)
+	if err != nil && f.FS == "erofs" && strings.Contains(err.Error(), "xattr") {
+		return buildViaCopy(root, dir, base, tmp, f)
+	}
+	return err
 }
 
 // buildViaCopy copies root (cp -a: owners, modes, xattrs, hardlinks,

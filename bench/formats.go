@@ -25,6 +25,7 @@ var (
 	fmtCache   = flag.String("formats-cache", "/var/cache/lxc-hooks-bench", "where the debootstrap root is kept between runs (outside -work, which every run empties)")
 	fmtMirror  = flag.String("mirror", "", "Debian mirror for debootstrap (default: the first URIs of /etc/apt/sources.list.d/debian.sources, or sources.list)")
 	fmtDensity = flag.Int("formats-density", 256, "K containers started at once per format in the formats step (0 skips)")
+	fmtDensOf  = flag.String("formats-density-of", "", "formats of the density run (comma-separated; default: every format of -formats)")
 	fmtTimeout = flag.Duration("settle-timeout", 120*time.Second, "how long one container may take to settle")
 )
 
@@ -104,6 +105,9 @@ func (b *bench) formatsRun() *formatsResult {
 	}
 	if *fmtDensity > 0 {
 		for _, row := range res.rows {
+			if *fmtDensOf != "" && !strings.Contains(","+*fmtDensOf+",", ","+row.format+",") {
+				continue
+			}
 			step(fmt.Sprintf("formats: density, K = %d, %s", *fmtDensity, row.format))
 			row.density = b.formatDensityRun(row.format, tpls[row.format], *fmtDensity, res.systemd)
 		}
@@ -320,6 +324,9 @@ func (res *formatsResult) markdown() string {
 	}
 	if f := flag.Lookup("formats"); f != nil && f.Value.String() != f.DefValue {
 		src += " -formats " + *fmtList
+	}
+	if *fmtDensOf != "" {
+		src += " -formats-density-of " + *fmtDensOf
 	}
 	w("Measured %s on %s with `./scripts/bench.sh -only formats -rounds %d -formats-density %d%s`. ",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), *rounds, *fmtDensity, src)

@@ -115,8 +115,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
-				return nil, err
+				return nil, err // the flag package has printed the usage
 			}
 			return nil, usageError{fmt.Errorf("%s (see --help)", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))}
 		}

@@ -216,6 +216,12 @@ func TestTemplateFromSources(t *testing.T) {
 	os.MkdirAll(filepath.Join(lxcpath, "plain"), 0o755)
 	os.WriteFile(filepath.Join(lxcpath, "plain", "config"), []byte("lxc.uts.name = plain\nlxc.rootfs.path = dir:"+src+"\n"), 0o644)
 	sources["lxc dir container"] = "plain"
+	// An unprivileged one is refused: its files carry the host ids of its map.
+	os.MkdirAll(filepath.Join(lxcpath, "unpriv"), 0o755)
+	os.WriteFile(filepath.Join(lxcpath, "unpriv", "config"), []byte("lxc.rootfs.path = dir:"+src+"\nlxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n"), 0o644)
+	if out, err := admin(t, "lxc-hook-loopimg", "template", filepath.Join(dir, "unpriv.sqfs"), "--from", "unpriv", "-P", lxcpath); err == nil || !strings.Contains(out, "is unprivileged") || exists(filepath.Join(dir, "unpriv.sqfs")) {
+		t.Errorf("an unprivileged container as source: %v %q", err, out)
+	}
 	// An existing template image.
 	img := filepath.Join(dir, "existing.sqfs")
 	if out, err := admin(t, "lxc-hook-loopimg", "template", img, "--from", src, "--format", "squashfs-gzip"); err != nil {

@@ -122,6 +122,16 @@ func resolveTemplateSource(from, lxcpath string) (template.Source, func(), error
 	if _, err := os.Stat(cfg); err != nil {
 		return template.Source{}, nop, fmt.Errorf("source %q is neither a file or directory nor a container under %s (no %s)", from, lxcpath, cfg)
 	}
+	if f, err := os.Open(cfg); err == nil {
+		idmap := hook.ConfigValues(f, "lxc.idmap")["lxc.idmap"]
+		f.Close()
+		if len(idmap) > 0 && idmap[len(idmap)-1] != "" {
+			// Its files on disk (an LXC rootfs, or a layer written through
+			// an idmapped mount) carry the host ids of its map; a template
+			// holds the container's own ids, which idmapped mounts shift.
+			return template.Source{}, nop, fmt.Errorf("container %q is unprivileged (lxc.idmap = %s): its files are owned by the host ids of its map, not the ids a template holds; not supported as a source", from, idmap[0])
+		}
+	}
 	if state := lxcState(from, lxcpath); state != "STOPPED" {
 		return template.Source{}, nop, fmt.Errorf("container %q is %s: its files change while they are read, so it is refused; stop it first (lxc-stop -n %s)", from, state, from)
 	}

@@ -271,6 +271,7 @@ func (b *bench) formatDensityRun(format, tpl string, k int, systemd bool) *forma
 	}
 	wg.Wait()
 	d := &formatDensity{k: k}
+	mem0 := memUsed()
 	t0 := time.Now()
 	d.start, d.started = all(cs, func(c *ctr) error { return c.lxc("lxc-start") })
 	var mu sync.Mutex
@@ -284,7 +285,7 @@ func (b *bench) formatDensityRun(format, tpl string, k int, systemd bool) *forma
 		return err
 	})
 	d.loopsRunning = countLoops(*workDir)
-	d.memUsed = memUsed()
+	d.memUsed = memUsed() - mem0
 	d.stop, _ = all(cs, func(c *ctr) error { _, err := c.stop(true); return err })
 	d.loopsLeft = countLoops(*workDir)
 	for _, c := range cs {
@@ -364,8 +365,8 @@ func (res *formatsResult) markdown() string {
 	}
 	if *fmtDensity > 0 {
 		w("\n### K = %d containers of one template at once, by format\n\n", *fmtDensity)
-		w("Start all = every `lxc-start` returned; settled = the last container settled (from the start of all). Loop devices counted by backing file under the bench directory: 1 shared template device + K layer images for an image format, K for `dir`.\n\n")
-		w("| format | started | start all | all settled | settled | stop all | loop devices while running | left after stop | memory used |\n|---|---|---|---|---|---|---|---|---|\n")
+		w("Start all = every `lxc-start` returned; settled = the last container settled (from the start of all). Loop devices counted by backing file under the bench directory: 1 shared template device + K layer images for an image format, K for `dir`. Memory: MemTotal − MemAvailable when all settled, minus the same just before the starts (page cache of the template included).\n\n")
+		w("| format | started | start all | all settled | settled | stop all | loop devices while running | left after stop | memory added, all settled |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range res.rows {
 			d := r.density
 			if d == nil {

@@ -44,6 +44,7 @@ type formatDensity struct {
 	loopsRunning        int
 	loopsLeft           int
 	memUsed             int64
+	cache               int64
 }
 
 type formatsResult struct {
@@ -271,7 +272,7 @@ func (b *bench) formatDensityRun(format, tpl string, k int, systemd bool) *forma
 	}
 	wg.Wait()
 	d := &formatDensity{k: k}
-	mem0 := memUsed()
+	mem0, cache0 := memUsed(), meminfo("Cached")
 	t0 := time.Now()
 	d.start, d.started = all(cs, func(c *ctr) error { return c.lxc("lxc-start") })
 	var mu sync.Mutex
@@ -285,7 +286,7 @@ func (b *bench) formatDensityRun(format, tpl string, k int, systemd bool) *forma
 		return err
 	})
 	d.loopsRunning = countLoops(*workDir)
-	d.memUsed = memUsed() - mem0
+	d.memUsed, d.cache = memUsed()-mem0, meminfo("Cached")-cache0
 	d.stop, _ = all(cs, func(c *ctr) error { _, err := c.stop(true); return err })
 	d.loopsLeft = countLoops(*workDir)
 	for _, c := range cs {
@@ -365,14 +366,14 @@ func (res *formatsResult) markdown() string {
 	}
 	if *fmtDensity > 0 {
 		w("\n### K = %d containers of one template at once, by format\n\n", *fmtDensity)
-		w("Start all = every `lxc-start` returned; settled = the last container settled (from the start of all). Loop devices counted by backing file under the bench directory: 1 shared template device + K layer images for an image format, K for `dir`. Memory: MemTotal − MemAvailable when all settled, minus the same just before the starts (page cache of the template included).\n\n")
-		w("| format | started | start all | all settled | settled | stop all | loop devices while running | left after stop | memory added, all settled |\n|---|---|---|---|---|---|---|---|---|\n")
+		w("Start all = every `lxc-start` returned; settled = the last container settled (from the start of all). Loop devices counted by backing file under the bench directory: 1 shared template device + K layer images for an image format, K for `dir`. Memory added: MemTotal − MemAvailable when all settled, minus the same just before the starts; page cache added: Cached, likewise (the template's pages, once per superblock, and the layers').\n\n")
+		w("| format | started | start all | all settled | settled | stop all | loop devices while running | left after stop | memory added | page cache added |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range res.rows {
 			d := r.density
 			if d == nil {
 				continue
 			}
-			w("| %s | %d of %d | %s | %s | %d | %s | %d | %d | %.1f GiB |\n", r.format, d.started, d.k, d.start.Round(10*time.Millisecond), d.settle.Round(10*time.Millisecond), d.settled, d.stop.Round(10*time.Millisecond), d.loopsRunning, d.loopsLeft, float64(d.memUsed)/(1<<30))
+			w("| %s | %d of %d | %s | %s | %d | %s | %d | %d | %.2f GiB | %.2f GiB |\n", r.format, d.started, d.k, d.start.Round(10*time.Millisecond), d.settle.Round(10*time.Millisecond), d.settled, d.stop.Round(10*time.Millisecond), d.loopsRunning, d.loopsLeft, float64(d.memUsed)/(1<<30), float64(d.cache)/(1<<30))
 		}
 	}
 	return b.String()

@@ -40,6 +40,10 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if k.Image {
 		fs.StringVar(&size, "size", "", "`SIZE` of the container's disk cap, with K, M, G or T (default 2G)")
 	}
+	ephemeral := fs.Bool("ephemeral", false, "a throw-away container: a new empty layer at every start, gone at stop (--size caps it; for lxc-hook-overlay a tmpfs, in RAM)")
+	if !k.Image && k.Program == "lxc-hook-overlay" {
+		fs.StringVar(&size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer (default: half of RAM, tmpfs's own)")
+	}
 	defaults := fs.String("default-config", "/etc/lxc/default.conf", "the host's LXC default config `FILE` to copy (networking)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -65,6 +69,17 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	lower, err := layer.ResolveLower(*tpl)
 	if err != nil {
 		return err
+	}
+	if *ephemeral && k.Program == "lxc-hook-aufs" {
+		return usageError{errors.New("--ephemeral: use lxc-hook-overlay or lxc-hook-loopimg")}
+	}
+	if !k.Image && size != "" {
+		if !*ephemeral {
+			return usageError{errors.New("--size caps only an --ephemeral layer with lxc-hook-overlay (a directory layer has no cap)")}
+		}
+		if _, err := image.ParseSize(size); err != nil {
+			return err
+		}
 	}
 	if k.Image {
 		if size == "" {
@@ -114,15 +129,22 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if systemd {
 		b.WriteString("# systemd halts on SIGRTMIN+3\nlxc.signal.halt = SIGRTMIN+3\n")
 	}
-	line := self
+	// --config: a copy of this config that got no layer (cp, or an LXC
+	// without the clone hook) is refused at start, not booted empty.
+	line := self + " --config " + filepath.Join(dir, "config")
 	for _, l := range []string{*tpl} {
 		line += " --lower " + l
 	}
-	if k.Image {
+	if size != "" {
 		line += " --size " + size
 	}
+	if *ephemeral {
+		line += " --ephemeral"
+	}
 	b.WriteString("\n# The writable layer: see " + k.Program + " --help\n")
-	for _, t := range []string{"pre-mount", "stop", "post-stop"} {
+	b.WriteString("# lxc.hook.clone copies the layer when lxc-copy or lxc-snapshot copies this container;\n")
+	b.WriteString("# lxc-destroy removes the layer with this directory.\n")
+	for _, t := range []string{"pre-mount", "stop", "post-stop", "clone"} {
 		fmt.Fprintf(&b, "lxc.hook.%s = %s\n", t, line)
 	}
 

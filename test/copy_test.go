@@ -53,17 +53,18 @@ func other(c *ctr, name string) *ctr {
 // checkIndependent: a write in one is not seen in the other.
 func checkIndependent(t *testing.T, a, b *ctr) {
 	t.Helper()
+	fa, fb := "/root/from-"+a.name+"-for-"+b.name, "/root/from-"+b.name+"-for-"+a.name
 	a.mustStart()
-	a.mustSh("echo only-a > /root/only-a && sync")
+	a.mustSh("echo x > " + fa + " && sync")
 	a.stop(false)
 	b.mustStart()
-	if out, _ := b.sh("cat /root/only-a 2>/dev/null"); strings.Contains(out, "only-a") {
+	if out, _ := b.sh("cat " + fa + " 2>/dev/null"); out != "" {
 		t.Fatalf("%s sees %s's write", b.name, a.name)
 	}
-	b.mustSh("echo only-b > /root/only-b && sync")
+	b.mustSh("echo x > " + fb + " && sync")
 	b.stop(false)
 	a.mustStart()
-	if out, _ := a.sh("cat /root/only-b 2>/dev/null"); strings.Contains(out, "only-b") {
+	if out, _ := a.sh("cat " + fb + " 2>/dev/null"); out != "" {
 		t.Fatalf("%s sees %s's write", a.name, b.name)
 	}
 	a.stop(false)
@@ -137,6 +138,20 @@ func TestLXCToolsCopy(t *testing.T) {
 			checkLayerContent(t, d)
 			d.stop(false)
 			checkIndependent(t, c, d)
+
+			// lxc-copy -s: LXC would make the rootfs overlay:SRC:DELTA; the
+			// clone hook copies the layer and keeps a directory rootfs.
+			s := other(c, c.name+"-snapclone")
+			if out, err := c.lxc("lxc-copy", "-s", "-N", s.name); err != nil {
+				t.Fatalf("lxc-copy -s: %v %s", err, out)
+			}
+			if scfg, _ := os.ReadFile(filepath.Join(s.dir, "config")); !strings.Contains(string(scfg), "lxc.rootfs.path = dir:"+filepath.Join(s.dir, "rootfs")+"\n") {
+				t.Fatalf("lxc-copy -s config:\n%s", scfg)
+			}
+			s.mustStart()
+			checkLayerContent(t, s)
+			s.stop(false)
+			checkIndependent(t, c, s)
 
 			// Snapshot, change, restore: the snapshot's layer comes back.
 			if out, err := c.lxc("lxc-snapshot"); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,6 +180,13 @@ func copyContainer(j copyJob) (string, error) {
 			if err := os.MkdirAll(filepath.Join(dstDir, "rootfs"), 0o755); err != nil {
 				return "", err
 			}
+			// LXC recorded the new container as depending on SRC's rootfs
+			// (lxc_rdepends, SRC's lxc_snapshots); a full copy does not,
+			// and the record would block lxc-snapshot -r and lxc-destroy
+			// of SRC.
+			if err := dropRdepends(srcDir, dstDir); err != nil {
+				return "", err
+			}
 			summary = append(summary, "rootfs set back to a directory (a snapshot clone copies the layer in full)")
 		}
 	}
@@ -190,6 +198,43 @@ func copyContainer(j copyJob) (string, error) {
 		return "", nil
 	}
 	return ": " + strings.Join(summary, ", "), nil
+}
+
+// dropRdepends undoes LXC's record of an overlay snapshot clone at dstDir
+// of the container at srcDir: dstDir/lxc_rdepends, and dstDir's entry
+// ("LXCPATH\nNAME\n", or a count in the old format) in
+// srcDir/lxc_snapshots.
+func dropRdepends(srcDir, dstDir string) error {
+	if err := os.Remove(filepath.Join(dstDir, "lxc_rdepends")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	p := filepath.Join(srcDir, "lxc_snapshots")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	var keep []string
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+		if n > 1 {
+			keep = []string{strconv.Itoa(n - 1)}
+		}
+	} else {
+		for i := 0; i < len(lines); i++ {
+			if i+1 < len(lines) && filepath.Clean(lines[i]) == filepath.Dir(dstDir) && lines[i+1] == filepath.Base(dstDir) {
+				i++
+				continue
+			}
+			keep = append(keep, lines[i])
+		}
+	}
+	if len(keep) == 0 {
+		return os.Remove(p)
+	}
+	return os.WriteFile(p, []byte(strings.Join(keep, "\n")+"\n"), 0o644)
 }
 
 // checkNotAttached refuses to copy an image some loop device (a running

@@ -198,6 +198,9 @@ func parseHookLine(line, configFile string) (hookLine, error) {
 	h.Lowers, h.RunDir, h.Config = []string(common.Lowers), common.RunDir, common.Config
 	h.Image, h.Size, h.Preallocate, h.Upper = li.Image, li.SizeFlag, li.Preallocate, dl.Upper
 	h.Ephemeral = li.Ephemeral || dl.Ephemeral
+	if dl.Size != "" {
+		h.Size = dl.Size
+	}
 	return h, nil
 }
 

@@ -243,3 +243,55 @@ func TestLXCCopyExplicitLayer(t *testing.T) {
 		})
 	}
 }
+
+// A hand-written config (no --config, no clone hook) with an explicit
+// layer path, copied by lxc-copy: the copy names the source's very layer;
+// its start is refused while the source still uses that layer, and it may
+// take the layer over once the source is gone (a move).
+func TestLXCCopyHandWrittenSharedLayer(t *testing.T) {
+	requireEnv(t)
+	for hook, args := range map[string][]string{
+		"lxc-hook-overlay": {"--lower", tplSquash, "--upper", "UPPER"},
+		"lxc-hook-loopimg": {"--lower", tplSquash, "--image", "UPPER", "--size", "48M"},
+	} {
+		t.Run(hook, func(t *testing.T) {
+			p := filepath.Join(testDir(t), "layer")
+			a := append([]string{}, args...)
+			for i := range a {
+				if a[i] == "UPPER" {
+					a[i] = p
+				}
+			}
+			c := newCtr(t, ctrOpts{hook: hook, args: a})
+			c.mustStart()
+			c.mustSh("echo mine > /root/mine && sync")
+			c.stop(false)
+			if out, err := c.lxc("lxc-copy", "-N", c.name+"-shared"); err != nil {
+				t.Fatalf("lxc-copy: %v %s", err, out)
+			}
+			d := other(c, c.name+"-shared")
+			d.logFile = c.logFile // lxc-copy keeps lxc.log.file as it was
+			if err := d.start(); err == nil {
+				t.Fatal("a copy sharing the source's layer started")
+			}
+			if log, _ := os.ReadFile(c.logFile); !strings.Contains(string(log), "belongs to the container of "+filepath.Join(c.dir, "config")) || !strings.Contains(string(log), hook+" copy SRC DST") {
+				t.Fatalf("no refusal naming the owner and the copy command:\n%s", lastLines(string(log), 8))
+			}
+			c.mustStart() // the source still starts
+			c.stop(false)
+			// The source destroyed (its layer, outside its directory,
+			// stays): the copy takes the layer over.
+			if out, err := c.lxc("lxc-destroy"); err != nil {
+				t.Fatalf("lxc-destroy: %v %s", err, out)
+			}
+			if !exists(p) {
+				t.Fatalf("lxc-destroy removed the layer %s outside the container's directory", p)
+			}
+			d.mustStart()
+			if got := d.mustSh("cat /root/mine"); got != "mine\n" {
+				t.Fatalf("the layer taken over: %q", got)
+			}
+			d.stop(false)
+		})
+	}
+}

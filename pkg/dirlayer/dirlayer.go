@@ -45,7 +45,14 @@ func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if o.Ephemeral {
 		return PrepareEphemeral(c, o.Size)
 	}
-	return Prepare(o.Upper, layer.Overlay)
+	w, err := Prepare(o.Upper, layer.Overlay)
+	if err != nil {
+		return nil, err
+	}
+	if err := layer.CheckOwner(w.Root, o.Upper, DefaultLayerName, c.Inv.ConfigFile, o.Program()); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // EphemeralSource names the tmpfs of an ephemeral layer in mountinfo.

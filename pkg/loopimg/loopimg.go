@@ -132,7 +132,14 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		}
 		c.Log.WithField("device", dev.Path).WithField("io", dio).Debugf("image %s mounted on %s", b.Image, mp)
 	}
-	return dirlayer.PrepareIn(mp, layer.Overlay, "image")
+	w, err := dirlayer.PrepareIn(mp, layer.Overlay, "image")
+	if err != nil {
+		return nil, err
+	}
+	if err := layer.CheckOwner(mp, b.Image, DefaultImageName, c.Inv.ConfigFile, b.Program()); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // newEphemeral makes a new image for an --ephemeral layer, beside --image

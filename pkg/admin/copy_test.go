@@ -30,3 +30,30 @@ lxc.mount.entry = /var/lib/lxc/web1x mnt none bind 0 0
 		t.Errorf("snapshot: got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestIsCloneHook(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if !isCloneHook([]string{"--config", "/c", "web2", "lxc", "clone", "extra"}, env(map[string]string{"LXC_NAME": "web2"})) {
+		t.Fatal("version 0 clone not recognised")
+	}
+	if !isCloneHook(nil, env(map[string]string{"LXC_NAME": "web2", "LXC_HOOK_VERSION": "1", "LXC_HOOK_TYPE": "clone"})) {
+		t.Fatal("version 1 clone not recognised")
+	}
+	if isCloneHook([]string{"web2", "lxc", "pre-mount"}, env(map[string]string{"LXC_NAME": "web2"})) {
+		t.Fatal("pre-mount taken for clone")
+	}
+}
+
+func TestReplacePath(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"/a/web1", "/a/web2"},
+		{"/a/web1/x /a/web1", "/a/web2/x /a/web2"},
+		{"/a/web10/x", "/a/web10/x"},
+		{"/b/a/web1/x", "/b/a/web1/x"},
+		{"--image='/a/web1/l.img'", "--image='/a/web2/l.img'"},
+	} {
+		if got := replacePath(c.in, "/a/web1", "/a/web2"); got != c.want {
+			t.Errorf("replacePath(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -458,9 +458,19 @@ func CloneHook(program, category string, stderr io.Writer) int {
 	if logCfg == "" {
 		logCfg = cfg
 	}
+	// LXC keeps a hook's output to its debug log and lxc-copy says nothing
+	// but its exit status: a refusal also goes to the terminal lxc-copy
+	// runs on, where there is one.
+	var w io.Writer = stderr
+	var progress clone.Progress
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
+		defer tty.Close()
+		w = io.MultiWriter(stderr, tty)
+		progress = terminalProgress(tty) // a long copy shows its progress there too
+	}
 	log, closer, _ := lxclog.New(lxclog.Options{
 		Program: program, Category: category, Container: name, Hook: string(hook.Clone),
-		ConfigFile: logCfg, EnvLevel: os.Getenv("LXC_LOG_LEVEL"), Stderr: stderr,
+		ConfigFile: logCfg, EnvLevel: os.Getenv("LXC_LOG_LEVEL"), Stderr: w,
 	})
 	defer closer.Close()
 	if err != nil {
@@ -475,8 +485,14 @@ func CloneHook(program, category string, stderr io.Writer) int {
 		log.Errorf("copy of %s to %s refused: the source's config: %v", srcName, name, err)
 		return 1
 	}
+	// lxc-copy --allowrunning copies a running container's config; its
+	// layer, being written, would not copy consistently.
+	if st, _ := src.info(); st != "STOPPED" {
+		log.Errorf("copy of %s to %s refused: %s is %s; stop it first, a layer being written would not copy consistently", srcName, name, srcName, st)
+		return 1
+	}
 	t0 := time.Now()
-	res, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name})
+	res, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: progress})
 	if err != nil {
 		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
 		return 1

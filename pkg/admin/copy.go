@@ -403,9 +403,9 @@ func terminalProgress(w io.Writer) clone.Progress {
 		return nil
 	}
 	t0 := time.Now()
-	shown := false
+	shown, ended := false, false
 	return func(done, total int64) {
-		if !shown && time.Since(t0) < time.Second {
+		if ended || !shown && time.Since(t0) < time.Second {
 			return // short copies stay quiet
 		}
 		shown = true
@@ -413,8 +413,9 @@ func terminalProgress(w io.Writer) clone.Progress {
 		if total > 0 {
 			pct = int(done * 100 / total)
 		}
-		fmt.Fprintf(f, "\rcopying the layer: %s of %s (%d%%)", image.Human(done), image.Human(total), pct)
+		fmt.Fprintf(f, "\rcopying the layer: %s of %s (%d%%)  ", humanApprox(done), humanApprox(total), pct)
 		if done >= total {
+			ended = true
 			fmt.Fprintln(f)
 		}
 	}

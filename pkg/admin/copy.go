@@ -257,7 +257,7 @@ func allocated(path string) string {
 	if unix.Stat(path, &st) != nil {
 		return ""
 	}
-	return fmt.Sprintf("%s of %s allocated", image.Human(st.Blocks*512), image.Human(st.Size))
+	return fmt.Sprintf("%s of %s allocated", humanApprox(st.Blocks*512), humanApprox(st.Size))
 }
 
 // mapPath maps p under srcDir to the same place under dstDir.

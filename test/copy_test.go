@@ -35,9 +35,8 @@ func checkLayerContent(t *testing.T, c *ctr) {
 // other is a container under the same lxcpath made by a copy.
 func other(c *ctr, name string) *ctr {
 	d := &ctr{t: c.t, name: name, lxcpath: c.lxcpath, dir: filepath.Join(c.lxcpath, name)}
-	// initCtr's lxc.log.file pointed into the source's directory; a copy
-	// points it into its own.
-	d.logFile = filepath.Join(d.dir, c.name+".log")
+	// initCtr's lxc.log.file is SRC/SRC.log; a copy's is DST/DST.log.
+	d.logFile = filepath.Join(d.dir, name+".log")
 	c.t.Cleanup(func() {
 		if d.state() != "STOPPED" {
 			exec.Command("lxc-stop", "-k", "-n", d.name, "-P", d.lxcpath).Run()

@@ -124,7 +124,7 @@ func copyContainer(j copyJob) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rw := rewrite{SrcDir: srcDir, DstDir: dstDir, KeepRootfs: !j.Command}
+	rw := rewrite{SrcDir: srcDir, DstDir: dstDir, KeepRootfs: !j.Command, SrcName: j.Src.Name, DstName: j.DstName}
 	if j.Command {
 		rw.Name = j.DstName
 	}
@@ -279,7 +279,11 @@ func copyDirFiles(srcDir, dstDir, layerPath, config string) error {
 	}
 	for _, e := range ents {
 		p := filepath.Join(srcDir, e.Name())
-		if p == layerPath || p == config || e.Name() == "snaps" || strings.HasSuffix(e.Name(), ".log") || strings.HasPrefix(e.Name(), ".") {
+		switch e.Name() {
+		case "snaps", "lxc_snapshots", "lxc_rdepends": // LXC's records of SRC's snapshots
+			continue
+		}
+		if p == layerPath || p == config || strings.HasSuffix(e.Name(), ".log") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		dst := filepath.Join(dstDir, e.Name())
@@ -316,7 +320,9 @@ func writeConfig(path, text string, replace bool) error {
 // rewrite turns SRC's config into DST's.
 type rewrite struct {
 	SrcDir, DstDir string
-	Name           string // lxc.uts.name, when set
+	// SrcName and DstName rename a log file NAME.log in the directory.
+	SrcName, DstName string
+	Name             string // lxc.uts.name, when set
 	Rootfs         string // lxc.rootfs.path, when set
 	KeepRootfs     bool   // LXC set lxc.rootfs.path already
 	// OldLayer, when set, is SRC's layer outside its directory; NewLayer
@@ -347,6 +353,9 @@ func (r rewrite) apply(text string) string {
 		case k == "lxc.rootfs.path" && r.KeepRootfs:
 		default:
 			nv = replacePath(v, r.SrcDir, r.DstDir)
+			if (k == "lxc.log.file" || k == "lxc.console.logfile") && r.SrcName != "" && r.DstName != "" && filepath.Base(nv) == r.SrcName+".log" && filepath.Dir(nv) == r.DstDir {
+				nv = filepath.Join(r.DstDir, r.DstName+".log")
+			}
 			if r.OldLayer != "" && strings.HasPrefix(k, "lxc.hook.") {
 				nv = replacePath(nv, r.OldLayer, r.NewLayer)
 			}

@@ -10,11 +10,11 @@ lxc.log.file = /var/lib/lxc/web1/web1.log
 lxc.hook.pre-mount = /usr/share/lxc/hooks/lxc-hook-loopimg --config /var/lib/lxc/web1/config --lower /var/lib/lxc/web10/t.sqfs --image /srv/l/web1.img
 lxc.mount.entry = /var/lib/lxc/web1x mnt none bind 0 0
 `
-	r := rewrite{SrcDir: "/var/lib/lxc/web1", DstDir: "/var/lib/lxc/web2", Name: "web2", OldLayer: "/srv/l/web1.img", NewLayer: "/var/lib/lxc/web2/layer.img"}
+	r := rewrite{SrcDir: "/var/lib/lxc/web1", DstDir: "/var/lib/lxc/web2", Name: "web2", SrcName: "web1", DstName: "web2", OldLayer: "/srv/l/web1.img", NewLayer: "/var/lib/lxc/web2/layer.img"}
 	want := `# Container web1 in /var/lib/lxc/web1
 lxc.uts.name = web2
 lxc.rootfs.path = dir:/var/lib/lxc/web2/rootfs
-lxc.log.file = /var/lib/lxc/web2/web1.log
+lxc.log.file = /var/lib/lxc/web2/web2.log
 lxc.hook.pre-mount = /usr/share/lxc/hooks/lxc-hook-loopimg --config /var/lib/lxc/web2/config --lower /var/lib/lxc/web10/t.sqfs --image /var/lib/lxc/web2/layer.img
 lxc.mount.entry = /var/lib/lxc/web1x mnt none bind 0 0
 `

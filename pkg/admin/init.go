@@ -92,6 +92,11 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if *lxcpath == "" {
 		*lxcpath = defaultLXCPath()
 	}
+	// Absolute: the config's paths (--config above all) are compared with
+	// what LXC passes the hooks.
+	if abs, err := filepath.Abs(*lxcpath); err == nil {
+		*lxcpath = abs
+	}
 	dir := filepath.Join(*lxcpath, name)
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)

@@ -490,6 +490,13 @@ func CloneHook(program, category string, stderr io.Writer) int {
 	if filepath.Clean(srcCfg) == filepath.Clean(cfg) {
 		return 0 // already this container's own
 	}
+	if srcName != "" && filepath.Base(filepath.Dir(srcCfg)) != srcName {
+		// The source's own --config names a third container: the source
+		// is itself a copy made without its layer, and copying the layer
+		// --config names would copy the wrong container.
+		log.Errorf("copy of %s to %s refused: %s's hook lines name --config %s, another container's config, so %s has no layer of its own to copy; make copies with \"%s copy SRC DST\"", srcName, name, srcName, srcCfg, srcName, program)
+		return 1
+	}
 	src, err := loadConfig(filepath.Dir(filepath.Dir(srcCfg)), filepath.Base(filepath.Dir(srcCfg)), srcCfg)
 	if err != nil {
 		log.Errorf("copy of %s to %s refused: the source's config: %v", srcName, name, err)

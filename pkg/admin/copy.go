@@ -19,6 +19,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 )
 
 const copyAbout = `Makes DST a complete, independent copy of the stopped container SRC: its
@@ -55,6 +56,9 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	src, err := loadContainer(*lxcpath, srcName)
 	if err != nil {
 		return err
+	}
+	if err := runner.CheckConfig(src.Hook.Config, src.Config, k.Program); err != nil {
+		return fmt.Errorf("container %q cannot be copied: %v", srcName, err)
 	}
 	if st, _ := src.info(); st != "STOPPED" {
 		return fmt.Errorf("container %q is %s: stop it first (lxc-stop -n %s); a copy of a layer that is being written would not be consistent, nothing was copied", srcName, st, srcName)

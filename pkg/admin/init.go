@@ -21,7 +21,8 @@ import (
 
 const initAbout = `Writes a complete LXC container NAME under the LXC path: its directory, an
 empty rootfs directory, and a config with the three hook lines over the
-template FILE (a squashfs, erofs or ext4 image, or a directory), the
+template FILE (and lxc.hook.clone, so that lxc-copy and lxc-snapshot copy the
+writable layer too; --config on each line refuses a copy made without it) (a squashfs, erofs or ext4 image, or a directory), the
 distribution's common config where LXC ships one, the host's LXC default
 config (networking), a writable /proc, sys_boot kept so that halt and reboot
 from inside work, and SIGRTMIN+3 as the halt signal for systemd templates.

@@ -270,11 +270,21 @@ func TestLXCCopyHandWrittenSharedLayer(t *testing.T) {
 			}
 			d := other(c, c.name+"-shared")
 			d.logFile = c.logFile // lxc-copy keeps lxc.log.file as it was
+			// A larger --size on the copy: refused before anything grows.
+			dcfg, _ := os.ReadFile(filepath.Join(d.dir, "config"))
+			os.WriteFile(filepath.Join(d.dir, "config"), []byte(strings.ReplaceAll(string(dcfg), "--size 48M", "--size 96M")), 0o644)
+			var before int64
+			if hook == "lxc-hook-loopimg" {
+				before = apparentSize(t, p)
+			}
 			if err := d.start(); err == nil {
 				t.Fatal("a copy sharing the source's layer started")
 			}
 			if log, _ := os.ReadFile(c.logFile); !strings.Contains(string(log), "belongs to the container of "+filepath.Join(c.dir, "config")) || !strings.Contains(string(log), hook+" copy SRC DST") {
 				t.Fatalf("no refusal naming the owner and the copy command:\n%s", lastLines(string(log), 8))
+			}
+			if hook == "lxc-hook-loopimg" && apparentSize(t, p) != before {
+				t.Fatalf("the refused copy grew the source's image from %d to %d", before, apparentSize(t, p))
 			}
 			c.mustStart() // the source still starts
 			c.stop(false)

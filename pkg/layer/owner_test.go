@@ -51,3 +51,25 @@ func TestCheckOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCheckImageOwner(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("trusted.* xattrs need root")
+	}
+	d := t.TempDir()
+	img := filepath.Join(d, "x.img")
+	a, b := filepath.Join(d, "a", "config"), filepath.Join(d, "b", "config")
+	os.MkdirAll(filepath.Dir(a), 0o755)
+	os.MkdirAll(filepath.Dir(b), 0o755)
+	line := "lxc.hook.pre-mount = /x/lxc-hook-loopimg --image " + img + "\n"
+	os.WriteFile(a, []byte(line), 0o644)
+	os.WriteFile(b, []byte(line), 0o644)
+	f, _ := os.Create(img)
+	defer f.Close()
+	if err := CheckImageOwner(f, img, "layer.img", a, "lxc-hook-loopimg"); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckImageOwner(f, img, "layer.img", b, "lxc-hook-loopimg"); err == nil {
+		t.Fatal("a second config took the image")
+	}
+}

@@ -86,6 +86,10 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if err := b.checkNotInUse(c, f, &st, sb); err != nil {
 		return nil, err
 	}
+	// Before anything changes the image: is it another container's?
+	if err := layer.CheckImageOwner(f, b.Image, DefaultImageName, c.Inv.ConfigFile, b.Program()); err != nil {
+		return nil, err
+	}
 	if err := b.checkAndGrow(c, f, sb, sbErr); err != nil {
 		return nil, err
 	}
@@ -132,14 +136,7 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		}
 		c.Log.WithField("device", dev.Path).WithField("io", dio).Debugf("image %s mounted on %s", b.Image, mp)
 	}
-	w, err := dirlayer.PrepareIn(mp, layer.Overlay, "image")
-	if err != nil {
-		return nil, err
-	}
-	if err := layer.CheckOwner(mp, b.Image, DefaultImageName, c.Inv.ConfigFile, b.Program()); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return dirlayer.PrepareIn(mp, layer.Overlay, "image")
 }
 
 // newEphemeral makes a new image for an --ephemeral layer, beside --image

@@ -147,6 +147,8 @@ func copyContainer(j copyJob) (string, error) {
 		}
 		if _, err := os.Lstat(srcLayer); errors.Is(err, os.ErrNotExist) {
 			summary = append(summary, "no layer yet (never started)")
+		} else if err := os.MkdirAll(filepath.Dir(dstLayer), 0o700); err != nil {
+			return "", err
 		} else if isImage {
 			if err := checkNotAttached(srcLayer); err != nil {
 				return "", err
@@ -291,6 +293,9 @@ func copyDirFiles(srcDir, dstDir, layerPath, config string) error {
 			continue
 		}
 		dst := filepath.Join(dstDir, e.Name())
+		if _, inside := mapPath(layerPath, p, dst); inside && layerPath != "" {
+			continue // a directory holding the layer: made, with the layer, above
+		}
 		if e.IsDir() {
 			err = clone.Tree(p, dst)
 		} else {

@@ -127,6 +127,14 @@ func TestLXCToolsCopy(t *testing.T) {
 			c := initCtr(t, hook, extra...)
 			c.mustStart()
 			writeLayerContent(c)
+			// lxc-copy --allowrunning: the clone hook refuses a layer being
+			// written, and LXC removes the half-made copy.
+			if out, err := c.lxc("lxc-copy", "--allowrunning", "-N", c.name+"-running"); err == nil {
+				t.Fatalf("lxc-copy --allowrunning of a running container: %s", out)
+			}
+			if exists(filepath.Join(c.lxcpath, c.name+"-running")) {
+				t.Fatal("the refused copy was left behind")
+			}
 			c.stop(false)
 
 			if out, err := c.lxc("lxc-copy", "-N", c.name+"-lxccopy"); err != nil {

@@ -333,7 +333,7 @@ func TestInitAufs(t *testing.T) {
 	requireEnv(t)
 	c := initCtr(t, "lxc-hook-aufs")
 	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
-	if !strings.Contains(string(cfg), "lxc.hook.pre-mount = "+filepath.Join(binDir, "lxc-hook-aufs")+" --lower "+tplSquash) {
+	if !strings.Contains(string(cfg), "lxc.hook.pre-mount = "+filepath.Join(binDir, "lxc-hook-aufs")+" --config "+filepath.Join(c.dir, "config")+" --lower "+tplSquash) {
 		t.Fatalf("config:\n%s", cfg)
 	}
 	err := c.start()

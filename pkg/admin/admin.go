@@ -32,7 +32,7 @@ type Kind struct {
 }
 
 // Commands are the words that make a hook binary an operator command.
-var Commands = []string{"init", "status", "resize", "release", "manpage", "template"}
+var Commands = []string{"init", "status", "resize", "release", "copy", "template", "manpage"}
 
 // IsCommand reports whether args ask for an operator command rather than a
 // hook run: the first argument is a command word and LXC did not run us.
@@ -56,6 +56,9 @@ func Run(b runner.Backend, hasImage bool) int {
 		HookHelp = func(w io.Writer) { runner.Usage(b, w) }
 		return Main(Kind{Program: b.Program(), Image: hasImage}, args, os.Stdout, os.Stderr)
 	}
+	if isCloneHook(args, os.Getenv) {
+		return CloneHook(b.Program(), b.Category(), os.Stderr)
+	}
 	return runner.Main(b, args, os.Stdout, os.Stderr)
 }
 
@@ -71,6 +74,8 @@ func Main(k Kind, args []string, stdout, stderr io.Writer) int {
 		err = cmdResize(k, args[1:], stdout)
 	case "release":
 		err = cmdRelease(k, args[1:], stdout)
+	case "copy":
+		err = cmdCopy(k, args[1:], stdout, os.Stderr)
 	case "manpage":
 		err = cmdManpage(k, stdout)
 	case "template":
@@ -157,6 +162,8 @@ type hookLine struct {
 	Size        string
 	Preallocate bool
 	RunDir      string
+	Config      string // --config: the config the line was written for
+	Ephemeral   bool
 }
 
 // errNotOurs is a hook line of another program.
@@ -189,14 +196,22 @@ func parseHookLine(line, configFile string) (hookLine, error) {
 	if err != nil {
 		return hookLine{}, err
 	}
-	h.Lowers, h.RunDir = []string(common.Lowers), common.RunDir
+	h.Lowers, h.RunDir, h.Config = []string(common.Lowers), common.RunDir, common.Config
 	h.Image, h.Size, h.Preallocate, h.Upper = li.Image, li.SizeFlag, li.Preallocate, dl.Upper
+	h.Ephemeral = li.Ephemeral || dl.Ephemeral
+	if dl.Size != "" {
+		h.Size = dl.Size
+	}
 	return h, nil
 }
 
 // loadContainer reads lxcpath/name; an error when it does not use the hooks.
 func loadContainer(lxcpath, name string) (*container, error) {
-	cfg := filepath.Join(lxcpath, name, "config")
+	return loadConfig(lxcpath, name, filepath.Join(lxcpath, name, "config"))
+}
+
+// loadConfig reads the container config cfg.
+func loadConfig(lxcpath, name, cfg string) (*container, error) {
 	f, err := os.Open(cfg)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

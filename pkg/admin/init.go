@@ -21,7 +21,8 @@ import (
 
 const initAbout = `Writes a complete LXC container NAME under the LXC path: its directory, an
 empty rootfs directory, and a config with the three hook lines over the
-template FILE (a squashfs, erofs or ext4 image, or a directory), the
+template FILE (and lxc.hook.clone, so that lxc-copy and lxc-snapshot copy the
+writable layer too; --config on each line refuses a copy made without it) (a squashfs, erofs or ext4 image, or a directory), the
 distribution's common config where LXC ships one, the host's LXC default
 config (networking), a writable /proc, sys_boot kept so that halt and reboot
 from inside work, and SIGRTMIN+3 as the halt signal for systemd templates.
@@ -39,6 +40,10 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	size := ""
 	if k.Image {
 		fs.StringVar(&size, "size", "", "`SIZE` of the container's disk cap, with K, M, G or T (default 2G)")
+	}
+	ephemeral := fs.Bool("ephemeral", false, "a throw-away container: a new empty layer at every start, gone at stop (--size caps it; for lxc-hook-overlay a tmpfs, in RAM)")
+	if !k.Image && k.Program == "lxc-hook-overlay" {
+		fs.StringVar(&size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer (default: half of RAM, tmpfs's own)")
 	}
 	defaults := fs.String("default-config", "/etc/lxc/default.conf", "the host's LXC default config `FILE` to copy (networking)")
 	pos, err := parse(fs, args)
@@ -66,6 +71,17 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *ephemeral && k.Program == "lxc-hook-aufs" {
+		return usageError{errors.New("--ephemeral: use lxc-hook-overlay or lxc-hook-loopimg")}
+	}
+	if !k.Image && size != "" {
+		if !*ephemeral {
+			return usageError{errors.New("--size caps only an --ephemeral layer with lxc-hook-overlay (a directory layer has no cap)")}
+		}
+		if _, err := image.ParseSize(size); err != nil {
+			return err
+		}
+	}
 	warnSlowTemplate(k, lower, os.Stderr)
 	if k.Image {
 		if size == "" {
@@ -77,6 +93,11 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	}
 	if *lxcpath == "" {
 		*lxcpath = defaultLXCPath()
+	}
+	// Absolute: the config's paths (--config above all) are compared with
+	// what LXC passes the hooks.
+	if abs, err := filepath.Abs(*lxcpath); err == nil {
+		*lxcpath = abs
 	}
 	dir := filepath.Join(*lxcpath, name)
 	if _, err := os.Lstat(dir); err == nil {
@@ -115,15 +136,22 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if systemd {
 		b.WriteString("# systemd halts on SIGRTMIN+3\nlxc.signal.halt = SIGRTMIN+3\n")
 	}
-	line := self
+	// --config: a copy of this config that got no layer (cp, or an LXC
+	// without the clone hook) is refused at start, not booted empty.
+	line := self + " --config " + filepath.Join(dir, "config")
 	for _, l := range []string{*tpl} {
 		line += " --lower " + l
 	}
-	if k.Image {
+	if size != "" {
 		line += " --size " + size
 	}
+	if *ephemeral {
+		line += " --ephemeral"
+	}
 	b.WriteString("\n# The writable layer: see " + k.Program + " --help\n")
-	for _, t := range []string{"pre-mount", "stop", "post-stop"} {
+	b.WriteString("# lxc.hook.clone copies the layer when lxc-copy or lxc-snapshot copies this container;\n")
+	b.WriteString("# lxc-destroy removes the layer with this directory.\n")
+	for _, t := range []string{"pre-mount", "stop", "post-stop", "clone"} {
 		fmt.Fprintf(&b, "lxc.hook.%s = %s\n", t, line)
 	}
 

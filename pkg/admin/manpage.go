@@ -28,7 +28,7 @@ func cmdManpage(k Kind, w io.Writer) error {
 		io.WriteString(w, esc(b.String()))
 	}
 	fmt.Fprintf(w, ".fi\n.SH COMMANDS\n")
-	for _, c := range []string{"init", "status", "resize", "release", "template"} {
+	for _, c := range []string{"init", "status", "resize", "release", "copy", "template"} {
 		if c == "resize" && !k.Image {
 			continue
 		}
@@ -36,6 +36,6 @@ func cmdManpage(k Kind, w io.Writer) error {
 		Main(k, []string{c, "--help"}, &b, io.Discard)
 		fmt.Fprintf(w, ".SS %s\n.nf\n%s.fi\n", c, esc(b.String()))
 	}
-	fmt.Fprintf(w, ".SH SEE ALSO\nlxc.container.conf(5), lxc\\-start(1), lxc\\-stop(1), losetup(8), e2fsck(8)\n")
+	fmt.Fprintf(w, ".SH SEE ALSO\nlxc.container.conf(5), lxc\\-start(1), lxc\\-stop(1), lxc\\-copy(1), losetup(8), e2fsck(8)\n")
 	return nil
 }

@@ -42,6 +42,9 @@ type Status struct {
 	// AllocatedBytes is what the layer occupies on the host's disk.
 	AllocatedBytes int64
 	Loops          []LoopStatus
+	// Ephemeral: a new layer at every start (--ephemeral), none when
+	// stopped.
+	Ephemeral bool
 	// Holders is set for a stopped container whose devices are still
 	// attached: who holds them.
 	Holders string
@@ -93,7 +96,11 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 	for _, s := range sts {
 		fmt.Fprintf(stdout, "%s: %s (%s)\n", s.Name, s.State, s.Hook)
 		fmt.Fprintf(stdout, "  templates: %s\n", strings.Join(s.Templates, ", "))
-		fmt.Fprintf(stdout, "  layer:     %s %s\n", s.LayerKind, s.LayerPath)
+		if s.Ephemeral {
+			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.LayerKind], s.LayerPath)
+		} else {
+			fmt.Fprintf(stdout, "  layer:     %s %s\n", s.LayerKind, s.LayerPath)
+		}
 		if s.CapBytes > 0 {
 			fmt.Fprintf(stdout, "  cap:       %s, used inside %s, on the host %s\n", image.Human(s.CapBytes), humanApprox(s.UsedBytes), humanApprox(s.AllocatedBytes))
 		} else {
@@ -131,7 +138,9 @@ func statusOf(c *container) Status {
 	if s.Templates == nil {
 		s.Templates = []string{}
 	}
-	if c.Hook.Image != "" {
+	if c.Hook.Ephemeral {
+		statusEphemeral(c, st, &s)
+	} else if c.Hook.Image != "" {
 		s.LayerKind, s.LayerPath = "image", c.Hook.Image
 		if f, err := os.Open(c.Hook.Image); err == nil {
 			apparent, allocated, _, _ := image.Usage(f)
@@ -145,7 +154,7 @@ func statusOf(c *container) Status {
 		s.LayerKind, s.LayerPath = "directory", c.Hook.Upper
 		s.UsedBytes, s.AllocatedBytes = du(c.Hook.Upper)
 	}
-	if st == "RUNNING" && pid > 0 && s.LayerKind == "image" {
+	if st == "RUNNING" && pid > 0 && (s.LayerKind == "image" || s.Ephemeral) {
 		// The overlay's statfs is its upper layer's: the live figure, where
 		// the superblock's free count lags.
 		var sfs unix.Statfs_t
@@ -156,7 +165,7 @@ func statusOf(c *container) Status {
 	for _, p := range c.Hook.Lowers {
 		s.Loops = append(s.Loops, loopsOf(p, "template", true)...)
 	}
-	if c.Hook.Image != "" {
+	if c.Hook.Image != "" && !c.Hook.Ephemeral {
 		s.Loops = append(s.Loops, loopsOf(c.Hook.Image, "image", false)...)
 	}
 	if s.Loops == nil {
@@ -166,6 +175,28 @@ func statusOf(c *container) Status {
 		s.Holders = holdersOf(c)
 	}
 	return s
+}
+
+// statusEphemeral fills in an --ephemeral layer: its cap (--size), and
+// for a running container the image's loop device from the runtime record
+// (its file is unlinked once mounted).
+func statusEphemeral(c *container, st string, s *Status) {
+	s.Ephemeral, s.LayerKind = true, "directory"
+	if c.Hook.Image != "" {
+		s.LayerKind = "image"
+	}
+	s.CapBytes, _ = image.ParseSize(c.Hook.Size)
+	if st != "RUNNING" {
+		return
+	}
+	if rec, _ := state.For(c.Hook.RunDir, c.Name, c.Config).Load(); rec != nil {
+		for _, l := range rec.Loops {
+			if l.Role == "image" {
+				s.LayerPath = l.Backing + " (deleted)"
+				s.Loops = append(s.Loops, LoopStatus{Device: l.Device, Role: "image", Backing: s.LayerPath})
+			}
+		}
+	}
 }
 
 // loopsOf lists the loop devices bound to file p.
@@ -277,6 +308,7 @@ func statusJSON(sts []Status) string {
 		}
 		field(false, "loop_devices", "["+strings.Join(loops, ", ")+"]")
 		field(false, "holders", jsonString(s.Holders))
+		field(false, "ephemeral", strconv.FormatBool(s.Ephemeral))
 		b.WriteString("}")
 	}
 	b.WriteString("\n]}\n")

@@ -42,7 +42,44 @@ func (o *Overlay) RegisterFlags(fs *flag.FlagSet) {
 func (o *Overlay) Validate(configFile string) error { return o.Flags.Validate(configFile, false) }
 
 func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
-	return Prepare(o.Upper, layer.Overlay)
+	if o.Ephemeral {
+		return PrepareEphemeral(c, o.Size)
+	}
+	w, err := Prepare(o.Upper, layer.Overlay)
+	if err != nil {
+		return nil, err
+	}
+	if err := layer.CheckOwner(w.Root, o.Upper, DefaultLayerName, c.Inv.ConfigFile, o.Program()); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// EphemeralSource names the tmpfs of an ephemeral layer in mountinfo.
+const EphemeralSource = "lxc-hook-ephemeral"
+
+// PrepareEphemeral mounts a new tmpfs (capped at size, when given) in the
+// container's mount namespace, on a mountpoint in the runtime directory,
+// and makes it the writable layer. Nothing of it is ever on disk; it goes
+// with the namespace even when the stop hooks never run (a crash), and the
+// stop hook unmounts it with the rest (it is under the runtime directory).
+// overlayfs takes a tmpfs upper (trusted.* xattrs as root).
+func PrepareEphemeral(c *runner.Context, size string) (*runner.Writable, error) {
+	mp, err := c.Run.Mountpoint("ephemeral")
+	if err != nil {
+		return nil, err
+	}
+	c.Record.Mountpoints = append(c.Record.Mountpoints, mp)
+	params := []mount.Param{{Key: "mode", Value: "0700"}}
+	if size != "" {
+		params = append(params, mount.Param{Key: "size", Value: size})
+	}
+	if err := mount.Block("tmpfs", EphemeralSource, mp, false, params...); err != nil {
+		return nil, fmt.Errorf("ephemeral layer: %w", err)
+	}
+	c.PushUndo(func() { _ = mount.Unmount(mp) })
+	c.Log.WithField("size", size).Debugf("ephemeral layer: tmpfs on %s", mp)
+	return PrepareIn(mp, layer.Overlay, "ephemeral layer")
 }
 
 func (o *Overlay) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {

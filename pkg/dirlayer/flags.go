@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 )
 
 // Flags are the directory-layer hooks' own flags, apart from the backends,
@@ -14,6 +16,11 @@ import (
 type Flags struct {
 	Upper    string
 	Fallback string
+	// Ephemeral puts the layer on a tmpfs mounted in the container's own
+	// mount namespace: never on disk, gone with the namespace.
+	Ephemeral bool
+	// Size caps the ephemeral tmpfs (tmpfs size=).
+	Size string
 }
 
 // Register adds the flags to fs.
@@ -23,6 +30,8 @@ func (f *Flags) Register(fs *flag.FlagSet, aufs bool) {
 		holds = "upper/, work/ and AuFS's xino file"
 	}
 	fs.StringVar(&f.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds "+holds+" (default: layer/ beside the container's config)")
+	fs.BoolVar(&f.Ephemeral, "ephemeral", false, "a new empty layer at every start, gone at stop (also after a crash): a tmpfs mounted in the container's own mount namespace, never on disk; --upper is not used")
+	fs.StringVar(&f.Size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer, with K, M, G or T; RAM (and swap) it may use (default: tmpfs's own, half of RAM)")
 	if aufs {
 		fs.StringVar(&f.Fallback, "fallback", "", "`FS` to use where the kernel has no AuFS: overlay (default: refuse the start)")
 	}
@@ -32,6 +41,17 @@ func (f *Flags) Register(fs *flag.FlagSet, aufs bool) {
 func (f *Flags) Validate(configFile string, aufs bool) error {
 	if aufs && f.Fallback != "" && f.Fallback != "overlay" {
 		return fmt.Errorf("--fallback %q: the only fallback is overlay", f.Fallback)
+	}
+	if aufs && f.Ephemeral {
+		return errors.New("--ephemeral is not supported by lxc-hook-aufs: use lxc-hook-overlay or lxc-hook-loopimg")
+	}
+	if f.Size != "" {
+		if _, err := image.ParseSize(f.Size); err != nil {
+			return err
+		}
+		if !f.Ephemeral {
+			return errors.New("--size caps only an --ephemeral layer here (a directory layer has no cap; lxc-hook-loopimg has one)")
+		}
 	}
 	return ValidateUpper(&f.Upper, configFile)
 }

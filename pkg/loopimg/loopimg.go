@@ -61,6 +61,14 @@ func (b *Backend) MountUnion(c *runner.Context, lowers []string, w *runner.Writa
 // PrepareWritable makes the image ready and mounts it in the container's
 // mount namespace; the union's upper and work directories are inside.
 func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
+	ephemeral := ""
+	if b.Ephemeral {
+		var err error
+		if ephemeral, err = b.newEphemeral(c); err != nil {
+			return nil, err
+		}
+		c.PushUndo(func() { os.Remove(ephemeral) })
+	}
 	f, err := b.openOrCreate(c)
 	if err != nil {
 		return nil, err
@@ -76,6 +84,10 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	// Read once; both checks decide on it.
 	sb, sbErr := image.ReadSuperblock(f)
 	if err := b.checkNotInUse(c, f, &st, sb); err != nil {
+		return nil, err
+	}
+	// Before anything changes the image: is it another container's?
+	if err := layer.CheckImageOwner(f, b.Image, DefaultImageName, c.Inv.ConfigFile, b.Program()); err != nil {
 		return nil, err
 	}
 	if err := b.checkAndGrow(c, f, sb, sbErr); err != nil {
@@ -109,6 +121,13 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		return nil, fmt.Errorf("image %q: %w", b.Image, err)
 	}
 	c.PushUndo(func() { _ = mount.Unmount(mp) })
+	if ephemeral != "" {
+		// Mounted: the loop device holds the file, which goes with the
+		// device (autoclear) when the container stops, or crashes.
+		if err := os.Remove(ephemeral); err != nil {
+			return nil, fmt.Errorf("ephemeral image %q: %w", ephemeral, err)
+		}
+	}
 	if c.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		// Only for the debug line: whether direct I/O took (it falls back).
 		dio := "buffered"
@@ -118,6 +137,35 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		c.Log.WithField("device", dev.Path).WithField("io", dio).Debugf("image %s mounted on %s", b.Image, mp)
 	}
 	return dirlayer.PrepareIn(mp, layer.Overlay, "image")
+}
+
+// newEphemeral makes a new image for an --ephemeral layer, beside --image
+// under a name of this container's own (never --image itself), and points
+// b.Image at it. A file of that name is a leftover of a start that died
+// between creating and mounting it: removed unless something holds it.
+func (b *Backend) newEphemeral(c *runner.Context) (string, error) {
+	p := filepath.Join(filepath.Dir(b.Image), "."+filepath.Base(b.Image)+".ephemeral."+filepath.Base(c.Run.Path))
+	if f, err := os.OpenFile(p, os.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
+		var st unix.Stat_t
+		busy := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
+		if !busy && unix.Fstat(int(f.Fd()), &st) == nil {
+			devs, err := loop.FindByBacking(uint64(st.Dev), st.Ino)
+			busy = err != nil || len(devs) > 0
+		}
+		f.Close()
+		if busy {
+			return "", fmt.Errorf("ephemeral image %q of an earlier start is still in use", p)
+		}
+		if err := os.Remove(p); err != nil {
+			return "", fmt.Errorf("ephemeral image %q left by an earlier start: %w", p, err)
+		}
+		c.Log.Warnf("removed the ephemeral image %s left by an earlier start", p)
+	}
+	if err := image.Create(p, image.CreateOptions{Size: b.size}); err != nil {
+		return "", err
+	}
+	b.Image = p
+	return p, nil
 }
 
 // openOrCreate opens the image read-write and locks it, creating it first

@@ -20,12 +20,17 @@ type Common struct {
 	Version  bool
 	// RunDir is where per-container runtime state lives (tests move it).
 	RunDir string
+	// Config is the container config this hook line was written for (init
+	// writes it): a start from another config, i.e. a config copied by a
+	// tool that copied no writable layer, is refused.
+	Config string
 }
 
 func (c *Common) register(fs *flag.FlagSet) {
 	fs.Var(&c.Lowers, "lower", "read-only `PATH`: a directory, or a squashfs, erofs or ext4 image file; repeatable, first is topmost (default: the directory lxc.rootfs.path names)")
 	fs.StringVar(&c.LogLevel, "log-level", "", "`LEVEL` of detail (trace, debug, info, warn, error); default: LXC's own level")
 	fs.StringVar(&c.RunDir, "run-dir", "/run/lxc-hooks", "`DIR` for per-container runtime state")
+	fs.StringVar(&c.Config, "config", "", "`FILE`: the LXC config this line was written for (init writes it); a start from a config copied elsewhere without its layer is refused")
 	fs.BoolVar(&c.Help, "help", false, "show this help")
 	fs.BoolVar(&c.Version, "version", false, "print the version")
 }

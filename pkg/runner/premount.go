@@ -18,6 +18,9 @@ import (
 // then bind-mounts as the container's root. Mounts made here are the
 // container's alone (LXC made every shared mount a slave first).
 func preMount(b Backend, c *Context) (err error) {
+	if err := CheckConfig(c.Common.Config, c.Inv.ConfigFile, b.Program()); err != nil {
+		return err
+	}
 	rootfs := c.Inv.RootfsPath
 	fi, err := os.Stat(rootfs)
 	if errors.Is(err, os.ErrNotExist) {
@@ -88,6 +91,23 @@ func preMount(b Backend, c *Context) (err error) {
 	}
 	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", rootfs)
 	return nil
+}
+
+// CheckConfig refuses a start from a config other than the one the hook
+// line was written for (--config): such a config was copied (cp, or an
+// LXC tool without the hook's clone step) and its layer was not, so the
+// start would silently boot the bare template with a new empty layer, or
+// write the other container's layer.
+func CheckConfig(written, running, program string) error {
+	if written == "" || running == "" || filepath.Clean(written) == filepath.Clean(running) {
+		return nil
+	}
+	if a, err := os.Stat(written); err == nil {
+		if b, err := os.Stat(running); err == nil && os.SameFile(a, b) {
+			return nil
+		}
+	}
+	return fmt.Errorf("this container's hook lines were written for the config %s (--config), not for %s: the config was copied without the writable layer (LXC's tools copy no layer unless the config has the lxc.hook.clone line init writes), so a start would run without the container's data or write another container's layer; copy containers with \"%s copy SRC DST\" (remove this one first with lxc-destroy), or, if you moved the container's directory yourself together with its layer, set --config to %s on every hook line", written, running, program, running)
 }
 
 func resolveLowers(c *Context, rootfs string) ([]layer.Lower, error) {

@@ -232,7 +232,7 @@ func printUsage(b Backend, fs *flag.FlagSet, w io.Writer) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
-	fmt.Fprintf(w, "\nRun by hand: %s init|status|resize|release ... (each with --help)\n", b.Program())
+	fmt.Fprintf(w, "\nRun by hand: %s init|status|resize|release|copy ... (each with --help)\n", b.Program())
 }
 
 // failStatus is the exit status for a hook that could not run: non-zero

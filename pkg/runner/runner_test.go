@@ -118,3 +118,15 @@ func TestSelectOursDeepestFirst(t *testing.T) {
 		t.Fatalf("got  %v\nwant %s", mps, want)
 	}
 }
+
+func TestCheckConfig(t *testing.T) {
+	if err := CheckConfig("", "/l/b/config", "p"); err != nil {
+		t.Fatal("no --config: no check")
+	}
+	if err := CheckConfig("/l/a/config", "/l/a/./config", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckConfig("/l/a/config", "/l/b/config", "lxc-hook-x"); err == nil || !strings.Contains(err.Error(), `"lxc-hook-x copy SRC DST"`) {
+		t.Fatalf("copied config: %v", err)
+	}
+}

@@ -1,0 +1,528 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/clone"
+	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/image"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
+	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+)
+
+const copyAbout = `Makes DST a complete, independent copy of the stopped container SRC: its
+config rewritten for DST (lxc.uts.name, and every path that pointed into
+SRC's directory: rootfs, hook arguments such as --image, --upper and
+--config, log files), the files of SRC's directory, and the writable layer.
+The template is shared, not copied. An image layer keeps its holes (a
+reflink where the host filesystem has it, else only its data is copied) and
+is checked with e2fsck -fn; a directory layer keeps owners, modes, xattrs
+(overlayfs's opaque directories and redirects), whiteouts, hardlinks, holes
+and times. A layer outside SRC's directory is copied into DST's directory
+(the default place). DST must not exist; a running SRC is refused.
+lxc-copy and lxc-snapshot do the same through the lxc.hook.clone line that
+init writes.`
+
+func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
+	fs := flags(k, "copy", "SRC DST [-P LXCPATH]", copyAbout, stdout)
+	lxcpath := fs.String("P", "", "`LXCPATH` of both containers (default: LXC's lxc.lxcpath)")
+	fs.StringVar(lxcpath, "lxcpath", "", "same as -P")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError{errors.New("give SRC and DST (see --help)")}
+	}
+	srcName, dstName := pos[0], pos[1]
+	if dstName == "" || strings.ContainsAny(dstName, "/\n \t") || dstName == "." || dstName == ".." {
+		return usageError{fmt.Errorf("container name %q is not valid", dstName)}
+	}
+	if *lxcpath == "" {
+		*lxcpath = defaultLXCPath()
+	}
+	src, err := loadContainer(*lxcpath, srcName)
+	if err != nil {
+		return err
+	}
+	if err := runner.CheckConfig(src.Hook.Config, src.Config, k.Program); err != nil {
+		return fmt.Errorf("container %q cannot be copied: %v", srcName, err)
+	}
+	if st, _ := src.info(); st != "STOPPED" {
+		return fmt.Errorf("container %q is %s: stop it first (lxc-stop -n %s); a copy of a layer that is being written would not be consistent, nothing was copied", srcName, st, srcName)
+	}
+	dstDir := filepath.Join(*lxcpath, dstName)
+	if _, err := os.Lstat(dstDir); err == nil {
+		return fmt.Errorf("container %q already exists (%s): nothing was copied", dstName, dstDir)
+	}
+	if err := os.Mkdir(dstDir, 0o770); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("container %q already exists (%s): nothing was copied", dstName, dstDir)
+		}
+		return err
+	}
+	t0 := time.Now()
+	res, err := copyContainer(copyJob{
+		Src: src, DstConfig: filepath.Join(dstDir, "config"), DstName: dstName,
+		Command: true, Progress: terminalProgress(stderr),
+	})
+	if err != nil {
+		// dstDir is ours, made above; nothing is mounted in it.
+		if rmErr := clone.RemoveFresh(dstDir); rmErr != nil {
+			return fmt.Errorf("%v (the partial copy %s was left: %v)", err, dstDir, rmErr)
+		}
+		return fmt.Errorf("%v; nothing was left behind", err)
+	}
+	fmt.Fprintf(stdout, "Container %s copied to %s (%s) in %s%s; start it with: lxc-start -n %s", srcName, dstName, dstDir, time.Since(t0).Round(time.Millisecond), res, dstName)
+	if *lxcpath != defaultLXCPath() {
+		fmt.Fprintf(stdout, " -P %s", *lxcpath)
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+// copyJob is one copy of a container: by the copy command (Command: it
+// writes DST's directory and config), or by the clone hook, after LXC
+// wrote DST's config and rootfs directory (lxc-copy, lxc-snapshot).
+type copyJob struct {
+	Src       *container
+	DstConfig string
+	DstName   string
+	Command   bool
+	Progress  clone.Progress
+}
+
+// layerPath is the writable layer a hook line uses ("" for an ephemeral
+// one: nothing to copy) and whether it is an image.
+func (h hookLine) layerPath() (string, bool) {
+	if h.Ephemeral {
+		return "", false
+	}
+	if h.Image != "" {
+		return h.Image, true
+	}
+	return h.Upper, false
+}
+
+// copyContainer copies Src's layer (and, for the command, its directory's
+// other files) and writes DST's config. It returns a summary for the user.
+func copyContainer(j copyJob) (string, error) {
+	srcDir, dstDir := j.Src.Dir, filepath.Dir(j.DstConfig)
+	text, err := os.ReadFile(j.Src.Config)
+	if !j.Command {
+		// LXC already wrote DST's config (uts name, rootfs, MAC addresses).
+		text, err = os.ReadFile(j.DstConfig)
+	}
+	if err != nil {
+		return "", err
+	}
+	rw := rewrite{SrcDir: srcDir, DstDir: dstDir, KeepRootfs: !j.Command, SrcName: j.Src.Name, DstName: j.DstName}
+	if j.Command {
+		rw.Name = j.DstName
+	}
+	var summary []string
+
+	srcLayer, isImage := j.Src.Hook.layerPath()
+	if srcLayer != "" {
+		dstLayer, inside := mapPath(srcLayer, srcDir, dstDir)
+		if !inside {
+			name := dirlayer.DefaultLayerName
+			if isImage {
+				name = loopimg.DefaultImageName
+			}
+			dstLayer = filepath.Join(dstDir, name)
+			rw.OldLayer, rw.NewLayer = srcLayer, dstLayer
+		}
+		if _, err := os.Lstat(srcLayer); errors.Is(err, os.ErrNotExist) {
+			summary = append(summary, "no layer yet (never started)")
+		} else if err := os.MkdirAll(filepath.Dir(dstLayer), 0o700); err != nil {
+			return "", err
+		} else if isImage {
+			if err := checkNotAttached(srcLayer); err != nil {
+				return "", err
+			}
+			reflinked, err := clone.Image(srcLayer, dstLayer, j.Progress)
+			if err != nil {
+				return "", fmt.Errorf("copying the image %s: %w", srcLayer, err)
+			}
+			if out, err := execs.Run(image.ToolTimeout, "install e2fsprogs", "e2fsck", "-fn", dstLayer); err != nil {
+				os.Remove(dstLayer) // the copy just made, not the source
+				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
+			}
+			how := "sparse copy"
+			if reflinked {
+				how = "reflink"
+			}
+			summary = append(summary, fmt.Sprintf("image %s (%s, %s, fsck clean)", dstLayer, how, allocated(dstLayer)))
+		} else {
+			if err := clone.Tree(srcLayer, dstLayer); err != nil {
+				return "", fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
+			}
+			summary = append(summary, "layer "+dstLayer)
+		}
+	}
+
+	if j.Command {
+		if err := copyDirFiles(srcDir, dstDir, srcLayer, j.Src.Config); err != nil {
+			return "", err
+		}
+	} else {
+		// lxc-copy -s of a directory rootfs makes it overlay:SRC:DELTA; the
+		// hooks need a directory (the layer was copied in full instead).
+		if v := hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]); v != "" && !strings.HasPrefix(v, "dir:") && !strings.HasPrefix(v, "/") {
+			rw.Rootfs = "dir:" + filepath.Join(dstDir, "rootfs")
+			if err := os.MkdirAll(filepath.Join(dstDir, "rootfs"), 0o755); err != nil {
+				return "", err
+			}
+			// LXC recorded the new container as depending on SRC's rootfs
+			// (lxc_rdepends, SRC's lxc_snapshots); a full copy does not,
+			// and the record would block lxc-snapshot -r and lxc-destroy
+			// of SRC.
+			if err := dropRdepends(srcDir, dstDir); err != nil {
+				return "", err
+			}
+			summary = append(summary, "rootfs set back to a directory (a snapshot clone copies the layer in full)")
+		}
+	}
+	out := rw.apply(string(text))
+	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
+		return "", err
+	}
+	if len(summary) == 0 {
+		return "", nil
+	}
+	return ": " + strings.Join(summary, ", "), nil
+}
+
+// dropRdepends undoes LXC's record of an overlay snapshot clone at dstDir
+// of the container at srcDir: dstDir/lxc_rdepends, and dstDir's entry
+// ("LXCPATH\nNAME\n", or a count in the old format) in
+// srcDir/lxc_snapshots.
+func dropRdepends(srcDir, dstDir string) error {
+	if err := os.Remove(filepath.Join(dstDir, "lxc_rdepends")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	p := filepath.Join(srcDir, "lxc_snapshots")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	var keep []string
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+		if n > 1 {
+			keep = []string{strconv.Itoa(n - 1)}
+		}
+	} else {
+		for i := 0; i < len(lines); i++ {
+			if i+1 < len(lines) && filepath.Clean(lines[i]) == filepath.Dir(dstDir) && lines[i+1] == filepath.Base(dstDir) {
+				i++
+				continue
+			}
+			keep = append(keep, lines[i])
+		}
+	}
+	if len(keep) == 0 {
+		return os.Remove(p)
+	}
+	return os.WriteFile(p, []byte(strings.Join(keep, "\n")+"\n"), 0o644)
+}
+
+// checkNotAttached refuses to copy an image some loop device (a running
+// container, a leftover) may be writing: the hook holds a flock for as
+// long as it is attached.
+func checkNotAttached(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("image %q is in use by a running container (locked): stop it first; nothing was copied", path)
+	}
+	return nil
+}
+
+func allocated(path string) string {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s of %s allocated", humanApprox(st.Blocks*512), humanApprox(st.Size))
+}
+
+// mapPath maps p under srcDir to the same place under dstDir.
+func mapPath(p, srcDir, dstDir string) (string, bool) {
+	rel, err := filepath.Rel(srcDir, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return p, false
+	}
+	return filepath.Join(dstDir, rel), true
+}
+
+// copyDirFiles copies what else is in SRC's directory (rootfs, an fstab,
+// hook scripts), leaving out its config (rewritten), its layer (copied),
+// logs and snapshots.
+func copyDirFiles(srcDir, dstDir, layerPath, config string) error {
+	ents, err := os.ReadDir(srcDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(srcDir, e.Name())
+		switch e.Name() {
+		case "snaps", "lxc_snapshots", "lxc_rdepends": // LXC's records of SRC's snapshots
+			continue
+		}
+		if p == layerPath || p == config || strings.HasSuffix(e.Name(), ".log") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		dst := filepath.Join(dstDir, e.Name())
+		if _, inside := mapPath(layerPath, p, dst); inside && layerPath != "" {
+			continue // a directory holding the layer: made, with the layer, above
+		}
+		if e.IsDir() {
+			err = clone.Tree(p, dst)
+		} else {
+			err = clone.File(p, dst)
+		}
+		if err != nil {
+			return fmt.Errorf("copying %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// writeConfig writes a config: a new file for the copy command, replacing
+// LXC's for the clone hook.
+func writeConfig(path, text string, replace bool) error {
+	tmp := path + ".lxc-hook-copy"
+	if err := os.WriteFile(tmp, []byte(text), 0o640); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if replace {
+		return os.Rename(tmp, path)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// rewrite turns SRC's config into DST's.
+type rewrite struct {
+	SrcDir, DstDir string
+	// SrcName and DstName rename a log file NAME.log in the directory.
+	SrcName, DstName string
+	Name             string // lxc.uts.name, when set
+	Rootfs         string // lxc.rootfs.path, when set
+	KeepRootfs     bool   // LXC set lxc.rootfs.path already
+	// OldLayer, when set, is SRC's layer outside its directory; NewLayer
+	// replaces it on the hook lines.
+	OldLayer, NewLayer string
+}
+
+// apply rewrites config text line by line; comments and lines it does not
+// change are kept as they are.
+func (r rewrite) apply(text string) string {
+	lines := strings.SplitAfter(text, "\n")
+	for i, line := range lines {
+		t := strings.TrimSpace(line)
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			continue
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		nv := v
+		switch {
+		case (k == "lxc.uts.name" || k == "lxc.utsname") && r.Name != "":
+			k, nv = "lxc.uts.name", r.Name
+		case k == "lxc.rootfs.path" && r.Rootfs != "":
+			nv = r.Rootfs
+		case k == "lxc.rootfs.path" && r.KeepRootfs:
+		default:
+			nv = replacePath(v, r.SrcDir, r.DstDir)
+			if (k == "lxc.log.file" || k == "lxc.console.logfile") && r.SrcName != "" && r.DstName != "" && filepath.Base(nv) == r.SrcName+".log" && filepath.Dir(nv) == r.DstDir {
+				nv = filepath.Join(r.DstDir, r.DstName+".log")
+			}
+			if r.OldLayer != "" && strings.HasPrefix(k, "lxc.hook.") {
+				nv = replacePath(nv, r.OldLayer, r.NewLayer)
+			}
+		}
+		if nv != v {
+			nl := ""
+			if strings.HasSuffix(line, "\n") {
+				nl = "\n"
+			}
+			lines[i] = k + " = " + nv + nl
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// replacePath replaces the path old, where it stands as a whole path or a
+// path's leading directories in s, with new.
+func replacePath(s, old, new string) string {
+	old = strings.TrimSuffix(old, "/")
+	var b strings.Builder
+	for {
+		i := strings.Index(s, old)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(old)
+		if nw := strings.TrimSuffix(new, "/"); len(nw) > len(old) && strings.HasPrefix(s[i:], nw) && (i+len(nw) == len(s) || strings.ContainsRune("/ \t:,'\"", rune(s[i+len(nw)]))) {
+			// Already rewritten (LXC did, for a new directory below the
+			// old one: a snapshot's).
+			b.WriteString(s[:i+len(nw)])
+			s = s[i+len(nw):]
+			continue
+		}
+		startOK := i == 0 || strings.ContainsRune(" \t=:,'\"", rune(s[i-1]))
+		endOK := end == len(s) || strings.ContainsRune("/ \t:,'\"", rune(s[end]))
+		b.WriteString(s[:i])
+		if startOK && endOK {
+			b.WriteString(new)
+		} else {
+			b.WriteString(old)
+		}
+		s = s[end:]
+	}
+}
+
+// terminalProgress shows a long copy's progress when w is a terminal.
+func terminalProgress(w io.Writer) clone.Progress {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	t0 := time.Now()
+	shown, ended := false, false
+	return func(done, total int64) {
+		if ended || !shown && time.Since(t0) < time.Second {
+			return // short copies stay quiet
+		}
+		shown = true
+		pct := 100
+		if total > 0 {
+			pct = int(done * 100 / total)
+		}
+		fmt.Fprintf(f, "\rcopying the layer: %s of %s (%d%%)  ", humanApprox(done), humanApprox(total), pct)
+		if done >= total {
+			ended = true
+			fmt.Fprintln(f)
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " / ")
+}
+
+// isCloneHook reports whether LXC runs the binary as lxc.hook.clone
+// (lxc-copy, lxc-snapshot, lxc-copy -R).
+func isCloneHook(args []string, getenv func(string) string) bool {
+	if getenv("LXC_HOOK_VERSION") == "1" {
+		return getenv("LXC_HOOK_TYPE") == string(hook.Clone)
+	}
+	return getenv("LXC_NAME") != "" && hook.HookTypeIn(args, getenv("LXC_NAME")) == string(hook.Clone)
+}
+
+// CloneHook runs as lxc.hook.clone: LXC copied SRC's config to the new
+// container (names, rootfs and MAC addresses updated) and its rootfs
+// directory, but not the writable layer. This copies it, as the copy
+// command does, and rewrites the new config's paths. Its errors make LXC
+// refuse the copy (and remove it); they are logged to SRC's LXC log too,
+// as LXC shows a hook's output only at debug level.
+func CloneHook(program, category string, stderr io.Writer) int {
+	name, cfg := os.Getenv("LXC_NAME"), os.Getenv("LXC_CONFIG_FILE")
+	srcName := os.Getenv("LXC_SRC_NAME")
+	dst, err := loadConfig(filepath.Dir(filepath.Dir(cfg)), name, cfg)
+	srcCfg := ""
+	if err == nil {
+		srcCfg = dst.Hook.Config
+		if srcCfg == "" {
+			srcCfg = filepath.Join(filepath.Dir(filepath.Dir(cfg)), srcName, "config")
+		}
+	}
+	logCfg := srcCfg
+	if logCfg == "" {
+		logCfg = cfg
+	}
+	// LXC keeps a hook's output to its debug log and lxc-copy says nothing
+	// but its exit status: a refusal also goes to the terminal lxc-copy
+	// runs on, where there is one.
+	var w io.Writer = stderr
+	var progress clone.Progress
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
+		defer tty.Close()
+		w = io.MultiWriter(stderr, tty)
+		progress = terminalProgress(tty) // a long copy shows its progress there too
+	}
+	log, closer, _ := lxclog.New(lxclog.Options{
+		Program: program, Category: category, Container: name, Hook: string(hook.Clone),
+		ConfigFile: logCfg, EnvLevel: os.Getenv("LXC_LOG_LEVEL"), Stderr: w,
+	})
+	defer closer.Close()
+	if err != nil {
+		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
+		return 1
+	}
+	if filepath.Clean(srcCfg) == filepath.Clean(cfg) {
+		return 0 // already this container's own
+	}
+	if srcName != "" && filepath.Base(filepath.Dir(srcCfg)) != srcName {
+		// The source's own --config names a third container: the source
+		// is itself a copy made without its layer, and copying the layer
+		// --config names would copy the wrong container.
+		log.Errorf("copy of %s to %s refused: %s's hook lines name --config %s, another container's config, so %s has no layer of its own to copy; make copies with \"%s copy SRC DST\"", srcName, name, srcName, srcCfg, srcName, program)
+		return 1
+	}
+	src, err := loadConfig(filepath.Dir(filepath.Dir(srcCfg)), filepath.Base(filepath.Dir(srcCfg)), srcCfg)
+	if err != nil {
+		log.Errorf("copy of %s to %s refused: the source's config: %v", srcName, name, err)
+		return 1
+	}
+	// lxc-copy --allowrunning copies a running container's config; its
+	// layer, being written, would not copy consistently.
+	if st, _ := src.info(); st != "STOPPED" {
+		log.Errorf("copy of %s to %s refused: %s is %s; stop it first, a layer being written would not copy consistently", srcName, name, srcName, st)
+		return 1
+	}
+	t0 := time.Now()
+	res, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: progress})
+	if err != nil {
+		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
+		return 1
+	}
+	log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("copied the writable layer of %s for %s%s", srcCfg, cfg, res)
+	return 0
+}

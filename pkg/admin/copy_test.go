@@ -1,0 +1,59 @@
+package admin
+
+import "testing"
+
+func TestRewrite(t *testing.T) {
+	in := `# Container web1 in /var/lib/lxc/web1
+lxc.uts.name = web1
+lxc.rootfs.path = dir:/var/lib/lxc/web1/rootfs
+lxc.log.file = /var/lib/lxc/web1/web1.log
+lxc.hook.pre-mount = /usr/share/lxc/hooks/lxc-hook-loopimg --config /var/lib/lxc/web1/config --lower /var/lib/lxc/web10/t.sqfs --image /srv/l/web1.img
+lxc.mount.entry = /var/lib/lxc/web1x mnt none bind 0 0
+`
+	r := rewrite{SrcDir: "/var/lib/lxc/web1", DstDir: "/var/lib/lxc/web2", Name: "web2", SrcName: "web1", DstName: "web2", OldLayer: "/srv/l/web1.img", NewLayer: "/var/lib/lxc/web2/layer.img"}
+	want := `# Container web1 in /var/lib/lxc/web1
+lxc.uts.name = web2
+lxc.rootfs.path = dir:/var/lib/lxc/web2/rootfs
+lxc.log.file = /var/lib/lxc/web2/web2.log
+lxc.hook.pre-mount = /usr/share/lxc/hooks/lxc-hook-loopimg --config /var/lib/lxc/web2/config --lower /var/lib/lxc/web10/t.sqfs --image /var/lib/lxc/web2/layer.img
+lxc.mount.entry = /var/lib/lxc/web1x mnt none bind 0 0
+`
+	if got := r.apply(in); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// A snapshot: the new directory is below the old one, and LXC has
+	// rewritten the rootfs already.
+	snap := rewrite{SrcDir: "/l/web1", DstDir: "/l/web1/snaps/snap0", KeepRootfs: true}
+	in = "lxc.rootfs.path = dir:/l/web1/snaps/snap0/rootfs\nlxc.hook.clone = /l/web1/snaps/snap0/h --config /l/web1/config\n"
+	want = "lxc.rootfs.path = dir:/l/web1/snaps/snap0/rootfs\nlxc.hook.clone = /l/web1/snaps/snap0/h --config /l/web1/snaps/snap0/config\n"
+	if got := snap.apply(in); got != want {
+		t.Errorf("snapshot: got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestIsCloneHook(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if !isCloneHook([]string{"--config", "/c", "web2", "lxc", "clone", "extra"}, env(map[string]string{"LXC_NAME": "web2"})) {
+		t.Fatal("version 0 clone not recognised")
+	}
+	if !isCloneHook(nil, env(map[string]string{"LXC_NAME": "web2", "LXC_HOOK_VERSION": "1", "LXC_HOOK_TYPE": "clone"})) {
+		t.Fatal("version 1 clone not recognised")
+	}
+	if isCloneHook([]string{"web2", "lxc", "pre-mount"}, env(map[string]string{"LXC_NAME": "web2"})) {
+		t.Fatal("pre-mount taken for clone")
+	}
+}
+
+func TestReplacePath(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"/a/web1", "/a/web2"},
+		{"/a/web1/x /a/web1", "/a/web2/x /a/web2"},
+		{"/a/web10/x", "/a/web10/x"},
+		{"/b/a/web1/x", "/b/a/web1/x"},
+		{"--image='/a/web1/l.img'", "--image='/a/web2/l.img'"},
+	} {
+		if got := replacePath(c.in, "/a/web1", "/a/web2"); got != c.want {
+			t.Errorf("replacePath(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -332,8 +332,8 @@ type rewrite struct {
 	// SrcName and DstName rename a log file NAME.log in the directory.
 	SrcName, DstName string
 	Name             string // lxc.uts.name, when set
-	Rootfs         string // lxc.rootfs.path, when set
-	KeepRootfs     bool   // LXC set lxc.rootfs.path already
+	Rootfs           string // lxc.rootfs.path, when set
+	KeepRootfs       bool   // LXC set lxc.rootfs.path already
 	// OldLayer, when set, is SRC's layer outside its directory; NewLayer
 	// replaces it on the hook lines.
 	OldLayer, NewLayer string

@@ -114,7 +114,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if systemd {
 		b.WriteString("# systemd halts on SIGRTMIN+3\nlxc.signal.halt = SIGRTMIN+3\n")
 	}
-	line := self
+	line := hookPath(lxcHookDir, self, k.Program)
 	for _, l := range []string{*tpl} {
 		line += " --lower " + l
 	}

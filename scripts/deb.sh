@@ -52,8 +52,10 @@ install -m 0644 packaging/deb/lintian-overrides "$root/usr/share/lintian/overrid
 # standard library is linked in, as Debian's Go packages in bookworm do; a
 # toolchain from go.dev belongs to no Debian package and gets no field.
 built_using=""
-goroot=$("$GO" env GOROOT)
-if owner=$(dpkg-query -S "$goroot/src/runtime/runtime.go" 2>/dev/null); then
+# Debian's GOROOT reaches src through a symlink (/usr/lib/go-1.23/src ->
+# /usr/share/go-1.23/src); dpkg knows the file by its real path.
+runtime_go=$(readlink -f "$("$GO" env GOROOT)/src/runtime/runtime.go")
+if owner=$(dpkg-query -S "$runtime_go" 2>/dev/null); then
 	owner=${owner%%:*}
 	src=$(dpkg-query -W -f='${source:Package} (= ${source:Version})' "$owner")
 	built_using="Built-Using: $src"

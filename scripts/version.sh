@@ -21,7 +21,7 @@ fi
 top=$(git rev-parse --show-toplevel 2>/dev/null || true)
 if [ -z "$top" ] || [ "$(cd "$top" && pwd -P)" != "$(pwd -P)" ] || ! git rev-parse -q --verify HEAD >/dev/null; then
 	echo "version.sh: not a git checkout; set VERSION (and COMMIT) for a build from a tarball" >&2
-	echo 0.0.0
+	echo 0.0.0+unknown
 	echo "${COMMIT:-unknown}"
 	exit 0
 fi

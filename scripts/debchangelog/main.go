@@ -149,7 +149,9 @@ func write(w io.Writer, sections []section, o options) error {
 			released[s.Version] = true
 		}
 	}
-	dev := strings.Contains(o.Version, "+git")
+	// A version with a local part (0.2.0+git5.1a2b3c4, 0.0.0+unknown) is a
+	// build between releases; a plain one comes from a release tag.
+	dev := strings.Contains(o.Version, "+")
 	var entries []section
 	for _, s := range sections {
 		if s.Version != "" {

@@ -60,11 +60,11 @@ func buildPackage(t *testing.T, src string, vars ...string) string {
 	return debs[0]
 }
 
-// A container started under the 0.1.0 package stops cleanly after the
-// package was upgraded under it: dpkg swaps the binaries (and the layout:
-// files in /usr/share/lxc/hooks become symlinks to /usr/bin) while the
-// container runs, and the new stop and post-stop hooks read the runtime
-// record the old pre-mount wrote.
+// Containers started under the 0.1.0 package stop cleanly after the package
+// was upgraded under them: dpkg swaps the binaries (and the layout: files in
+// /usr/share/lxc/hooks become symlinks to /usr/bin) while they run, and the
+// new stop and post-stop hooks read the runtime records the old pre-mount
+// wrote. Then they start and stop again under the new version.
 func TestUpgradeWhileRunning(t *testing.T) {
 	requireEnv(t)
 	for _, tool := range []string{"git", "tar", "make", "dpkg-deb", "dpkg"} {
@@ -91,65 +91,87 @@ func TestUpgradeWhileRunning(t *testing.T) {
 
 	root := scratchRoot(t, dir)
 	dpkgInstall(t, root, oldDeb)
-	hook := filepath.Join(root, "usr/share/lxc/hooks/lxc-hook-loopimg")
-	if fi, err := os.Lstat(hook); err != nil || !fi.Mode().IsRegular() {
-		t.Fatalf("the 0.1.0 package should install %s as a file: %v %v", hook, fi, err)
-	}
-
+	// One container per kind of writable layer, both on one template image,
+	// so they also share its read-only loop device across the upgrade.
 	tpl := filepath.Join(dir, "tpl.squashfs")
 	copyFile(t, tplSquash, tpl)
 	img := filepath.Join(dir, "layer.img")
-	c := newCtr(t, ctrOpts{hookPath: hook, args: []string{"--lower", tpl, "--image", img, "--size", "64M"}})
-	c.mustStart()
-	c.mustSh("echo written-under-0.1.0 > /root/kept && sync")
-	if !exists(c.runDir()) {
-		t.Fatalf("the old pre-mount left no runtime directory %s", c.runDir())
+	hookOf := func(b string) string { return filepath.Join(root, "usr/share/lxc/hooks", b) }
+	if fi, err := os.Lstat(hookOf("lxc-hook-loopimg")); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("the 0.1.0 package should install the hooks as files: %v %v", fi, err)
+	}
+	cs := []*ctr{
+		newCtr(t, ctrOpts{hookPath: hookOf("lxc-hook-loopimg"), args: []string{"--lower", tpl, "--image", img, "--size", "64M"}}),
+		newCtr(t, ctrOpts{hookPath: hookOf("lxc-hook-overlay"), args: []string{"--lower", tpl, "--upper", filepath.Join(dir, "upper")}}),
+	}
+	for _, c := range cs {
+		c.mustStart()
+		c.mustSh("echo written-under-0.1.0 > /root/kept && sync")
+		if !exists(c.runDir()) {
+			t.Fatalf("the old pre-mount left no runtime directory %s", c.runDir())
+		}
 	}
 
 	dpkgInstall(t, root, newDeb)
 	if got := strings.Fields(mustExec(t, "dpkg", "--root="+root, "-s", "lxc-hooks")); !slices.Contains(got, newVersion) {
 		t.Fatalf("after the upgrade dpkg reports %v, want version %s", got, newVersion)
 	}
-	target, err := filepath.EvalSymlinks(hook)
-	if err != nil || target != filepath.Join(root, "usr/bin/lxc-hook-loopimg") {
-		t.Fatalf("%s resolves to %q (%v), want the new binary in usr/bin", hook, target, err)
-	}
-	if v := mustExec(t, hook, "--version"); !strings.HasPrefix(v, "lxc-hook-loopimg "+newVersion+" ") {
-		t.Fatalf("the hook path runs %q, want version %s", v, newVersion)
-	}
-	if c.state() != "RUNNING" {
-		t.Fatalf("the container is %s after the upgrade", c.state())
+	for _, b := range []string{"lxc-hook-loopimg", "lxc-hook-overlay"} {
+		target, err := filepath.EvalSymlinks(hookOf(b))
+		if err != nil || target != filepath.Join(root, "usr/bin", b) {
+			t.Fatalf("%s resolves to %q (%v), want the new binary in usr/bin", hookOf(b), target, err)
+		}
+		if v := mustExec(t, hookOf(b), "--version"); !strings.HasPrefix(v, b+" "+newVersion+" ") {
+			t.Fatalf("the hook path runs %q, want version %s", v, newVersion)
+		}
 	}
 
-	c.stop(false)
-	checkLeftNothing(t, c, dir, img, "stop under the new version of a container started by 0.1.0")
-
-	// The layer written under 0.1.0 boots again under the new version.
-	c.mustStart()
-	if out := c.mustSh("cat /root/kept"); strings.TrimSpace(out) != "written-under-0.1.0" {
-		t.Fatalf("/root/kept after the upgrade: %q", out)
+	for round, when := range []string{
+		"stop under the new version of containers started by 0.1.0",
+		"stop after a restart under the new version",
+	} {
+		for _, c := range cs {
+			if round == 1 {
+				// The layers written under 0.1.0 boot again under the new version.
+				c.mustStart()
+				if out := c.mustSh("cat /root/kept"); strings.TrimSpace(out) != "written-under-0.1.0" {
+					t.Fatalf("%s: /root/kept after the upgrade: %q", c.name, out)
+				}
+			} else if s := c.state(); s != "RUNNING" {
+				t.Fatalf("%s is %s after the upgrade", c.name, s)
+			}
+		}
+		for _, c := range cs {
+			c.stop(false)
+		}
+		checkLeftNothing(t, cs, dir, img, when)
 	}
-	c.stop(false)
-	checkLeftNothing(t, c, dir, img, "stop of a restart under the new version")
 }
 
 // checkLeftNothing: no loop device backed by a file of the test, nothing of
-// it mounted on the host, the image fscks clean, the runtime record is gone
-// and the hooks logged no error.
-func checkLeftNothing(t *testing.T, c *ctr, dir, img, when string) {
+// it mounted on the host, the image fscks clean, the runtime records are
+// gone and the hooks logged no error.
+func checkLeftNothing(t *testing.T, cs []*ctr, dir, img, when string) {
 	t.Helper()
 	assertNoLoops(t, dir, when)
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mounts), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && (strings.HasPrefix(f[4], dir+"/") || strings.HasPrefix(f[4], c.dir+"/")) {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
 			t.Fatalf("%s: still mounted on the host: %s", when, l)
+		}
+		for _, c := range cs {
+			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], c.dir+"/") {
+				t.Fatalf("%s: still mounted on the host: %s", when, l)
+			}
 		}
 	}
 	fsckClean(t, img, when)
-	if exists(c.runDir()) {
-		t.Fatalf("%s: the runtime directory %s is left", when, c.runDir())
-	}
-	if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
-		t.Fatalf("%s: the hooks logged errors:\n%s", when, strings.Join(errs, "\n"))
+	for _, c := range cs {
+		if exists(c.runDir()) {
+			t.Fatalf("%s: the runtime directory %s is left", when, c.runDir())
+		}
+		if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
+			t.Fatalf("%s: the hooks of %s logged errors:\n%s", when, c.name, strings.Join(errs, "\n"))
+		}
 	}
 }

@@ -85,6 +85,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	self = hookPath(lxcHookDir, self, k.Program)
 	systemd, err := templateUsesSystemd(lower)
 	if err != nil {
 		return fmt.Errorf("template %q: %w", *tpl, err)
@@ -114,7 +115,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if systemd {
 		b.WriteString("# systemd halts on SIGRTMIN+3\nlxc.signal.halt = SIGRTMIN+3\n")
 	}
-	line := hookPath(lxcHookDir, self, k.Program)
+	line := self
 	for _, l := range []string{*tpl} {
 		line += " --lower " + l
 	}

@@ -9,6 +9,15 @@ import (
 // binaries (in /usr/bin) there.
 const lxcHookDir = "/usr/share/lxc/hooks"
 
+// hookExecutable is the path of this binary to write on hook lines.
+func hookExecutable(program string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return hookPath(lxcHookDir, self, program), nil
+}
+
 // hookPath is the path init writes on the hook lines: the one in LXC's hook
 // directory dir when that is this very binary, so that configs name the
 // path that stays put whatever the package layout; else the binary's own

@@ -81,11 +81,10 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
 	}
-	self, err := os.Executable()
+	self, err := hookExecutable(k.Program)
 	if err != nil {
 		return err
 	}
-	self = hookPath(lxcHookDir, self, k.Program)
 	systemd, err := templateUsesSystemd(lower)
 	if err != nil {
 		return fmt.Errorf("template %q: %w", *tpl, err)

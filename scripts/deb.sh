@@ -51,6 +51,8 @@ install -m 0644 packaging/deb/lintian-overrides "$root/usr/share/lintian/overrid
 # Built-Using names the Debian source package of the Go toolchain whose
 # standard library is linked in, as Debian's Go packages in bookworm do; a
 # toolchain from go.dev belongs to no Debian package and gets no field.
+# (Static-Built-Using, the field trixie's Go packages use for this, is
+# unknown to bookworm's lintian 2.116: "W: unknown-field".)
 built_using=""
 # Debian's GOROOT reaches src through a symlink (/usr/lib/go-1.23/src ->
 # /usr/share/go-1.23/src); dpkg knows the file by its real path.

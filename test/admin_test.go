@@ -287,7 +287,8 @@ func hasCap(n uint) bool {
 // The package builds with the standard tools and installs into a scratch
 // root: the binaries in /usr/bin run through the symlinks LXC configs name
 // and report the package's version; man pages, copyright and a changelog
-// whose newest entry is that version are there. (.ci/run runs lintian on it.)
+// whose newest entry is that version are there; a purge removes them all.
+// (.ci/run runs lintian on the package.)
 func TestDebianPackage(t *testing.T) {
 	requireEnv(t)
 	for _, tool := range []string{"make", "dpkg-deb", "dpkg"} {
@@ -341,6 +342,13 @@ func TestDebianPackage(t *testing.T) {
 	top, _ := bufio.NewReader(z).ReadString('\n')
 	if !strings.HasPrefix(top, "lxc-hooks ("+version+") ") {
 		t.Fatalf("changelog's newest entry %q, want version %s", top, version)
+	}
+	// Purged, it leaves none of its files (LXC's own hook directory stays).
+	mustExec(t, "dpkg", "--root="+root, "--force-script-chrootless", "--purge", "lxc-hooks")
+	for _, p := range []string{"usr/bin/lxc-hook-loopimg", "usr/share/lxc/hooks/lxc-hook-loopimg", "usr/share/doc/lxc-hooks", "usr/share/man/man1/lxc-hook-loopimg.1.gz"} {
+		if exists(filepath.Join(root, p)) {
+			t.Fatalf("%s is left after dpkg --purge", p)
+		}
 	}
 }
 

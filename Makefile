@@ -2,13 +2,16 @@
 # (CGO_ENABLED=0); man pages are generated from the binaries' own --help.
 PREFIX   ?= /usr
 DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+# LXC's hook directory holds symlinks to the binaries: the paths container
+# configs name keep working wherever the binaries live.
 HOOKDIR  ?= $(PREFIX)/share/lxc/hooks
 MANDIR   ?= $(PREFIX)/share/man/man1
 GO       ?= go
-VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo 0.0.0)
-DEBVER   ?= 0.1.0+git$(shell echo "$(VERSION)" | sed -e 's/[^A-Za-z0-9.~]/./g')
-ARCH     ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 BINS      = lxc-hook-overlay lxc-hook-loopimg lxc-hook-aufs
+# Passed to scripts/build.sh and scripts/deb.sh where given:
+# make deb MAINTAINER="Name <mail>" (VERSION, COMMIT, ARCH override git/dpkg).
+export GO MAINTAINER VERSION COMMIT ARCH
 
 .PHONY: all build man install deb test clean
 
@@ -21,33 +24,22 @@ man: build
 	mkdir -p out/man
 	for b in $(BINS); do bin/$$b manpage > out/man/$$b.1; done
 
+# Each file is written under a temporary name and renamed over the old one,
+# as dpkg does: a hook LXC starts during the upgrade runs the old binary or
+# the new one, never a partial file.
 install: all
-	install -d $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(MANDIR)
-	for b in $(BINS); do install -m 0755 bin/$$b $(DESTDIR)$(HOOKDIR)/$$b; done
-	for b in $(BINS); do install -m 0644 out/man/$$b.1 $(DESTDIR)$(MANDIR)/$$b.1; gzip -9nf $(DESTDIR)$(MANDIR)/$$b.1; done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(MANDIR)
+	for b in $(BINS); do \
+		install -m 0755 bin/$$b $(DESTDIR)$(BINDIR)/.$$b.new && \
+		mv -f $(DESTDIR)$(BINDIR)/.$$b.new $(DESTDIR)$(BINDIR)/$$b && \
+		ln -sfr $(DESTDIR)$(BINDIR)/$$b $(DESTDIR)$(HOOKDIR)/.$$b.new && \
+		mv -Tf $(DESTDIR)$(HOOKDIR)/.$$b.new $(DESTDIR)$(HOOKDIR)/$$b || exit 1; \
+	done
+	for b in $(BINS); do gzip -9n < out/man/$$b.1 > out/man/$$b.1.gz && install -m 0644 out/man/$$b.1.gz $(DESTDIR)$(MANDIR)/$$b.1.gz || exit 1; done
 
-# A Debian package with the standard tools: dpkg-deb.
+# The Debian package (dpkg-deb; see scripts/deb.sh).
 deb: all
-	rm -rf out/deb out/*.deb && mkdir -p out/deb/DEBIAN
-	$(MAKE) install DESTDIR=$(CURDIR)/out/deb PREFIX=/usr
-	mkdir -p out/deb/usr/bin
-	for b in $(BINS); do ln -sf ../share/lxc/hooks/$$b out/deb/usr/bin/$$b; done
-	mkdir -p out/deb/usr/share/doc/lxc-hooks && install -m 0644 README.md out/deb/usr/share/doc/lxc-hooks/README.md
-	printf '%s\n' \
-	  'Package: lxc-hooks' \
-	  'Version: $(DEBVER)' \
-	  'Architecture: $(ARCH)' \
-	  'Maintainer: lxc-hooks developers <lxc-hooks@localhost>' \
-	  'Depends: lxc, e2fsprogs' \
-	  'Section: admin' \
-	  'Priority: optional' \
-	  'Description: writable layers over read-only LXC templates' \
-	  ' LXC hooks that boot containers from read-only templates (directories or' \
-	  ' squashfs/erofs/ext4 images) with a writable overlayfs layer in a directory' \
-	  ' or in a fixed-size ext4 image that caps the container'"'"'s disk use, and that' \
-	  ' leave nothing mounted or attached after the container stops.' \
-	  > out/deb/DEBIAN/control
-	dpkg-deb --root-owner-group --build out/deb out/lxc-hooks_$(DEBVER)_$(ARCH).deb
+	MAKE="$(MAKE)" ./scripts/deb.sh
 
 test:
 	./scripts/test.sh

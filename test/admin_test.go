@@ -1,11 +1,12 @@
 package test
 
 import (
+	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -283,8 +284,11 @@ func hasCap(n uint) bool {
 	return false
 }
 
-// The package builds with the standard tools, installs into a scratch
-// root, and its binaries run.
+// The package builds with the standard tools and installs into a scratch
+// root: the binaries in /usr/bin run through the symlinks LXC configs name
+// and report the package's version; man pages, copyright and a changelog
+// whose newest entry is that version are there; a purge removes them all.
+// (.ci/run runs lintian on the package.)
 func TestDebianPackage(t *testing.T) {
 	requireEnv(t)
 	for _, tool := range []string{"make", "dpkg-deb", "dpkg"} {
@@ -292,37 +296,58 @@ func TestDebianPackage(t *testing.T) {
 			t.Skip(tool + " is not installed")
 		}
 	}
-	_, self, _, _ := runtime.Caller(0)
-	repo := filepath.Dir(filepath.Dir(self))
-	out := testDir(t)
-	cmd := exec.Command("make", "-C", repo, "deb")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make deb: %v\n%s", err, b)
+	deb := buildPackage(t, repoRoot(), "MAINTAINER=Test Builder <test@lxc-hooks.example.org>")
+	field := func(name string) string {
+		return strings.TrimSpace(mustExec(t, "dpkg-deb", "-f", deb, name))
 	}
-	debs, _ := filepath.Glob(filepath.Join(repo, "out", "lxc-hooks_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("packages: %v", debs)
+	if d := field("Depends"); !strings.Contains(d, "lxc") || !strings.Contains(d, "e2fsprogs") {
+		t.Fatalf("Depends: %s", d)
 	}
-	info, err := exec.Command("dpkg-deb", "-f", debs[0], "Depends").CombinedOutput()
-	if err != nil || !strings.Contains(string(info), "lxc") || !strings.Contains(string(info), "e2fsprogs") {
-		t.Fatalf("Depends: %s %v", info, err)
+	if m := field("Maintainer"); m != "Test Builder <test@lxc-hooks.example.org>" {
+		t.Fatalf("Maintainer: %q, want the one make deb was given", m)
 	}
-	root := filepath.Join(out, "root")
-	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates"} {
-		os.MkdirAll(filepath.Join(root, d), 0o755)
-	}
-	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
-	if b, err := exec.Command("dpkg", "--root="+root, "--force-depends", "--force-script-chrootless", "-i", debs[0]).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg --root -i: %v\n%s", err, b)
-	}
+	version := field("Version")
+	root := scratchRoot(t, testDir(t))
+	dpkgInstall(t, root, deb)
 	for _, b := range []string{"lxc-hook-overlay", "lxc-hook-loopimg", "lxc-hook-aufs"} {
-		bin := filepath.Join(root, "usr/share/lxc/hooks", b)
-		v, err := exec.Command(bin, "--version").CombinedOutput()
-		if err != nil || !strings.HasPrefix(string(v), b+" ") {
-			t.Fatalf("%s --version: %v %s", bin, err, v)
+		bin := filepath.Join(root, "usr/bin", b)
+		if fi, err := os.Lstat(bin); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("%s: %v %v", bin, fi, err)
+		}
+		hook := filepath.Join(root, "usr/share/lxc/hooks", b)
+		if l, err := os.Readlink(hook); err != nil || l != "../../../bin/"+b {
+			t.Fatalf("%s links to %q (%v)", hook, l, err)
+		}
+		v, err := exec.Command(hook, "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(v), b+" "+version+" (commit ") {
+			t.Fatalf("%s --version: %v %q, want version %s and the commit", hook, err, v, version)
 		}
 		if _, err := os.Stat(filepath.Join(root, "usr/share/man/man1", b+".1.gz")); err != nil {
 			t.Fatalf("man page of %s: %v", b, err)
+		}
+	}
+	doc := filepath.Join(root, "usr/share/doc/lxc-hooks")
+	if c, err := os.ReadFile(filepath.Join(doc, "copyright")); err != nil || !strings.HasPrefix(string(c), "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/") {
+		t.Fatalf("copyright: %v", err)
+	}
+	f, err := os.Open(filepath.Join(doc, "changelog.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("changelog.gz: %v", err)
+	}
+	top, _ := bufio.NewReader(z).ReadString('\n')
+	if !strings.HasPrefix(top, "lxc-hooks ("+version+") ") {
+		t.Fatalf("changelog's newest entry %q, want version %s", top, version)
+	}
+	// Purged, it leaves none of its files (LXC's own hook directory stays).
+	mustExec(t, "dpkg", "--root="+root, "--force-script-chrootless", "--purge", "lxc-hooks")
+	for _, p := range []string{"usr/bin/lxc-hook-loopimg", "usr/share/lxc/hooks/lxc-hook-loopimg", "usr/share/doc/lxc-hooks", "usr/share/man/man1/lxc-hook-loopimg.1.gz"} {
+		if exists(filepath.Join(root, p)) {
+			t.Fatalf("%s is left after dpkg --purge", p)
 		}
 	}
 }

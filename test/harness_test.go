@@ -195,6 +195,7 @@ type ctr struct {
 
 type ctrOpts struct {
 	hook        string   // binary name, e.g. "lxc-hook-overlay"
+	hookPath    string   // the hook's path, default the test build of hook
 	args        []string // flags for the hook line
 	hookVersion int
 	rootfs      string // default: an empty directory in the container's dir
@@ -244,6 +245,9 @@ func newCtr(t *testing.T, o ctrOpts) *ctr {
 
 func (c *ctr) writeConfig(o ctrOpts) {
 	line := filepath.Join(binDir, o.hook)
+	if o.hookPath != "" {
+		line = o.hookPath
+	}
 	for _, a := range o.args {
 		line += " " + a
 	}

@@ -103,7 +103,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
 	}
-	self, err := os.Executable()
+	self, err := hookExecutable(k.Program)
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,12 @@ package admin
 import (
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 )
 
 // HookHelp prints the hook's own --help; set by the binary's main so the
@@ -20,7 +24,7 @@ func cmdManpage(k Kind, w io.Writer) error {
 		s = strings.ReplaceAll(s, "\n'", "\n\\&'")
 		return strings.ReplaceAll(s, "-", `\-`)
 	}
-	fmt.Fprintf(w, ".TH %s 1 %q lxc-hooks\n.SH NAME\n%s \\- LXC hook: a writable layer over a read-only template\n", strings.ToUpper(k.Program), time.Now().UTC().Format("2006-01-02"), k.Program)
+	fmt.Fprintf(w, ".TH %s 1 %q %q\n.SH NAME\n%s \\- LXC hook: a writable layer over a read-only template\n", strings.ToUpper(k.Program), manDate().Format("2006-01-02"), "lxc-hooks "+runner.Version, k.Program)
 	fmt.Fprintf(w, ".SH HOOK MODE\n.nf\n")
 	if HookHelp != nil {
 		var b strings.Builder
@@ -38,4 +42,13 @@ func cmdManpage(k Kind, w io.Writer) error {
 	}
 	fmt.Fprintf(w, ".SH SEE ALSO\nlxc.container.conf(5), lxc\\-start(1), lxc\\-stop(1), lxc\\-copy(1), losetup(8), e2fsck(8)\n")
 	return nil
+}
+
+// manDate is the page's date: SOURCE_DATE_EPOCH where the build sets it (the
+// commit's time, so that one commit gives the same package), else today.
+func manDate() time.Time {
+	if n, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		return time.Unix(n, 0).UTC()
+	}
+	return time.Now().UTC()
 }

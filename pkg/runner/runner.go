@@ -105,7 +105,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if parseErr == nil && common.Version {
-		fmt.Fprintf(stdout, "%s %s\n", b.Program(), Version)
+		fmt.Fprintln(stdout, VersionLine(b.Program()))
 		return 0
 	}
 	if errors.Is(parseErr, flag.ErrHelp) {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -67,29 +66,40 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	for _, l := range held {
-		fmt.Fprintf(stdout, "%s (%s)%s\n", l.Device, l.Backing, runner.HeldBy(c.Hook.RunDir, l))
+	found := make([]runner.Holders, len(held))
+	for i, l := range held {
+		found[i] = runner.FindHolders(c.Hook.RunDir, l)
+		fmt.Fprintf(stdout, "%s (%s)%s\n", l.Device, l.Backing, found[i])
 	}
 	if !*kill {
 		return nil
 	}
-	for _, l := range held {
-		if l.MountNS == 0 {
-			continue
-		}
-		ps := holders.InMountNS(l.MountNS)
-		for _, p := range ps {
-			syscall.Kill(p.PID, syscall.SIGKILL)
+	// Only proven holders are killed (FindHolders): never a process found
+	// by a namespace number or a PID alone, never one that merely has the
+	// device mounted in its namespace (that may be the host's init).
+	var killed []holders.Process
+	done := map[int]bool{}
+	for _, h := range found {
+		for _, p := range h.Procs {
+			if done[p.PID] {
+				continue
+			}
+			done[p.PID] = true
+			if err := holders.Kill(p); err != nil {
+				fmt.Fprintf(stdout, "not killed: %v\n", err)
+				continue
+			}
+			killed = append(killed, p)
 			fmt.Fprintf(stdout, "killed %s\n", p)
 		}
-		for _, p := range ps {
-			waitExit(p.PID, 10*time.Second)
-		}
-		for _, b := range holders.NamespaceBindMounts(l.MountNS) {
+		for _, b := range h.Binds {
 			if err := mount.Unmount(b); err == nil {
 				fmt.Fprintf(stdout, "unmounted the namespace bind mount %s\n", b)
 			}
 		}
+	}
+	for _, p := range killed {
+		waitExit(p.PID, 10*time.Second)
 	}
 	var still []string
 	for _, l := range held {

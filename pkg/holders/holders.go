@@ -13,12 +13,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Process is a holder, named the way a sysadmin looks for it.
 type Process struct {
 	PID     int
 	Command string // the command line, or the comm name for kernel threads
+	Start   uint64 // start time, which with the PID identifies the process
 }
 
 func (p Process) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, p.Command) }
@@ -74,7 +77,7 @@ func pids() []int {
 }
 
 func describe(pid int) Process {
-	p := Process{PID: pid}
+	p := Process{PID: pid, Start: startTime(pid)}
 	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && len(b) > 0 {
 		p.Command = strings.TrimSpace(strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
 	}
@@ -84,25 +87,6 @@ func describe(pid int) Process {
 		}
 	}
 	return p
-}
-
-// InMountNS lists the processes whose mount namespace has this inode.
-func InMountNS(inode uint64) []Process {
-	var out []Process
-	self := os.Getpid()
-	for _, pid := range pids() {
-		if pid == self {
-			continue
-		}
-		link, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
-		if err != nil {
-			continue
-		}
-		if ino, err := parseNSLink(link); err == nil && ino == inode {
-			out = append(out, describe(pid))
-		}
-	}
-	return out
 }
 
 // WithFileOpen lists processes with an open fd on path (e.g. /dev/loop5).
@@ -176,22 +160,24 @@ func mountinfoHas(path, devField, source string) bool {
 }
 
 // NamespaceBindMounts lists the paths, in the host's mount table, where the
-// mount namespace with this inode is bind-mounted (which keeps it alive
-// with no process in it).
-func NamespaceBindMounts(inode uint64) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+// mount namespace with this id is bind-mounted (which keeps it alive with
+// no process in it). The table shows only the namespace's inode number,
+// which may be a newer namespace's by now: each candidate is opened and
+// its id compared.
+func NamespaceBindMounts(id uint64) []string {
+	if id == 0 {
+		return nil
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("nsfs"))
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	want := fmt.Sprintf("mnt:[%d]", inode)
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 5 && fields[3] == want {
-			out = append(out, fields[4])
+	for _, m := range ms {
+		if strings.HasPrefix(m.Root, "mnt:[") {
+			if got, err := MountNSID(m.Mountpoint); err == nil && got == id {
+				out = append(out, m.Mountpoint)
+			}
 		}
 	}
 	return out

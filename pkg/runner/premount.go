@@ -38,11 +38,15 @@ func preMount(b Backend, c *Context) (err error) {
 		return err
 	}
 
-	nsIno, err := holders.MountNSInode("self")
+	// The namespace's id, not its inode number: the number is reused as
+	// soon as the namespace is gone, and would name another container's
+	// processes as holders. A kernel without ids (before 6.9) gets 0: no
+	// holder is then searched by namespace.
+	nsID, err := holders.MountNSID("/proc/self/ns/mnt")
 	if err != nil {
-		return fmt.Errorf("reading this mount namespace: %w", err)
+		c.Log.WithError(err).Debug("no mount namespace id; holders are found by their files only")
 	}
-	c.Record = &state.Record{Container: c.Inv.Name, ConfigFile: c.Inv.ConfigFile, MountNS: nsIno}
+	c.Record = &state.Record{Container: c.Inv.Name, ConfigFile: c.Inv.ConfigFile}
 	if prev, err := c.Run.Load(); err != nil {
 		c.Log.WithError(err).Warn("ignoring unreadable runtime state of an earlier run")
 	} else if prev != nil {
@@ -83,8 +87,17 @@ func preMount(b Backend, c *Context) (err error) {
 	}
 	c.PushUndo(func() { _ = mount.Unmount(rootfs) })
 
+	// The mounts made here; stop adds those LXC made of them (the
+	// container's "/").
+	var ids []uint64
+	for _, p := range append([]string{rootfs}, c.Record.Mountpoints...) {
+		if id, _, err := holders.MountID(p); err == nil {
+			ids = append(ids, id)
+		}
+	}
 	for i := range c.Record.Loops {
-		c.Record.Loops[i].MountNS = nsIno
+		c.Record.Loops[i].MountNSID = nsID
+		c.Record.Loops[i].Mounts = ids
 	}
 	if err := c.Run.Save(c.Record); err != nil {
 		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)

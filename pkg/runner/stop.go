@@ -34,12 +34,14 @@ func stop(b Backend, c *Context) {
 	devs := loopDevNumbers(rec)
 
 	var failed []string
+	var ids []uint64
 	err = mount.InNamespace(c.Inv.MountNS, func(hostProc *os.File) error {
 		mounts, err := mount.ThreadMounts(hostProc)
 		if err != nil {
 			return err
 		}
 		ours := selectOurs(mounts, b.MountSource(), c.Run.Path, devs)
+		ids = mountIDs(ours)
 		for _, m := range ours {
 			if err := mount.Unmount(m.Mountpoint); err != nil {
 				failed = append(failed, err.Error())
@@ -56,6 +58,50 @@ func stop(b Backend, c *Context) {
 	if len(failed) > 0 {
 		c.Log.Errorf("unmounting in the container's mount namespace: %s", strings.Join(failed, "; "))
 	}
+	recordMounts(c, rec, ids)
+}
+
+// mountIDs returns the unique ids (never reused) of mounts, read from the
+// namespace the calling thread is in; a mount covered by another one on
+// the same path is skipped (statx sees only the top one).
+func mountIDs(ms []*mountinfo.Info) []uint64 {
+	var ids []uint64
+	for _, m := range ms {
+		if unique, old, err := holders.MountID(m.Mountpoint); err == nil && old == uint64(m.ID) {
+			ids = append(ids, unique)
+		}
+	}
+	return ids
+}
+
+// recordMounts adds the container's mounts, as stop found them (LXC's bind
+// of the union that became the container's "/" among them), to the record's
+// loops: after the stop, a process with a file on one of them (even from
+// the host, through /proc/PID/root) is what holds the layers.
+func recordMounts(c *Context, rec *state.Record, ids []uint64) {
+	if rec == nil || len(ids) == 0 {
+		return
+	}
+	for i := range rec.Loops {
+		rec.Loops[i].Mounts = appendNew(rec.Loops[i].Mounts, ids)
+	}
+	if err := c.Run.Save(rec); err != nil {
+		c.Log.WithError(err).Warn("could not save the runtime state")
+	}
+}
+
+func appendNew(have, add []uint64) []uint64 {
+	seen := map[uint64]bool{}
+	for _, v := range have {
+		seen[v] = true
+	}
+	for _, v := range add {
+		if !seen[v] {
+			seen[v] = true
+			have = append(have, v)
+		}
+	}
+	return have
 }
 
 // selectOurs picks the mounts a hook made: its union mount (by source
@@ -100,42 +146,95 @@ func loopDevNumbers(rec *state.Record) map[string]bool {
 	return devs
 }
 
-// HeldBy says who holds loop device l, for a log line: the container
-// whose hook attached it (from the runtime records under runRoot),
-// processes in the mount namespace of the run that attached it, processes
-// with the device open or a filesystem on it mounted, and bind mounts of
-// that namespace. It returns "" when it finds no one.
-func HeldBy(runRoot string, l state.Loop) string {
-	var parts []string
+// Holders is who holds a loop device: the container whose hook attached
+// it, and only what is proven to hold it. Processes are named (and may be
+// killed by release --kill) only when identified by what the kernel never
+// reuses: the 64-bit id of the run's mount namespace, the unique ids of the
+// run's mounts, or the device itself while it is verified to be still
+// bound as recorded (number and disk sequence number).
+type Holders struct {
+	Owner string // "attached for container NAME (CONFIG)"
+	// Procs hold the device: inside the run's mount namespace, or with a
+	// file, directory or mapping on its filesystems, or the device open.
+	Procs []holders.Process
+	// Mounters are one process per other mount namespace that has the
+	// device mounted: named, never killed (it may be the host's init).
+	Mounters []holders.Process
+	Binds    []string // bind mounts of the run's mount namespace
+	// SharedInUse: a template device other containers use now; its
+	// device-wide holders are theirs and are not searched.
+	SharedInUse bool
+}
+
+// FindHolders finds who holds l (see Holders). runRoot is the hooks'
+// runtime root (--run-dir).
+func FindHolders(runRoot string, l state.Loop) Holders {
+	var h Holders
 	if rec, owner := state.Owner(runRoot, l.Number, l.Diskseq); rec != nil {
-		parts = append(parts, fmt.Sprintf("attached for container %s (%s)", rec.Container, rec.ConfigFile))
-		if l.MountNS == 0 {
-			l.MountNS = owner.MountNS
+		h.Owner = fmt.Sprintf("attached for container %s (%s)", rec.Container, rec.ConfigFile)
+		if l.MountNSID == 0 {
+			l.MountNSID = owner.MountNSID
+		}
+		if len(l.Mounts) == 0 {
+			l.Mounts = owner.Mounts
 		}
 	}
-	var ps []holders.Process
-	var binds []string
-	if l.MountNS != 0 {
-		ps = append(ps, holders.InMountNS(l.MountNS)...)
-		binds = holders.NamespaceBindMounts(l.MountNS)
+	h.SharedInUse = l.Shared && state.UsersOf(runRoot, l.Dev, l.Ino).Others(state.Dir{})
+	h.Procs = append(h.Procs, holders.InMountNSID(l.MountNSID)...)
+	h.Binds = holders.NamespaceBindMounts(l.MountNSID)
+	var dev uint64
+	if !h.SharedInUse && sameBinding(l) {
+		var st unix.Stat_t
+		if unix.Stat(l.Device, &st) == nil {
+			dev = st.Rdev
+		}
 	}
-	ps = append(ps, holders.WithFileOpen(l.Device)...)
-	var st unix.Stat_t
-	if unix.Stat(l.Device, &st) == nil {
-		ps = append(ps, holders.WithMountOf(int(unix.Major(st.Rdev)), int(unix.Minor(st.Rdev)), "")...)
+	h.Procs = append(h.Procs, holders.WithFilesOn(l.Mounts, dev)...)
+	if dev != 0 {
+		h.Procs = append(h.Procs, holders.WithFileOpen(l.Device)...)
+		h.Mounters = holders.WithMountOf(int(unix.Major(dev)), int(unix.Minor(dev)), "")
+		// The device was verified before the search; if it was detached
+		// and reused meanwhile, what the search found is someone else's.
+		if !sameBinding(l) {
+			h.Procs = holders.InMountNSID(l.MountNSID)
+			h.Procs = append(h.Procs, holders.WithFilesOn(l.Mounts, 0)...)
+			h.Mounters = nil
+		}
 	}
-	ps = dedupe(ps)
-	if len(ps) > 0 {
+	h.Procs = dedupe(h.Procs)
+	h.Mounters = dedupe(h.Mounters)
+	return h
+}
+
+// HeldBy says who holds loop device l, for a log line ("" when no one is
+// found): see FindHolders.
+func HeldBy(runRoot string, l state.Loop) string { return FindHolders(runRoot, l).String() }
+
+func (h Holders) String() string {
+	var parts []string
+	if h.Owner != "" {
+		parts = append(parts, h.Owner)
+	}
+	list := func(ps []holders.Process) string {
 		const most = 5
 		more := ""
 		if len(ps) > most {
 			more = fmt.Sprintf(" and %d more", len(ps)-most)
 			ps = ps[:most]
 		}
-		parts = append(parts, "held by "+holders.Join(ps)+more)
+		return holders.Join(ps) + more
 	}
-	if len(binds) > 0 {
-		parts = append(parts, "its mount namespace is bind-mounted at "+strings.Join(binds, ", "))
+	if len(h.Procs) > 0 {
+		parts = append(parts, "held by "+list(h.Procs))
+	}
+	if len(h.Mounters) > 0 {
+		parts = append(parts, "mounted in the mount namespace of "+list(h.Mounters))
+	}
+	if len(h.Binds) > 0 {
+		parts = append(parts, "its mount namespace is bind-mounted at "+strings.Join(h.Binds, ", "))
+	}
+	if h.SharedInUse {
+		parts = append(parts, "a shared template device other running containers use")
 	}
 	if len(parts) == 0 {
 		return ""
@@ -145,7 +244,7 @@ func HeldBy(runRoot string, l state.Loop) string {
 
 func dedupe(ps []holders.Process) []holders.Process {
 	seen := map[int]bool{}
-	out := ps[:0]
+	var out []holders.Process
 	for _, p := range ps {
 		if !seen[p.PID] {
 			seen[p.PID] = true

@@ -2,15 +2,17 @@ package state
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 )
 
-// The record is a few lines of "key value", values quoted where they are
-// strings. Not JSON: encoding/json alone would add a twentieth to every
-// hook binary, and nothing but the hooks reads this file.
+// The record is JSON. Records written by earlier versions were a few
+// lines of "key value" (below); a container started under such a version
+// must still stop cleanly, so they are still read (decodeKV), never written.
 //
 //	container "web1"
 //	config "/var/lib/lxc/web1/config"
@@ -19,26 +21,21 @@ import (
 //	mountpoint "/run/lxc-hooks/web1-1a2b3c4d/image"
 
 func encode(w io.Writer, r *Record) error {
-	b := bufio.NewWriter(w)
-	fmt.Fprintf(b, "container %s\nconfig %s\nmount_ns %d\n", strconv.Quote(r.Container), strconv.Quote(r.ConfigFile), r.MountNS)
-	for _, l := range r.Loops {
-		fmt.Fprintf(b, "loop %s\n", encodeLoop(l))
-	}
-	for _, l := range r.Leftovers {
-		fmt.Fprintf(b, "leftover %s\n", encodeLoop(l))
-	}
-	for _, m := range r.Mountpoints {
-		fmt.Fprintf(b, "mountpoint %s\n", strconv.Quote(m))
-	}
-	return b.Flush()
+	return json.NewEncoder(w).Encode(r)
 }
 
-func encodeLoop(l Loop) string {
-	return fmt.Sprintf("role=%s device=%s number=%d diskseq=%d dev=%d ino=%d mount_ns=%d shared=%t backing=%s",
-		strconv.Quote(l.Role), strconv.Quote(l.Device), l.Number, l.Diskseq, l.Dev, l.Ino, l.MountNS, l.Shared, strconv.Quote(l.Backing))
+func decode(b []byte) (*Record, error) {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		r := &Record{}
+		if err := json.Unmarshal(t, r); err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	return decodeKV(bytes.NewReader(b))
 }
 
-func decode(rd io.Reader) (*Record, error) {
+func decodeKV(rd io.Reader) (*Record, error) {
 	r := &Record{}
 	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 4096), 1<<20)

@@ -21,34 +21,42 @@ const DefaultRoot = "/run/lxc-hooks"
 
 // Loop is one loop device a hook attached or adopted.
 type Loop struct {
-	Device  string // /dev/loopN
-	Number  int
-	Diskseq uint64 // changes when the device is reused
-	Backing string
-	Dev     uint64 // backing file's device and inode
-	Ino     uint64
+	Device  string `json:"device"` // /dev/loopN
+	Number  int    `json:"number"`
+	Diskseq uint64 `json:"diskseq"` // changes when the device is reused
+	Backing string `json:"backing"`
+	Dev     uint64 `json:"dev"` // backing file's device and inode
+	Ino     uint64 `json:"ino"`
 	// Role is "lower" (a read-only template) or "image" (the writable layer).
-	Role string
-	// MountNS is the inode of the mount namespace of the run that
-	// attached it, to find processes still inside after a stop.
-	MountNS uint64
+	Role string `json:"role"`
+	// MountNS is the inode of the mount namespace of the run that attached
+	// it. Kept for records of older versions; the kernel reuses the number
+	// as soon as the namespace is gone, so it identifies nothing.
+	MountNS uint64 `json:"mount_ns,omitempty"`
+	// MountNSID is the 64-bit id of that namespace, which is never reused:
+	// processes still in it hold the run's mounts.
+	MountNSID uint64 `json:"mount_ns_id,omitempty"`
+	// Mounts are the unique 64-bit ids (never reused) of the run's mounts
+	// of its layers (the union, the container's root, the image, the
+	// lowers): a process with a file, a working directory or a root on one
+	// of them holds the layers, wherever it runs.
+	Mounts []uint64 `json:"mounts,omitempty"`
 	// Shared marks a read-only device other containers may hold too.
-	Shared bool
+	Shared bool `json:"shared"`
 }
 
 // Record is what pre-mount leaves for stop and post-stop.
 type Record struct {
-	Container  string
-	ConfigFile string
-	// MountNS is the inode of the container's mount namespace, to find
-	// processes still inside it after the stop.
-	MountNS uint64
-	Loops   []Loop
+	Container  string `json:"container"`
+	ConfigFile string `json:"config"`
+	// MountNS: see Loop.MountNS.
+	MountNS uint64 `json:"mount_ns,omitempty"`
+	Loops   []Loop `json:"loops,omitempty"`
 	// Leftovers are devices of an earlier run still held when this run
 	// started; post-stop keeps checking them.
-	Leftovers []Loop
+	Leftovers []Loop `json:"leftovers,omitempty"`
 	// Mountpoints the hook created under its runtime directory.
-	Mountpoints []string
+	Mountpoints []string `json:"mountpoints,omitempty"`
 }
 
 // Dir is one container's runtime directory.
@@ -92,7 +100,7 @@ func (d Dir) Load() (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := decode(bytes.NewReader(b))
+	r, err := decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("state %q: %w", d.file(), err)
 	}

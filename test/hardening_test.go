@@ -85,3 +85,102 @@ func TestReleaseAfterNamespaceNumberReuse(t *testing.T) {
 	assertNoLoops(t, workRoot, "after both stopped")
 	fsckClean(t, filepath.Join(a.dir, "layer.img"), "A after the final stop")
 }
+
+// hookPIDs lists the processes running the hook binary with an argument
+// containing match (the container's name, appended by LXC).
+func hookPIDs(hook, match string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 0 && args[0] == filepath.Join(binDir, hook) && strings.Contains(string(b), "\x00"+match+"\x00") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// Issue 13 item 2: a hook SIGKILLed while creating the image left a
+// temporary file that blocked every later start. Now the next start reuses
+// the dead creator's file (its lock is free) and works; nothing is left
+// beside the image and the preallocated space is not counted twice.
+func TestImageCreationKilled(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	img := filepath.Join(dir, "layer.img")
+	tmp := filepath.Join(dir, ".layer.img.creating")
+	a := loopimgCtr(t, dir, img, "--size", "2G", "--preallocate")
+
+	killed := make(chan string, 1)
+	go func() {
+		for i := 0; i < 2000000; i++ {
+			if exists(tmp) {
+				for _, pid := range hookPIDs("lxc-hook-loopimg", a.name) {
+					syscall.Kill(pid, syscall.SIGKILL)
+					killed <- strconv.Itoa(pid)
+					return
+				}
+			}
+			if exists(img) {
+				break
+			}
+		}
+		killed <- ""
+	}()
+	err := a.start()
+	pid := <-killed
+	if pid == "" {
+		t.Skip("the image was created before the hook could be caught (a machine too fast for this test)")
+	}
+	if err == nil {
+		a.stop(true)
+		t.Fatal("the start whose hook was killed succeeded")
+	}
+	if exists(img) {
+		t.Fatal("an image appeared though its creation was killed")
+	}
+	t.Logf("killed the hook (pid %s) during creation; temporary file left: %v", pid, exists(tmp))
+
+	a.mustStart()
+	a.mustSh("echo kept > /root/k && sync")
+	a.stop(false)
+	if exists(tmp) {
+		t.Fatalf("%s is left after a successful start", tmp)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), "creating") {
+			t.Fatalf("left beside the image: %s", e.Name())
+		}
+	}
+	used := duBlocks(t, dir)
+	if used > 2<<30+64<<20 {
+		t.Fatalf("the container's directory occupies %d MiB for one 2 GiB image: space leaked", used>>20)
+	}
+	a.mustStart()
+	if got := a.mustSh("cat /root/k"); got != "kept\n" {
+		t.Fatalf("%q", got)
+	}
+	a.stop(false)
+	assertNoLoops(t, dir, "after the final stop")
+	fsckClean(t, img, "after the final stop")
+}
+
+// duBlocks sums the blocks allocated to the files directly in dir.
+func duBlocks(t *testing.T, dir string) int64 {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	var n int64
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if syscall.Lstat(filepath.Join(dir, e.Name()), &st) == nil {
+			n += st.Blocks * 512
+		}
+	}
+	return n
+}

@@ -1,16 +1,19 @@
 // Package execs runs system tools (e2fsprogs, lxc-info) with argv, never
-// through a shell, bounded in time, and without os/exec, which would add a
-// sixth to each hook binary.
+// through a shell, optionally bounded in time, with a clean environment and
+// with tools looked up in the system directories only.
 package execs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -21,10 +24,36 @@ var ErrNotFound = errors.New("not found")
 // not trusted to find them.
 var Dirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin"}
 
-// Run execs tool with args and returns its combined output (trimmed, at
-// most 1 MiB kept). It gives up after timeout, killing the tool. hint is
-// added to the error when the tool is missing (e.g. "install e2fsprogs").
+// Options say how a tool runs.
+type Options struct {
+	// Timeout kills the tool after this long; 0: never (for tools that
+	// must not be interrupted, such as resize2fs: see Progress).
+	Timeout time.Duration
+	// Hint is added to the error when the tool is missing, e.g. "install
+	// e2fsprogs".
+	Hint string
+	// Files are passed to the tool as fds 3, 4, ...: a file whose flock it
+	// must hold for as long as it runs, even if the caller dies.
+	Files []*os.File
+	// KeepOnParentDeath leaves the tool running if the caller dies; by
+	// default it is SIGKILLed (Pdeathsig), so no tool outlives its hook.
+	KeepOnParentDeath bool
+	// Progress, if set, is called every ProgressEvery (default 1 minute)
+	// while the tool runs, so a long run is visible in the log.
+	Progress      func(elapsed time.Duration)
+	ProgressEvery time.Duration
+}
+
+// Run execs tool with args, killed after timeout, and returns its combined
+// output (trimmed, at most 1 MiB kept). hint is added to the error when
+// the tool is missing (e.g. "install e2fsprogs").
 func Run(timeout time.Duration, hint, tool string, args ...string) (string, error) {
+	return RunWith(Options{Timeout: timeout, Hint: hint}, tool, args...)
+}
+
+// RunWith execs tool with args as o says and returns its combined output
+// (trimmed, at most 1 MiB kept).
+func RunWith(o Options, tool string, args ...string) (string, error) {
 	path := ""
 	for _, d := range Dirs {
 		if fi, err := os.Stat(filepath.Join(d, tool)); err == nil && fi.Mode().IsRegular() {
@@ -33,52 +62,89 @@ func Run(timeout time.Duration, hint, tool string, args ...string) (string, erro
 		}
 	}
 	if path == "" {
-		return "", fmt.Errorf("%s %w: %s", tool, ErrNotFound, hint)
+		return "", fmt.Errorf("%s %w: %s", tool, ErrNotFound, o.Hint)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return "", err
+	ctx := context.Background()
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		r.Close()
-		w.Close()
-		return "", err
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Args[0] = tool
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	out := &limitedBuffer{max: 1 << 20}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.ExtraFiles = o.Files
+	// A grandchild keeping the output pipe open must not hold Wait forever.
+	cmd.WaitDelay = 5 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	if !o.KeepOnParentDeath {
+		// The parent-death signal fires when the *thread* that forked the
+		// tool ends: keep this goroutine on its thread until the tool is
+		// reaped.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
-	defer devnull.Close()
-	p, err := os.StartProcess(path, append([]string{tool}, args...), &os.ProcAttr{
-		Env:   []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"},
-		Files: []*os.File{devnull, w, w},
-	})
-	w.Close()
-	if err != nil {
-		r.Close()
+	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("%s: %w", tool, err)
 	}
-	timedOut := make(chan struct{})
-	timer := time.AfterFunc(timeout, func() {
-		close(timedOut)
-		p.Kill()
-	})
-	var buf bytes.Buffer
-	buf.ReadFrom(io.LimitReader(r, 1<<20))
-	io.Copy(io.Discard, r)
-	r.Close()
-	st, err := p.Wait()
-	timer.Stop()
-	out := strings.TrimSpace(buf.String())
-	select {
-	case <-timedOut:
-		return out, fmt.Errorf("%s timed out after %s", tool, timeout)
-	default:
+	var stopProgress chan struct{}
+	if o.Progress != nil {
+		every := o.ProgressEvery
+		if every <= 0 {
+			every = time.Minute
+		}
+		stopProgress = make(chan struct{})
+		t0 := time.Now()
+		go func() {
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case <-tick.C:
+					o.Progress(time.Since(t0))
+				}
+			}
+		}()
+	}
+	err := cmd.Wait()
+	if stopProgress != nil {
+		close(stopProgress)
+	}
+	text := strings.TrimSpace(out.String())
+	if ctx.Err() == context.DeadlineExceeded {
+		return text, fmt.Errorf("%s timed out after %s", tool, o.Timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.Exited() {
+		return text, &ExitError{Tool: tool, Code: ee.ExitCode()}
 	}
 	if err != nil {
-		return out, fmt.Errorf("%s: %w", tool, err)
+		return text, fmt.Errorf("%s: %w", tool, err)
 	}
-	if code := st.ExitCode(); code != 0 {
-		return out, &ExitError{Tool: tool, Code: code}
+	return text, nil
+}
+
+// limitedBuffer keeps the first max bytes written and discards the rest,
+// so a chatty tool cannot fill the hook's memory.
+type limitedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); room > 0 {
+		if len(p) > room {
+			b.Buffer.Write(p[:room])
+		} else {
+			b.Buffer.Write(p)
+		}
 	}
-	return out, nil
+	return len(p), nil
 }
 
 // ExitError is a tool's non-zero exit.

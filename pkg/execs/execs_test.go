@@ -1,9 +1,15 @@
 package execs
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRun(t *testing.T) {
@@ -16,5 +22,65 @@ func TestRun(t *testing.T) {
 	}
 	if _, err := Run(50*time.Millisecond, "", "sleep", "5"); err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("timeout: %v", err)
+	}
+}
+
+// The helper runs a tool and is then SIGKILLed by the test.
+func TestHelperRunsSleep(t *testing.T) {
+	if os.Getenv("EXECS_HELPER") == "" {
+		t.Skip("helper for TestToolDiesWithItsCaller")
+	}
+	f, _ := os.OpenFile(os.Getenv("EXECS_LOCK"), os.O_RDWR, 0)
+	unix.Flock(int(f.Fd()), unix.LOCK_EX)
+	RunWith(Options{Files: []*os.File{f}, KeepOnParentDeath: os.Getenv("EXECS_HELPER") == "keep"}, "sleep", "30")
+}
+
+// A tool dies with the hook that ran it (Pdeathsig), unless asked to stay;
+// then it holds the lock it was given for as long as it runs.
+func TestToolDiesWithItsCaller(t *testing.T) {
+	for _, mode := range []string{"kill", "keep"} {
+		lock := filepath.Join(t.TempDir(), "lock")
+		os.WriteFile(lock, nil, 0o600)
+		helper := exec.Command(os.Args[0], "-test.run=^TestHelperRunsSleep$")
+		helper.Env = append(os.Environ(), "EXECS_HELPER="+mode, "EXECS_LOCK="+lock)
+		if err := helper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sleepPID := 0
+		for i := 0; i < 1000 && sleepPID == 0; i++ {
+			kids, _ := filepath.Glob("/proc/" + strconv.Itoa(helper.Process.Pid) + "/task/*/children")
+			for _, k := range kids {
+				if b, _ := os.ReadFile(k); len(strings.Fields(string(b))) > 0 {
+					sleepPID, _ = strconv.Atoi(strings.Fields(string(b))[0])
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if sleepPID == 0 {
+			t.Fatal("the helper never started sleep")
+		}
+		helper.Process.Kill()
+		helper.Wait()
+		gone := false
+		for i := 0; i < 400 && !gone; i++ {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(sleepPID) + "/stat")
+			gone = err != nil || strings.Contains(string(b), ") Z ")
+			time.Sleep(5 * time.Millisecond)
+		}
+		f, _ := os.OpenFile(lock, os.O_RDWR, 0)
+		lockErr := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		f.Close()
+		switch mode {
+		case "kill":
+			if !gone {
+				unix.Kill(sleepPID, unix.SIGKILL)
+				t.Fatal("the tool outlived its caller")
+			}
+		case "keep":
+			unix.Kill(sleepPID, unix.SIGKILL)
+			if gone || lockErr == nil {
+				t.Fatalf("kept tool: gone %v, lock free %v", gone, lockErr == nil)
+			}
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,9 +13,16 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 )
 
-// ToolTimeout bounds each e2fsprogs run: hooks must not wait forever, and
-// LXC waits on a hook with no timeout of its own.
+// ToolTimeout bounds mke2fs, which works on a temporary file and may be
+// killed at any point. e2fsck and resize2fs are never killed: interrupted,
+// they can leave the filesystem worse than they found it, and an image
+// that needs an hour to check could otherwise never start. Their progress
+// is logged instead (OnSlow), and they hold the image's lock for as long as
+// they run, even if their hook is killed.
 var ToolTimeout = 10 * time.Minute
+
+// OnSlow, if set, is told every minute that a tool still runs on an image.
+var OnSlow func(tool, image string, elapsed time.Duration)
 
 // CreateOptions say how a new image is made.
 type CreateOptions struct {
@@ -24,24 +30,43 @@ type CreateOptions struct {
 	Preallocate bool
 }
 
+// ErrCreating is returned by Create while another process is creating
+// the same image.
+var ErrCreating = errors.New("another process is creating it right now")
+
+// TempName is the temporary name an image is created under, beside it.
+func TempName(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".creating")
+}
+
 // Create makes a new ext4 image at path: under a temporary name in the same
-// directory, sized (sparse, or reserved with fallocate), formatted, synced,
-// and only then linked to path without replacing anything there. If path
-// appeared meanwhile (another start won the race), the new image is thrown
-// away and ErrExist returned.
+// directory (TempName), sized (sparse, or reserved with fallocate),
+// formatted, synced, and only then linked to path without replacing
+// anything there. If path appeared meanwhile (another start won the race),
+// ErrExist is returned.
+//
+// Creators are serialized by an flock on the temporary file, held (also by
+// mke2fs, which inherits it) until the rename. The name carries no PID: a
+// hook's PID is the one in the container's PID namespace, the same for
+// every container. A temporary file whose lock is free was left by a
+// creator that died (a SIGKILLed hook): the lock proves it, and the file is
+// reused from zero, so its space does not leak and the start is not
+// blocked. ErrCreating while the lock is held.
 func Create(path string, o CreateOptions) error {
 	dir := filepath.Dir(path)
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".creating."+strconv.Itoa(os.Getpid()))
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+	tmp := TempName(path)
+	f, err := lockTemp(tmp)
 	if err != nil {
 		return fmt.Errorf("creating image %q: %w", path, err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp) // our own temporary file, never the user's image
+			// Our own locked temporary file, never the user's image:
+			// removed while the lock is held.
+			os.Remove(tmp)
 		}
+		f.Close()
 	}()
 	if o.Preallocate {
 		if err := unix.Fallocate(int(f.Fd()), 0, 0, o.Size); err != nil {
@@ -52,20 +77,18 @@ func Create(path string, o CreateOptions) error {
 	}
 	// nodiscard: a discard would punch the holes fallocate just filled.
 	// -m 0: no blocks reserved for root, so df inside shows the whole cap.
-	if out, err := run("mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-E", "nodiscard", "-L", "lxc-layer", tmp); err != nil {
+	// mke2fs holds the lock too (fd 3): a mke2fs that outlived its hook
+	// keeps other creators off until it is gone.
+	if out, err := execs.RunWith(execs.Options{Timeout: ToolTimeout, Hint: "install e2fsprogs", Files: []*os.File{f}},
+		"mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-E", "nodiscard", "-L", "lxc-layer", tmp); err != nil {
 		return fmt.Errorf("creating image %q: mke2fs: %v: %s", path, err, out)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("creating image %q: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("creating image %q: %w", path, err)
-	}
 	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE); err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			os.Remove(tmp)
-			ok = true
-			return os.ErrExist
+			return os.ErrExist // the deferred Remove throws ours away
 		}
 		return fmt.Errorf("creating image %q: rename: %w", path, err)
 	}
@@ -77,15 +100,54 @@ func Create(path string, o CreateOptions) error {
 	return nil
 }
 
-// Fsck runs e2fsck in preen mode (full check when force), which repairs
-// only what is safe to repair unattended. Exit codes 0-2 mean clean or
-// repaired; anything else is refused with e2fsck's own verdict.
-func Fsck(path string, force bool) (repaired bool, err error) {
+// lockTemp opens (creating) the temporary file and takes its lock. A file
+// already there with a free lock is a dead creator's: truncated and reused.
+// The name is checked to still be the locked file after the lock is taken:
+// a creator that held it renamed it to the image, and that file must never
+// be truncated.
+func lockTemp(tmp string) (*os.File, error) {
+	for attempt := 0; attempt < 10; attempt++ {
+		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w (%s is locked); a second start of one image is refused anyway", ErrCreating, tmp)
+			}
+			return nil, fmt.Errorf("flock %s: %w", tmp, err)
+		}
+		var held, named unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Lstat(tmp, &named) == nil && held.Dev == named.Dev && held.Ino == named.Ino {
+			if held.Mode&unix.S_IFMT != unix.S_IFREG {
+				f.Close()
+				return nil, fmt.Errorf("%s is not a regular file", tmp)
+			}
+			if held.Size > 0 || held.Blocks > 0 {
+				if err := f.Truncate(0); err != nil {
+					f.Close()
+					return nil, fmt.Errorf("reusing %s, left by a creator that died: %w", tmp, err)
+				}
+			}
+			return f, nil
+		}
+		f.Close() // renamed (or removed) by the creator we waited for: again
+	}
+	return nil, fmt.Errorf("%s keeps changing under its lock", tmp)
+}
+
+// Fsck runs e2fsck in preen mode (full check when force) on the image f,
+// whose lock the caller holds, which repairs only what is safe to repair
+// unattended. Exit codes 0-2 mean clean or repaired; anything else is
+// refused with e2fsck's own verdict.
+func Fsck(f *os.File, force bool) (repaired bool, err error) {
+	path := f.Name()
 	args := []string{"-p"}
 	if force {
 		args = append(args, "-f")
 	}
-	out, err := run("e2fsck", append(args, path)...)
+	out, err := runOn(f, "e2fsck", append(args, path)...)
 	code := execs.ExitCode(err)
 	switch {
 	case code == 0:
@@ -110,18 +172,24 @@ func Grow(f *os.File, size int64, preallocate bool) error {
 		return fmt.Errorf("growing image %q: %w", path, err)
 	}
 	// resize2fs insists on a freshly checked filesystem.
-	if _, err := Fsck(path, true); err != nil {
+	if _, err := Fsck(f, true); err != nil {
 		return err
 	}
-	if out, err := run("resize2fs", path); err != nil {
+	if out, err := runOn(f, "resize2fs", path); err != nil {
 		return fmt.Errorf("growing image %q: resize2fs: %v: %s", path, err, lastLine(out))
 	}
 	return nil
 }
 
-// run execs an e2fsprogs tool with argv (no shell), bounded by ToolTimeout.
-func run(tool string, args ...string) (string, error) {
-	return execs.Run(ToolTimeout, "install e2fsprogs", tool, args...)
+// runOn execs an e2fsprogs tool that changes the image f in place, with
+// argv (no shell): it inherits f, so the lock on it lives as long as the
+// tool; it is neither timed out nor killed with its hook (see ToolTimeout).
+func runOn(f *os.File, tool string, args ...string) (string, error) {
+	o := execs.Options{Hint: "install e2fsprogs", Files: []*os.File{f}, KeepOnParentDeath: true}
+	if OnSlow != nil {
+		o.Progress = func(d time.Duration) { OnSlow(tool, f.Name(), d) }
+	}
+	return execs.RunWith(o, tool, args...)
 }
 
 func lastLine(s string) string {

@@ -61,6 +61,9 @@ func (b *Backend) MountUnion(c *runner.Context, lowers []string, w *runner.Writa
 // PrepareWritable makes the image ready and mounts it in the container's
 // mount namespace; the union's upper and work directories are inside.
 func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
+	image.OnSlow = func(tool, img string, d time.Duration) {
+		c.Log.Warnf("%s on image %s still running after %s; the start waits for it: interrupted, %s could damage the filesystem", tool, img, d.Round(time.Second), tool)
+	}
 	ephemeral := ""
 	if b.Ephemeral {
 		var err error
@@ -189,7 +192,7 @@ func (b *Backend) openOrCreate(c *runner.Context) (*os.File, error) {
 		switch {
 		case err == nil:
 			c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("created image %s (%s%s)", b.Image, image.Human(b.size), map[bool]string{true: ", preallocated", false: ", sparse"}[b.Preallocate])
-		case errors.Is(err, os.ErrExist):
+		case errors.Is(err, os.ErrExist) && !errors.Is(err, image.ErrCreating):
 			// Another start created it first: use theirs, like any
 			// existing image (the lock below decides who may).
 		default:
@@ -268,7 +271,7 @@ func (b *Backend) checkAndGrow(c *runner.Context, f *os.File, sb *image.Superblo
 	}
 	if why != "" && b.Fsck != "never" {
 		t0 := time.Now()
-		repaired, err := image.Fsck(b.Image, false)
+		repaired, err := image.Fsck(f, false)
 		if err != nil {
 			return err
 		}

@@ -185,3 +185,40 @@ func duBlocks(t *testing.T, dir string) int64 {
 	}
 	return n
 }
+
+// Issue 13 item 8c: a container whose name has a space, hook version 0
+// (LXC appends the name unquoted, sh splits it): starts, writes persist,
+// stops with nothing left.
+func TestNameWithSpaceVersion0(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	img := filepath.Join(dir, "delta.img")
+	c := loopimgCtr(t, dir, img, "--size", "32M")
+	// Rename it: a name with a space, its directory following.
+	spaced := uniqueName("sp ace ")
+	newDir := filepath.Join(c.lxcpath, spaced)
+	if err := os.Rename(c.dir, newDir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(newDir, "config")
+	b, _ := os.ReadFile(cfg)
+	conf := strings.ReplaceAll(string(b), c.dir, newDir)
+	conf = strings.Replace(conf, "lxc.uts.name = "+c.name, "lxc.uts.name = spaced", 1)
+	os.WriteFile(cfg, []byte(conf), 0o644)
+	c.name, c.dir, c.rootfs, c.logFile = spaced, newDir, filepath.Join(newDir, "rootfs"), filepath.Join(newDir, c.name+".log")
+
+	c.mustStart()
+	c.mustSh("echo kept > /root/k && sync")
+	c.stop(false)
+	if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
+		t.Fatalf("errors:\n%s", strings.Join(errs, "\n"))
+	}
+	assertNoLoops(t, dir, "after the stop")
+	c.mustStart()
+	if got := c.mustSh("cat /root/k"); got != "kept\n" {
+		t.Fatalf("%q", got)
+	}
+	c.stop(false)
+	assertNoLoops(t, dir, "after the final stop")
+	fsckClean(t, img, "after the final stop")
+}

@@ -97,9 +97,19 @@ func Parse(positional []string, env Env) (*Invocation, error) {
 			return nil, fmt.Errorf("hook arguments %q: lxc.hook.version 0 appends NAME lxc TYPE; got %d argument(s)", strings.Join(positional, " "), len(positional))
 		}
 		if i := hookArgsAt(positional, inv.Name); i > 0 {
-			return nil, fmt.Errorf("unexpected argument %q on the hook line before %q: a flag given an empty value, or a value with spaces left unquoted?", positional[0], strings.Join(positional[i:i+3], " "))
+			return nil, fmt.Errorf("unexpected argument %q on the hook line before %q: a flag given an empty value, or a value with spaces left unquoted?", positional[0], strings.Join(positional[i:], " "))
 		}
-		name, section, typ := positional[0], positional[1], positional[2]
+		// LXC appends the name unquoted, so sh splits a name with spaces
+		// into words; LXC_NAME has it whole.
+		n := nameWords(positional, 0, inv.Name)
+		if n == 0 || n+2 > len(positional) {
+			n = 1
+		}
+		name, section, typ := strings.Join(positional[:n], " "), positional[n], positional[n+1]
+		if n > 1 {
+			name = inv.Name
+		}
+		positional = append([]string{name}, positional[n:]...)
 		if section != "lxc" {
 			return nil, fmt.Errorf("hook arguments %q: the second must be the section \"lxc\", got %q (an unknown word on the hook line?)", strings.Join(positional, " "), section)
 		}
@@ -150,19 +160,51 @@ func Parse(positional []string, env Env) (*Invocation, error) {
 
 // hookArgsAt finds where "NAME lxc TYPE" starts in positional, or -1.
 func hookArgsAt(positional []string, name string) int {
-	for i := 0; i+2 < len(positional); i++ {
-		if positional[i+1] == "lxc" && (name == "" || positional[i] == name) && knownTypes[Type(positional[i+2])] {
+	for i := 0; i < len(positional); i++ {
+		if n := nameWords(positional, i, name); n > 0 && i+n+1 < len(positional) && positional[i+n] == "lxc" && knownTypes[Type(positional[i+n+1])] {
 			return i
 		}
 	}
 	return -1
 }
 
+// nameWords returns how many words at positional[i:] are the container
+// name as sh split it (one for any word when name is unknown), or 0.
+func nameWords(positional []string, i int, name string) int {
+	if name == "" {
+		if i < len(positional) {
+			return 1
+		}
+		return 0
+	}
+	words := strings.Fields(name)
+	if len(words) == 0 || i+len(words) > len(positional) {
+		return 0
+	}
+	for k, w := range words {
+		if positional[i+k] != w {
+			return 0
+		}
+	}
+	return len(words)
+}
+
+// LocateHookArgs returns args from where LXC's "NAME lxc ..." starts (the
+// name as sh split it), or nil.
+func LocateHookArgs(args []string, name string) []string {
+	for i := range args {
+		if n := nameWords(args, i, name); n > 0 && i+n+1 < len(args) && args[i+n] == "lxc" {
+			return args[i:]
+		}
+	}
+	return nil
+}
+
 // HookTypeIn returns the hook type in positional arguments that could not
 // be parsed, for naming the hook in the error that says so.
 func HookTypeIn(positional []string, name string) string {
 	if i := hookArgsAt(positional, name); i >= 0 {
-		return positional[i+2]
+		return positional[i+nameWords(positional, i, name)+1]
 	}
 	return ""
 }

@@ -142,3 +142,17 @@ lxc.rootfs.path = dir:/r
 		t.Fatalf("%v", v)
 	}
 }
+
+// LXC appends the name unquoted: sh splits "my web 1" into three words.
+func TestVersion0NameWithSpaces(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"LXC_NAME": "my web  1", "LXC_CONFIG_FILE": "/c", "LXC_ROOTFS_PATH": "dir:/r"}[k]
+	}
+	inv, err := Parse([]string{"my", "web", "1", "lxc", "stop", "mnt:/proc/9/fd/3"}, env)
+	if err != nil || inv.Name != "my web  1" || inv.Type != Stop || inv.MountNS != "/proc/9/fd/3" {
+		t.Fatalf("%+v %v", inv, err)
+	}
+	if _, err := Parse([]string{"junk", "my", "web", "1", "lxc", "stop"}, env); err == nil || !strings.Contains(err.Error(), `"junk"`) {
+		t.Fatalf("a stray word before the name: %v", err)
+	}
+}

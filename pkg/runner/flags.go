@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 )
 
 // stringList is a repeatable flag.
@@ -56,10 +58,5 @@ func dashes(name string) string {
 // argument list whose flags could not be parsed, so a bad hook line is
 // still reported in the right container's log.
 func locateHookArgs(args []string, name string) []string {
-	for i := 0; i+2 < len(args); i++ {
-		if args[i+1] == "lxc" && (name == "" || args[i] == name) {
-			return args[i:]
-		}
-	}
-	return nil
+	return hook.LocateHookArgs(args, name)
 }

@@ -222,3 +222,53 @@ func TestNameWithSpaceVersion0(t *testing.T) {
 	assertNoLoops(t, dir, "after the final stop")
 	fsckClean(t, img, "after the final stop")
 }
+
+// Issue 13 item 5: two overlay containers on one --upper. The second is
+// refused, naming the first, while the first runs; once the first is gone
+// (here a crash: no post-stop ran), the second starts.
+func TestOverlaySharedUpperRefused(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	upper := filepath.Join(dir, "layer")
+	args := []string{"--lower", tplSquash, "--upper", upper}
+	a := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: args})
+	b := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: args})
+	a.mustStart()
+	a.mustSh("echo from-a > /root/a && sync")
+
+	refused := func(when string) {
+		t.Helper()
+		if err := b.start(); err == nil {
+			b.stop(true)
+			t.Fatalf("%s: a second container started on the same --upper", when)
+		}
+		line := strings.Join(b.hookLogLines("ERROR"), "\n")
+		if !strings.Contains(line, "container "+a.name+" ("+filepath.Join(a.dir, "config")+")") {
+			t.Fatalf("%s: the refusal does not name %s:\n%s", when, a.name, line)
+		}
+	}
+	refused("while A runs")
+
+	// A crash: the monitor dies without running any stop hook (LXC's
+	// parent-death signal takes A's init with it); the claim stays, stale.
+	mon := monitorPID(t, a)
+	initPID := a.pid()
+	syscall.Kill(mon, syscall.SIGKILL)
+	for i := 0; i < 1000 && syscall.Kill(initPID, 0) == nil; i++ {
+		sleepBriefly()
+	}
+	if !exists(filepath.Join(upper, "lxc-hook-in-use")) {
+		t.Fatal("no claim left by the crash: the test does not test the takeover")
+	}
+
+	b.mustStart()
+	if got := b.mustSh("cat /root/a"); got != "from-a\n" {
+		t.Fatalf("B does not see A's layer: %q", got)
+	}
+	b.stop(false)
+	if exists(filepath.Join(upper, "lxc-hook-in-use")) {
+		t.Fatal("the claim is left after B's stop")
+	}
+	b.mustStart()
+	b.stop(false)
+}

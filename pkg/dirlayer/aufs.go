@@ -73,7 +73,11 @@ func (a *Aufs) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	default:
 		return nil, ErrNoAufs
 	}
-	return Prepare(a.Upper, a.union)
+	w, err := Prepare(a.Upper, a.union)
+	if err != nil {
+		return nil, err
+	}
+	return w, Claim(c, a.Upper)
 }
 
 func (a *Aufs) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
@@ -95,6 +99,7 @@ func markerOf(dir string) string {
 // PostStop removes AuFS's xino file: it only maps inode numbers for a live
 // mount, and left behind it keeps its size on the host.
 func (a *Aufs) PostStop(c *runner.Context) {
+	Release(c, a.Upper)
 	p := filepath.Join(filepath.Clean(a.Upper), XinoName)
 	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
 		if err := os.Remove(p); err != nil {

@@ -49,6 +49,11 @@ func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The claim first: a layer another container runs on is refused as
+	// such, whoever its owner is.
+	if err := Claim(c, o.Upper); err != nil {
+		return nil, err
+	}
 	if err := layer.CheckOwner(w.Root, o.Upper, DefaultLayerName, c.Inv.ConfigFile, o.Program()); err != nil {
 		return nil, err
 	}
@@ -81,6 +86,9 @@ func PrepareEphemeral(c *runner.Context, size string) (*runner.Writable, error) 
 	c.Log.WithField("size", size).Debugf("ephemeral layer: tmpfs on %s", mp)
 	return PrepareIn(mp, layer.Overlay, "ephemeral layer")
 }
+
+// PostStop drops the container's claim on its layer.
+func (o *Overlay) PostStop(c *runner.Context) { Release(c, o.Upper) }
 
 func (o *Overlay) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
 	return mount.MountOverlay(mount.Overlay{Source: o.MountSource(), Lowers: lowers, Upper: w.Upper, Work: w.Work}, target)

@@ -1,7 +1,10 @@
 package dirlayer
 
 import (
+	"encoding/json"
 	"errors"
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,7 +20,7 @@ import (
 func ctx() *runner.Context {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	return &runner.Context{Log: logrus.NewEntry(l)}
+	return &runner.Context{Log: logrus.NewEntry(l), Inv: &hook.Invocation{Name: "c1", ConfigFile: "/lxc/c1/config"}}
 }
 
 func marker(t *testing.T, dir string) string {
@@ -119,3 +122,41 @@ func TestValidate(t *testing.T) {
 		t.Fatal("relative --upper accepted")
 	}
 }
+
+// A layer claimed by a live container is refused, naming it; a claim whose
+// namespace is gone (a crash) is taken over; post-stop drops only its own.
+func TestClaim(t *testing.T) {
+	dir := t.TempDir()
+	self, err := holders.MountNSID("/proc/self/ns/mnt")
+	if err != nil {
+		t.Skip("no mount namespace ids here:", err)
+	}
+	write := func(config string, id uint64) {
+		b, _ := json.Marshal(claim{Container: "other", Config: config, MountNSID: id})
+		os.WriteFile(filepath.Join(dir, InUseName), b, 0o600)
+	}
+	write("/lxc/other/config", self) // a live namespace: this test's own
+	if err := Claim(ctx(), dir); err == nil || !strings.Contains(err.Error(), "container other (/lxc/other/config)") {
+		t.Fatalf("live claim: %v", err)
+	}
+	write("/lxc/other/config", self+1<<40) // a namespace that does not exist
+	c := ctx()
+	if err := Claim(c, dir); err != nil {
+		t.Fatalf("stale claim: %v", err)
+	}
+	if cl, _ := readClaim(filepath.Join(dir, InUseName)); cl.Config != "/lxc/c1/config" || cl.MountNSID != self {
+		t.Fatalf("claim %+v", cl)
+	}
+	other := ctx()
+	other.Inv = &hook.Invocation{Name: "c2", ConfigFile: "/lxc/c2/config"}
+	Release(other, dir)
+	if !exists(filepath.Join(dir, InUseName)) {
+		t.Fatal("another container's release dropped the claim")
+	}
+	Release(c, dir)
+	if exists(filepath.Join(dir, InUseName)) {
+		t.Fatal("release left the claim")
+	}
+}
+
+func exists(p string) bool { _, err := os.Lstat(p); return err == nil }

@@ -1,0 +1,121 @@
+package dirlayer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+)
+
+// InUseName is the file in a directory layer that names the container
+// using it, from its pre-mount to its post-stop: two overlayfs mounts on
+// one upper directory mix their writes ("undefined behavior", says the
+// kernel, and lets it happen).
+//
+// Unlike an image, a directory has no loop device to keep an flock alive
+// for the container's life, and the hook's own process ends with
+// pre-mount. So the claim is a record, and it is proven live when read:
+// it names the container's mount namespace by its 64-bit id (never
+// reused), and a namespace with a process in it, or bind-mounted, is a
+// container still running (or still held). A claim whose namespace is gone
+// is a crash's leftover (no post-stop ran) and is taken over: a dead
+// container never blocks the layer.
+const InUseName = "lxc-hook-in-use"
+
+type claim struct {
+	Container string `json:"container"`
+	Config    string `json:"config"`
+	MountNSID uint64 `json:"mount_ns_id"`
+}
+
+// Claim records the container of c as the layer dir's user, refusing a
+// layer another live container has claimed. Undone if pre-mount fails.
+func Claim(c *runner.Context, dir string) error {
+	dir = filepath.Clean(dir)
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("--upper %q: %w", dir, err)
+	}
+	defer d.Close()
+	// Serializes claims of this layer (two starts at once, or one taking
+	// over a stale claim): held for the few syscalls below only.
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("--upper %q: flock: %w", dir, err)
+	}
+	path := filepath.Join(dir, InUseName)
+	if old, err := readClaim(path); err == nil {
+		if old.Config != c.Inv.ConfigFile && liveNS(old.MountNSID) {
+			return fmt.Errorf("--upper %q is the writable layer of container %s (%s), which is running: two containers writing one layer mix their writes, so the start is refused; give this container its own --upper", dir, old.Container, old.Config)
+		}
+		if old.Config != c.Inv.ConfigFile {
+			c.Log.Infof("--upper %s: taking over the claim of container %s (%s), which is no longer running", dir, old.Container, old.Config)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		c.Log.WithError(err).Warnf("--upper %s: unreadable %s, replaced", dir, InUseName)
+	}
+	nsID, _ := holders.MountNSID("/proc/self/ns/mnt")
+	b, _ := json.Marshal(claim{Container: c.Inv.Name, Config: c.Inv.ConfigFile, MountNSID: nsID})
+	tmp := path + ".tmp"
+	if err := writeNoFollow(tmp, append(b, '\n')); err != nil {
+		return fmt.Errorf("--upper %q: %w", dir, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("--upper %q: %w", dir, err)
+	}
+	c.PushUndo(func() { release(dir, c.Inv.ConfigFile) })
+	return nil
+}
+
+// Release drops the container's claim on the layer dir (post-stop); a
+// claim by another container is left alone.
+func Release(c *runner.Context, dir string) { release(filepath.Clean(dir), c.Inv.ConfigFile) }
+
+func release(dir, config string) {
+	path := filepath.Join(dir, InUseName)
+	if old, err := readClaim(path); err == nil && old.Config == config {
+		os.Remove(path)
+	}
+}
+
+func readClaim(path string) (claim, error) {
+	var cl claim
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return cl, err
+	}
+	defer f.Close()
+	err = json.NewDecoder(f).Decode(&cl)
+	return cl, err
+}
+
+// writeNoFollow writes a new file, never through a symlink planted there.
+func writeNoFollow(path string, b []byte) error {
+	os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// liveNS reports whether the mount namespace with this id still exists:
+// a process is in it, or it is bind-mounted.
+func liveNS(id uint64) bool {
+	if id == 0 {
+		// Written where the kernel has no namespace ids: not provable
+		// either way; a claim that cannot be proven stale is honoured.
+		return true
+	}
+	return len(holders.InMountNSID(id)) > 0 || len(holders.NamespaceBindMounts(id)) > 0
+}

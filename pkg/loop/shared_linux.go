@@ -3,6 +3,7 @@ package loop
 import (
 	"errors"
 	"fmt"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runfile"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,16 +113,9 @@ func writeHint(path string, n int) {
 	if path == "" {
 		return
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return
-	}
-	tmp := fmt.Sprintf("%s.%d", path, os.Getpid())
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(n)+"\n"), 0o600); err != nil {
-		return
-	}
-	if err := os.Rename(tmp, path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		os.Remove(tmp)
-	}
+	// Under a random temporary name: a PID is the same in every
+	// container's PID namespace.
+	runfile.Write(path, []byte(strconv.Itoa(n)+"\n"))
 }
 
 // lockWait bounds the wait for the template lock. Its holders keep it for a
@@ -133,10 +127,7 @@ var lockWait = 60 * time.Second
 // lockFile takes an exclusive flock on path (created if missing), waiting
 // at most lockWait.
 func lockFile(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	f, err := runfile.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -166,6 +166,15 @@ func checkDisjoint(lower, writable string) error {
 // device has autoclear: it goes with the last mount of it, i.e. with the
 // last container using the template.
 func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
+	// Count this container among the device's users before adopting it:
+	// a post-stop of another container between the adoption and a later
+	// Add would see no user left, try to detach the device this start is
+	// about to mount, and log a spurious leftover.
+	users := state.UsersOf(c.Common.RunDir, l.Dev, l.Ino)
+	if err := users.Add(c.Run); err != nil {
+		return "", fmt.Errorf("runtime state %s: %w", users.Path, err)
+	}
+	c.PushUndo(func() { users.Remove(c.Run) })
 	f, err := os.Open(l.Path)
 	if err != nil {
 		return "", fmt.Errorf("lower %q: %w", l.Path, err)
@@ -187,11 +196,6 @@ func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 		return "", fmt.Errorf("lower %q: %w", l.Path, err)
 	}
 	c.PushUndo(func() { _ = mount.Unmount(mp) })
-	users := state.UsersOf(c.Common.RunDir, l.Dev, l.Ino)
-	if err := users.Add(c.Run); err != nil {
-		return "", fmt.Errorf("runtime state %s: %w", users.Path, err)
-	}
-	c.PushUndo(func() { users.Remove(c.Run) })
 	c.Record.Loops = append(c.Record.Loops, state.Loop{
 		Device: dev.Path, Number: dev.Number, Diskseq: dev.Diskseq,
 		Backing: l.Path, Dev: l.Dev, Ino: l.Ino, Role: "lower", Shared: true,

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/runfile"
 )
 
 // DefaultRoot is where the runtime directories live: on tmpfs on systemd
@@ -81,11 +83,8 @@ func (d Dir) file() string { return filepath.Join(d.Path, "state") }
 
 // Mountpoint returns (and creates) a private mountpoint directory.
 func (d Dir) Mountpoint(name string) (string, error) {
-	if err := os.MkdirAll(d.Path, 0o700); err != nil {
-		return "", fmt.Errorf("runtime directory %q: %w", d.Path, err)
-	}
 	p := filepath.Join(d.Path, name)
-	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := runfile.Mkdir(p); err != nil {
 		return "", fmt.Errorf("mountpoint %q: %w", p, err)
 	}
 	return p, nil
@@ -109,18 +108,11 @@ func (d Dir) Load() (*Record, error) {
 
 // Save writes the record atomically.
 func (d Dir) Save(r *Record) error {
-	if err := os.MkdirAll(d.Path, 0o700); err != nil {
-		return err
-	}
 	var b bytes.Buffer
 	if err := encode(&b, r); err != nil {
 		return err
 	}
-	tmp := d.file() + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, d.file())
+	return runfile.Write(d.file(), b.Bytes())
 }
 
 // Remove deletes the record and the empty mountpoints with os.Remove only:
@@ -156,10 +148,11 @@ func UsersOf(root string, dev, ino uint64) TemplateUsers {
 
 // Add records the container whose runtime directory is d.
 func (u TemplateUsers) Add(d Dir) error {
-	if err := os.MkdirAll(u.Path, 0o700); err != nil {
+	f, err := runfile.Open(filepath.Join(u.Path, filepath.Base(d.Path)))
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(u.Path, filepath.Base(d.Path)), nil, 0o600)
+	return f.Close()
 }
 
 // Remove forgets d.

@@ -1,0 +1,104 @@
+// Package runfile creates the hooks' runtime files (--run-dir) without
+// following symlinks: a runtime directory may be given on the hook line,
+// and a symlink planted there must not make a root hook create, truncate
+// or lock a file elsewhere (/etc/shadow). Directories must be real
+// directories owned by this user and writable by no one else.
+package runfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir makes dir (and its parents, 0700) and checks that dir itself is a
+// directory, not a symlink, owned by this user and not writable by group
+// or others: anyone else who can write there could plant links.
+func Dir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("runtime directory %q is not a directory (a symlink?)", dir)
+	case int(st.Uid) != os.Geteuid() && st.Uid != 0 && st.Uid != overflowUID:
+		// Root's, or root's seen from a container's user namespace (the
+		// overflow uid), is fine.
+		return fmt.Errorf("runtime directory %q is owned by uid %d, not by this user: refused (chown it, or use another --run-dir)", dir, st.Uid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("runtime directory %q is writable by others (mode %o): refused (chmod go-w it, or use another --run-dir)", dir, st.Mode&0o7777)
+	}
+	return nil
+}
+
+// overflowUID is how a user namespace shows an unmapped owner (host root).
+const overflowUID = 65534
+
+// Write replaces path with data atomically: written under a fresh random
+// name (O_EXCL: never through a link), synced, renamed over path (which
+// replaces a symlink there instead of following it).
+func Write(path string, data []byte) error {
+	if err := Dir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// Open opens (creating, mode 0600, never truncating) the file path for
+// reading and writing, refusing a symlink or anything but a regular file.
+func Open(path string) (*os.File, error) {
+	if err := Dir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%q is not a regular file", path)
+	}
+	return f, nil
+}
+
+// Mkdir makes the directory path (0700) if missing and checks it is one
+// (a symlink there would have a mount follow it).
+func Mkdir(path string) error {
+	if err := Dir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(path, 0o700); err != nil && !os.IsExist(err) {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%q is not a directory (a symlink?)", path)
+	}
+	return nil
+}

@@ -272,3 +272,82 @@ func TestOverlaySharedUpperRefused(t *testing.T) {
 	b.mustStart()
 	b.stop(false)
 }
+
+// gdtOffset is where the primary group descriptors of an ext4 image start.
+func gdtOffset(t *testing.T, img string) int64 {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 4)
+	f.ReadAt(b, 1024+24) // s_log_block_size
+	bs := int64(1024) << (uint32(b[0]) | uint32(b[1])<<8)
+	if bs == 1024 {
+		return 2048 // block 0 is the boot block, 1 the superblock
+	}
+	return bs
+}
+
+func writeAt(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue 13 item 9: metadata damaged under a superblock that says clean.
+// A bad group descriptor checksum (e2fsck -p repairs it): the start runs
+// e2fsck once and works, data intact. Zeroed group descriptors (e2fsck -p
+// cannot): the start is refused with the image, the kernel's words and the
+// command to run, and nothing is left attached.
+func TestDamagedDescriptorsUnderCleanSuperblock(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	img := filepath.Join(dir, "delta.img")
+	c := loopimgCtr(t, dir, img, "--size", "32M")
+	c.mustStart()
+	c.mustSh("echo kept > /root/k && sync")
+	c.stop(false)
+	fsckClean(t, img, "before the damage")
+
+	gdt := gdtOffset(t, img)
+	writeAt(t, img, gdt+0x1E, []byte{0xde, 0xad}) // group 0's bg_checksum
+	c.mustStart()
+	if got := c.mustSh("cat /root/k"); got != "kept\n" {
+		t.Fatalf("after the repair: %q", got)
+	}
+	if w := strings.Join(c.hookLogLines("WARN"), "\n"); !strings.Contains(w, "e2fsck") {
+		t.Fatalf("the repair is not logged:\n%s", w)
+	}
+	c.stop(false)
+	fsckClean(t, img, "after the repaired start")
+
+	writeAt(t, img, gdt, make([]byte, 1024)) // the descriptors themselves
+	if err := c.start(); err == nil {
+		c.stop(true)
+		t.Fatal("an image e2fsck -p cannot repair was mounted")
+	}
+	var refusal string
+	for _, l := range c.hookLogLines("ERROR") {
+		if strings.Contains(l, " pre-mount - ") {
+			refusal = l
+		}
+	}
+	for _, want := range []string{img, "e2fsck -f " + img} {
+		if !strings.Contains(refusal, want) {
+			t.Fatalf("the refusal lacks %q: %q", want, refusal)
+		}
+	}
+	if !strings.Contains(strings.ToLower(refusal), "structure needs cleaning") {
+		t.Fatalf("the refusal does not give the kernel's words: %q", refusal)
+	}
+	t.Logf("refusal: %s", refusal)
+	assertNoLoops(t, dir, "after the refused start")
+}

@@ -97,32 +97,33 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		return nil, err
 	}
 
-	dev, err := loop.Attach(f, loop.Options{Autoclear: true, DirectIO: b.DirectIO})
-	if err != nil {
-		return nil, fmt.Errorf("image %q: attaching a loop device: %w", b.Image, err)
-	}
-	// Until mount(2) returns, only this fd keeps the autoclear device.
-	defer dev.Close()
-
-	c.Record.Loops = append(c.Record.Loops, state.Loop{
-		Device: dev.Path, Number: dev.Number, Diskseq: dev.Diskseq,
-		Backing: b.Image, Dev: uint64(st.Dev), Ino: st.Ino, Role: "image",
-	})
 	mp, err := c.Run.Mountpoint("image")
 	if err != nil {
 		return nil, err
 	}
 	c.Record.Mountpoints = append(c.Record.Mountpoints, mp)
-	var opts []mount.Param
-	if b.Discard && !b.Preallocate {
-		// Blocks freed inside become holes in the image again, so deleting
-		// files gives the host its space back; a preallocated image keeps
-		// its reservation.
-		opts = append(opts, mount.Param{Key: "discard", Flag: true})
+	dev, err := b.attachAndMount(c, f, &st, mp)
+	if damaged(err) && b.Fsck != "never" {
+		// The superblock said clean, but the kernel found damaged metadata
+		// (bad group descriptors: EUCLEAN, or EBADMSG for a bad checksum).
+		// e2fsck -p repairs much of that; run it once, forced (the clean
+		// flag lies), on the file with no loop device attached, whose
+		// cache would still hold the damaged blocks, then try once more.
+		c.Log.WithError(err).Warnf("image %s: the kernel refused to mount it; running e2fsck -p -f once", b.Image)
+		if repaired, ferr := image.Fsck(f, true); ferr != nil {
+			return nil, fmt.Errorf("image %q: the kernel refused to mount it (%v), and %v; the container stays stopped until then", b.Image, errors.Unwrap(err), ferr)
+		} else if repaired {
+			c.Log.Warnf("image %s: e2fsck -p repaired it", b.Image)
+		}
+		dev, err = b.attachAndMount(c, f, &st, mp)
+		if damaged(err) {
+			return nil, fmt.Errorf("image %q: the kernel refuses to mount it (%v) even after e2fsck -p; repair it by hand with e2fsck -f %s (the container stays stopped until then)", b.Image, errors.Unwrap(err), b.Image)
+		}
 	}
-	if err := mount.Block("ext4", dev.Path, mp, false, opts...); err != nil {
-		return nil, fmt.Errorf("image %q: %w", b.Image, err)
+	if err != nil {
+		return nil, err
 	}
+	defer dev.Close()
 	c.PushUndo(func() { _ = mount.Unmount(mp) })
 	if ephemeral != "" {
 		// Mounted: the loop device holds the file, which goes with the
@@ -169,6 +170,39 @@ func (b *Backend) newEphemeral(c *runner.Context) (string, error) {
 	}
 	b.Image = p
 	return p, nil
+}
+
+// attachAndMount attaches f to a new autoclear loop device and mounts its
+// ext4 on mp. On success the caller closes the device once it no longer
+// needs it (the mount holds it); on failure the device is gone.
+func (b *Backend) attachAndMount(c *runner.Context, f *os.File, st *unix.Stat_t, mp string) (*loop.Device, error) {
+	dev, err := loop.Attach(f, loop.Options{Autoclear: true, DirectIO: b.DirectIO})
+	if err != nil {
+		return nil, fmt.Errorf("image %q: attaching a loop device: %w", b.Image, err)
+	}
+	var opts []mount.Param
+	if b.Discard && !b.Preallocate {
+		// Blocks freed inside become holes in the image again, so deleting
+		// files gives the host its space back; a preallocated image keeps
+		// its reservation.
+		opts = append(opts, mount.Param{Key: "discard", Flag: true})
+	}
+	if err := mount.Block("ext4", dev.Path, mp, false, opts...); err != nil {
+		// Closing the only reference frees the autoclear device.
+		dev.Close()
+		return nil, fmt.Errorf("image %q: %w", b.Image, err)
+	}
+	c.Record.Loops = append(c.Record.Loops, state.Loop{
+		Device: dev.Path, Number: dev.Number, Diskseq: dev.Diskseq,
+		Backing: b.Image, Dev: uint64(st.Dev), Ino: st.Ino, Role: "image",
+	})
+	return dev, nil
+}
+
+// damaged reports a mount refused for damaged metadata: EUCLEAN (ext4's
+// EFSCORRUPTED, "Structure needs cleaning") or EBADMSG (EFSBADCRC).
+func damaged(err error) bool {
+	return errors.Is(err, unix.EUCLEAN) || errors.Is(err, unix.EBADMSG)
 }
 
 // openOrCreate opens the image read-write and locks it, creating it first

@@ -351,3 +351,45 @@ func TestDamagedDescriptorsUnderCleanSuperblock(t *testing.T) {
 	t.Logf("refusal: %s", refusal)
 	assertNoLoops(t, dir, "after the refused start")
 }
+
+// Issue 13 item 7: an image attached by another tool (losetup -f, idle,
+// not mounted, its superblock clean, no lock) is refused, naming the
+// device; no second device is attached. Once it is detached, the start works.
+func TestImageAttachedByLosetupRefused(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	img := filepath.Join(dir, "delta.img")
+	c := loopimgCtr(t, dir, img, "--size", "32M")
+	c.mustStart()
+	c.stop(false)
+
+	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	if err := c.start(); err == nil {
+		c.stop(true)
+		t.Fatal("started with the image attached by losetup")
+	}
+	refusal := strings.Join(c.hookLogLines("ERROR"), "\n")
+	if !strings.Contains(refusal, "already attached to "+dev) {
+		t.Fatalf("the refusal does not name %s:\n%s", dev, refusal)
+	}
+	n := 0
+	for _, l := range loopsUnder(dir) {
+		if strings.Contains(l, "delta.img") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d loop devices on the image, want only losetup's", n)
+	}
+	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+		t.Fatalf("losetup -d: %v %s", err, out)
+	}
+	c.mustStart()
+	c.stop(false)
+	assertNoLoops(t, dir, "after the final stop")
+}

@@ -84,15 +84,14 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("image %q: %w", b.Image, err)
 	}
-	// Read once; both checks decide on it.
-	sb, sbErr := image.ReadSuperblock(f)
-	if err := b.checkNotInUse(c, f, &st, sb); err != nil {
+	if err := b.checkNotInUse(c, f, &st); err != nil {
 		return nil, err
 	}
 	// Before anything changes the image: is it another container's?
 	if err := layer.CheckImageOwner(f, b.Image, DefaultImageName, c.Inv.ConfigFile, b.Program()); err != nil {
 		return nil, err
 	}
+	sb, sbErr := image.ReadSuperblock(f)
 	if err := b.checkAndGrow(c, f, sb, sbErr); err != nil {
 		return nil, err
 	}
@@ -252,21 +251,17 @@ func (b *Backend) openOrCreate(c *runner.Context) (*os.File, error) {
 // of this container still has the old union mounted over the same upper
 // directory (overlayfs would let both write it), and any other holder is
 // another container or a tool.
-func (b *Backend) checkNotInUse(c *runner.Context, f *os.File, st *unix.Stat_t, sb *image.Superblock) error {
+func (b *Backend) checkNotInUse(c *runner.Context, f *os.File, st *unix.Stat_t) error {
 	lockErr := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if lockErr != nil && !errors.Is(lockErr, unix.EWOULDBLOCK) {
 		return fmt.Errorf("image %q: flock: %w", b.Image, lockErr)
 	}
-	if lockErr == nil {
-		// No hook holds the image. Another tool's loop device might; but
-		// an ext4 mounted read-write anywhere has needs_recovery set in its
-		// journal, so a clean superblock means no one has it mounted and
-		// the scan of every loop device on the host (slow with a thousand
-		// of them, and contended in sysfs) is not needed. Anything else is
-		// scanned before e2fsck may touch the image.
-		if sb != nil && sb.NeedsCheck(time.Now()) == "" {
-			return nil
-		}
+	if lockErr == nil && !openElsewhere(f) {
+		// No hook holds the image, and nothing else has it open: a loop
+		// device holds an open file, so none is bound to it, and the scan
+		// of every loop device on the host (slow with a thousand of them,
+		// and contended in sysfs) is not needed. Anything else is scanned.
+		return nil
 	}
 	devs, err := loop.FindByBacking(uint64(st.Dev), st.Ino)
 	if err != nil {
@@ -288,6 +283,19 @@ func (b *Backend) checkNotInUse(c *runner.Context, f *os.File, st *unix.Stat_t, 
 		return fmt.Errorf("image %q is locked by another lxc-hook-loopimg preparing it right now; one image serves one container at a time", b.Image)
 	}
 	return nil
+}
+
+// openElsewhere reports whether anything but f has the image file open (a
+// loop device bound to it by losetup, idle or not, a process): a write
+// lease (F_SETLEASE, F_WRLCK) is granted only when no other open file
+// refers to the inode. Where leases are unavailable (disabled, or a
+// filesystem without them), it answers true: the caller then scans.
+func openElsewhere(f *os.File) bool {
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		return true
+	}
+	unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_UNLCK)
+	return false
 }
 
 // checkAndGrow refuses anything but ext4, runs e2fsck -p when needed, and

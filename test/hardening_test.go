@@ -393,3 +393,46 @@ func TestImageAttachedByLosetupRefused(t *testing.T) {
 	c.stop(false)
 	assertNoLoops(t, dir, "after the final stop")
 }
+
+// Issue 13 item 8b: two containers on one template with different
+// --run-dir values share the template's one loop device; the first to stop
+// must not report it as left over (it was an ERROR naming the other), and
+// the device goes with the last.
+func TestSharedTemplateAcrossRunDirs(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	runDir := filepath.Join(dir, "run")
+	a := newCtr(t, ctrOpts{hook: "lxc-hook-loopimg", args: []string{"--lower", tpl, "--image", filepath.Join(dir, "a.img"), "--size", "32M", "--run-dir", runDir}})
+	b := newCtr(t, ctrOpts{hook: "lxc-hook-loopimg", args: []string{"--lower", tpl, "--image", filepath.Join(dir, "b.img"), "--size", "32M"}})
+	a.mustStart()
+	b.mustStart()
+	tplLoops := func() int {
+		n := 0
+		for _, l := range loopsUnder(dir) {
+			if strings.Contains(l, "tpl.squashfs") {
+				n++
+			}
+		}
+		return n
+	}
+	if n := tplLoops(); n != 1 {
+		t.Fatalf("%d loop devices for one template, want 1", n)
+	}
+	a.stop(false)
+	if errs := a.hookLogLines("ERROR"); len(errs) > 0 {
+		t.Fatalf("A's stop reported errors while B uses the template:\n%s", strings.Join(errs, "\n"))
+	}
+	if got := b.mustSh("cat /etc/from-template"); got != "template file\n" {
+		t.Fatalf("B: %q", got)
+	}
+	b.stop(false)
+	if errs := b.hookLogLines("ERROR"); len(errs) > 0 {
+		t.Fatalf("B's stop:\n%s", strings.Join(errs, "\n"))
+	}
+	assertNoLoops(t, dir, "after both stopped")
+	if m, _ := filepath.Glob(filepath.Join(runDir, "*", "state")); len(m) > 0 {
+		t.Fatalf("runtime state left: %v", m)
+	}
+}

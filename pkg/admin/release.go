@@ -103,7 +103,7 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 	}
 	var still []string
 	for _, l := range held {
-		if l.Shared && state.UsersOf(c.Hook.RunDir, l.Dev, l.Ino).Others(run) {
+		if l.Shared && state.UsersOf(l.Dev, l.Ino).Others(run) {
 			continue // another container uses this template device
 		}
 		if err := loop.Detach(l.Number); err != nil {

@@ -170,7 +170,7 @@ func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 	// a post-stop of another container between the adoption and a later
 	// Add would see no user left, try to detach the device this start is
 	// about to mount, and log a spurious leftover.
-	users := state.UsersOf(c.Common.RunDir, l.Dev, l.Ino)
+	users := state.UsersOf(l.Dev, l.Ino)
 	if err := users.Add(c.Run); err != nil {
 		return "", fmt.Errorf("runtime state %s: %w", users.Path, err)
 	}
@@ -179,7 +179,7 @@ func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("lower %q: %w", l.Path, err)
 	}
-	dev, adopted, err := loop.AttachShared(f, filepath.Join(c.Common.RunDir, "templates"))
+	dev, adopted, err := loop.AttachShared(f, state.TemplatesDir)
 	f.Close() // the loop device holds its own reference
 	if err != nil {
 		return "", fmt.Errorf("lower %q: attaching a loop device: %w", l.Path, err)
@@ -231,5 +231,5 @@ func sameBinding(l state.Loop) bool {
 // usedByOthers reports whether another container uses the shared
 // template device l: then it is in use, not left over.
 func usedByOthers(c *Context, l state.Loop) bool {
-	return state.UsersOf(c.Common.RunDir, l.Dev, l.Ino).Others(c.Run)
+	return state.UsersOf(l.Dev, l.Ino).Others(c.Run)
 }

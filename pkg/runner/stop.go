@@ -179,7 +179,7 @@ func FindHolders(runRoot string, l state.Loop) Holders {
 			l.Mounts = owner.Mounts
 		}
 	}
-	h.SharedInUse = l.Shared && state.UsersOf(runRoot, l.Dev, l.Ino).Others(state.Dir{})
+	h.SharedInUse = l.Shared && state.UsersOf(l.Dev, l.Ino).Others(state.Dir{})
 	h.Procs = append(h.Procs, holders.InMountNSID(l.MountNSID)...)
 	h.Binds = holders.NamespaceBindMounts(l.MountNSID)
 	var dev uint64
@@ -273,7 +273,7 @@ func postStop(b Backend, c *Context) {
 	}
 	for _, l := range rec.Loops {
 		if l.Shared {
-			state.UsersOf(c.Common.RunDir, l.Dev, l.Ino).Remove(c.Run)
+			state.UsersOf(l.Dev, l.Ino).Remove(c.Run)
 		}
 	}
 	var held []state.Loop

@@ -141,9 +141,16 @@ func (d Dir) Remove(r *Record) error {
 // can tell "other containers still use it" without reading every record.
 type TemplateUsers struct{ Path string }
 
+// TemplatesDir keeps what the shared template devices need: the users
+// sets, and the lock and hint of the find-or-attach. It is host-wide, not
+// under --run-dir: the device of a template is one for the whole host, so
+// containers with different --run-dir values share it too, and must see
+// each other as its users (and serialize its attach).
+var TemplatesDir = filepath.Join(DefaultRoot, "templates")
+
 // UsersOf is the set for the template file dev:ino.
-func UsersOf(root string, dev, ino uint64) TemplateUsers {
-	return TemplateUsers{Path: filepath.Join(root, "templates", fmt.Sprintf("%d-%d.users", dev, ino))}
+func UsersOf(dev, ino uint64) TemplateUsers {
+	return TemplateUsers{Path: filepath.Join(TemplatesDir, fmt.Sprintf("%d-%d.users", dev, ino))}
 }
 
 // Add records the container whose runtime directory is d.

@@ -90,15 +90,16 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("%s: %w", tool, err)
 	}
-	var stopProgress chan struct{}
+	var stopProgress, progressDone chan struct{}
 	if o.Progress != nil {
 		every := o.ProgressEvery
 		if every <= 0 {
 			every = time.Minute
 		}
-		stopProgress = make(chan struct{})
+		stopProgress, progressDone = make(chan struct{}), make(chan struct{})
 		t0 := time.Now()
 		go func() {
+			defer close(progressDone)
 			tick := time.NewTicker(every)
 			defer tick.Stop()
 			for {
@@ -114,6 +115,7 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 	err := cmd.Wait()
 	if stopProgress != nil {
 		close(stopProgress)
+		<-progressDone // no report after the tool ended
 	}
 	text := strings.TrimSpace(out.String())
 	if ctx.Err() == context.DeadlineExceeded {

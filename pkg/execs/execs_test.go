@@ -84,3 +84,15 @@ func TestToolDiesWithItsCaller(t *testing.T) {
 		}
 	}
 }
+
+// A tool with no timeout is never killed; its progress is reported.
+func TestProgressWithoutTimeout(t *testing.T) {
+	var calls int
+	out, err := RunWith(Options{Progress: func(time.Duration) { calls++ }, ProgressEvery: 20 * time.Millisecond}, "sh", "-c", "sleep 0.2; echo done")
+	if err != nil || out != "done" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if calls < 2 {
+		t.Fatalf("progress reported %d times over 200ms at 20ms", calls)
+	}
+}

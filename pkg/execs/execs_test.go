@@ -50,8 +50,11 @@ func TestToolDiesWithItsCaller(t *testing.T) {
 		for i := 0; i < 1000 && sleepPID == 0; i++ {
 			kids, _ := filepath.Glob("/proc/" + strconv.Itoa(helper.Process.Pid) + "/task/*/children")
 			for _, k := range kids {
-				if b, _ := os.ReadFile(k); len(strings.Fields(string(b))) > 0 {
-					sleepPID, _ = strconv.Atoi(strings.Fields(string(b))[0])
+				for _, f := range strings.Fields(readString(k)) {
+					// The child once it runs sleep (not between fork and exec).
+					if strings.HasPrefix(readString("/proc/"+f+"/cmdline"), "sleep\x00") {
+						sleepPID, _ = strconv.Atoi(f)
+					}
 				}
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -96,3 +99,5 @@ func TestProgressWithoutTimeout(t *testing.T) {
 		t.Fatalf("progress reported %d times over 200ms at 20ms", calls)
 	}
 }
+
+func readString(p string) string { b, _ := os.ReadFile(p); return string(b) }

@@ -55,6 +55,23 @@ func TestReleaseAfterNamespaceNumberReuse(t *testing.T) {
 			t.Fatalf("%s does not name the holder %s:\n%s", what, who, out)
 		}
 	}
+	// A restart while held is refused, naming the real holder, not A's own
+	// new monitor or hook (whose namespace may carry the old number).
+	if err := a.start(); err == nil {
+		a.stop(true)
+		t.Fatal("A restarted with its image still held")
+	}
+	var refusal string
+	for _, l := range a.hookLogLines("ERROR") {
+		if strings.Contains(l, " pre-mount - ") {
+			refusal = l
+		}
+	}
+	if strings.Contains(refusal, "lxc monitor") || strings.Contains(refusal, "lxc-hook-loopimg --") {
+		t.Fatalf("the refused restart names A's own monitor or hook: %q", refusal)
+	}
+	notB("the refused restart", refusal)
+
 	notB("status", status(t, a).Containers[0].Holders)
 	out, err := admin(t, "lxc-hook-loopimg", "release", a.name, "-P", a.lxcpath)
 	if err != nil {

@@ -170,7 +170,9 @@ type Holders struct {
 // runtime root (--run-dir).
 func FindHolders(runRoot string, l state.Loop) Holders {
 	var h Holders
-	if rec, owner := state.Owner(runRoot, l.Number, l.Diskseq); rec != nil {
+	// A shared template device is in many records: none of them is its
+	// owner, and another container's record says nothing of l's holders.
+	if rec, owner := state.Owner(runRoot, l.Number, l.Diskseq); rec != nil && !owner.Shared && !l.Shared {
 		h.Owner = fmt.Sprintf("attached for container %s (%s)", rec.Container, rec.ConfigFile)
 		if l.MountNSID == 0 {
 			l.MountNSID = owner.MountNSID

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
 
 // Issue 13 item 1: a host process holds a file of a stopped container A
@@ -452,4 +455,41 @@ func TestSharedTemplateAcrossRunDirs(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(runDir, "*", "state")); len(m) > 0 {
 		t.Fatalf("runtime state left: %v", m)
 	}
+}
+
+// A container started under the previous version, whose runtime record is
+// in the old "key value" format, stops cleanly under this one: its record
+// is rewritten here the way the old hooks wrote it, then lxc-stop.
+func TestStopsWithOldFormatRecord(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	img := filepath.Join(dir, "delta.img")
+	c := loopimgCtr(t, dir, img, "--size", "32M")
+	c.mustStart()
+	run := state.Dir{Path: c.runDir()}
+	rec, err := run.Load()
+	if err != nil || rec == nil {
+		t.Fatalf("record: %v %v", rec, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "container %s\nconfig %s\nmount_ns %d\n", strconv.Quote(rec.Container), strconv.Quote(rec.ConfigFile), 4026531840)
+	for _, l := range rec.Loops {
+		fmt.Fprintf(&b, "loop role=%s device=%s number=%d diskseq=%d dev=%d ino=%d mount_ns=%d shared=%t backing=%s\n",
+			strconv.Quote(l.Role), strconv.Quote(l.Device), l.Number, l.Diskseq, l.Dev, l.Ino, 4026531840, l.Shared, strconv.Quote(l.Backing))
+	}
+	for _, m := range rec.Mountpoints {
+		fmt.Fprintf(&b, "mountpoint %s\n", strconv.Quote(m))
+	}
+	if err := os.WriteFile(filepath.Join(run.Path, "state"), []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(false)
+	if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
+		t.Fatalf("stop with an old record:\n%s", strings.Join(errs, "\n"))
+	}
+	if exists(run.Path) {
+		t.Fatalf("runtime directory %s left", run.Path)
+	}
+	assertNoLoops(t, dir, "after the stop")
+	fsckClean(t, img, "after the stop")
 }

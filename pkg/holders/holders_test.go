@@ -48,7 +48,7 @@ func TestInMountNSIDFindsAProcess(t *testing.T) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	id, err := MountNSID("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/mnt")
 	if err != nil {
-		t.Skip("no mount namespace ids here (Linux 6.9+):", err)
+		t.Skip("no mount namespace ids on this kernel:", err)
 	}
 	found := false
 	for _, p := range InMountNSID(id) {

@@ -20,7 +20,8 @@ import (
 
 // MountNSID returns the 64-bit id of the mount namespace at path
 // (/proc/PID/ns/mnt, or a bind mount of one), which the kernel never
-// reuses, unlike the namespace's inode number (NS_GET_MNTNS_ID, Linux 6.9+).
+// reuses, unlike the namespace's inode number (NS_GET_MNTNS_ID, a recent
+// ioctl: present on 6.18).
 func MountNSID(path string) (uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {

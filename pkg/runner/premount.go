@@ -40,7 +40,7 @@ func preMount(b Backend, c *Context) (err error) {
 
 	// The namespace's id, not its inode number: the number is reused as
 	// soon as the namespace is gone, and would name another container's
-	// processes as holders. A kernel without ids (before 6.9) gets 0: no
+	// processes as holders. A kernel without the ioctl gets 0: no
 	// holder is then searched by namespace.
 	nsID, err := holders.MountNSID("/proc/self/ns/mnt")
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -492,4 +493,54 @@ func TestStopsWithOldFormatRecord(t *testing.T) {
 	}
 	assertNoLoops(t, dir, "after the stop")
 	fsckClean(t, img, "after the stop")
+}
+
+// A tool that outlived its hook (an e2fsck left running when its hook was
+// killed) keeps the image's lock for as long as it works: the next start is
+// refused, naming it, instead of racing it; once it ends, the start works.
+// The orphan is played by flock(1) and its child, holding the lock the way
+// an inherited fd does.
+func TestOrphanToolHoldingImageLockNamed(t *testing.T) {
+	requireEnv(t)
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Skip("flock(1) is not installed (util-linux)")
+	}
+	dir := testDir(t)
+	img := filepath.Join(dir, "delta.img")
+	c := loopimgCtr(t, dir, img, "--size", "32M")
+	c.mustStart()
+	c.stop(false)
+
+	orphan := exec.Command("flock", img, "sleep", "600")
+	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	end := func() { once.Do(func() { syscall.Kill(-orphan.Process.Pid, syscall.SIGKILL); orphan.Wait() }) }
+	t.Cleanup(end)
+	locked := func() bool {
+		f, err := os.Open(img)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
+	}
+	for i := 0; i < 1000 && !locked(); i++ {
+		sleepBriefly()
+	}
+	if err := c.start(); err == nil {
+		c.stop(true)
+		t.Fatal("started while a tool holds the image's lock")
+	}
+	refusal := strings.Join(c.hookLogLines("ERROR"), "\n")
+	if !strings.Contains(refusal, "is locked") || !strings.Contains(refusal, "sleep 600)") || strings.Contains(refusal, "lxc-hook-loopimg --") {
+		t.Fatalf("the refusal does not name just the lock holder pid %d:\n%s", orphan.Process.Pid, refusal)
+	}
+	assertNoLoops(t, dir, "after the refused start")
+	end()
+	c.mustStart()
+	c.stop(false)
+	assertNoLoops(t, dir, "after the final stop")
 }

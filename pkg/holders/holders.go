@@ -92,7 +92,7 @@ func describe(pid int) Process {
 // WithFileOpen lists processes with an open fd on path (e.g. /dev/loop5).
 func WithFileOpen(path string) []Process {
 	var out []Process
-	self := os.Getpid()
+	self := selfPID()
 	for _, pid := range pids() {
 		if pid == self {
 			continue
@@ -114,7 +114,7 @@ func WithFileOpen(path string) []Process {
 func WithMountOf(major, minor int, source string) []Process {
 	var out []Process
 	seen := map[string]bool{}
-	self := os.Getpid()
+	self := selfPID()
 	devField := fmt.Sprintf("%d:%d", major, minor)
 	for _, pid := range pids() {
 		if pid == self {
@@ -181,4 +181,17 @@ func NamespaceBindMounts(id uint64) []string {
 		}
 	}
 	return out
+}
+
+// selfPID is this process's PID as /proc numbers it. In pre-mount the hook
+// runs in the container's new PID namespace while /proc is still the
+// host's, so getpid() (a small number there) would not exclude the hook
+// from its own search.
+func selfPID() int {
+	if s, err := os.Readlink("/proc/self"); err == nil {
+		if n, err := strconv.Atoi(s); err == nil {
+			return n
+		}
+	}
+	return os.Getpid()
 }

@@ -63,7 +63,7 @@ func InMountNSID(id uint64) []Process {
 	}
 	var out []Process
 	ids := map[string]uint64{}
-	self := os.Getpid()
+	self := selfPID()
 	for _, pid := range pids() {
 		if pid == self {
 			continue
@@ -113,7 +113,7 @@ func WithFilesOn(mounts []uint64, dev uint64) []Process {
 		return dev != 0 && unix.Mkdev(st.Dev_major, st.Dev_minor) == dev
 	}
 	var out []Process
-	self := os.Getpid()
+	self := selfPID()
 	for _, pid := range pids() {
 		if pid == self {
 			continue
@@ -160,7 +160,7 @@ func mapsOn(path, dev string) bool {
 // a pidfd pins the PID first, and the start time read after must be the
 // one recorded, so a PID reused meanwhile is never signalled.
 func Kill(p Process) error {
-	if p.PID <= 1 || p.PID == os.Getpid() || p.Start == 0 {
+	if p.PID <= 1 || p.PID == selfPID() || p.Start == 0 {
 		return fmt.Errorf("pid %d: not killed (its identity is not proven)", p.PID)
 	}
 	fd, err := unix.PidfdOpen(p.PID, 0)

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
@@ -280,7 +281,14 @@ func (b *Backend) checkNotInUse(c *runner.Context, f *os.File, st *unix.Stat_t) 
 		return fmt.Errorf("image %q is already attached to %s%s%s; one image serves one container at a time, so the start is refused until that ends", b.Image, d.Path, leftover, runner.HeldBy(c.Common.RunDir, rec))
 	}
 	if lockErr != nil {
-		return fmt.Errorf("image %q is locked by another lxc-hook-loopimg preparing it right now; one image serves one container at a time", b.Image)
+		// The lock is held by a start preparing the image, or by the
+		// e2fsck or resize2fs it ran, which keep the lock for as long as
+		// they work even if their hook was killed: name who has it open.
+		who := ""
+		if ps := holders.WithFileOpen(b.Image); len(ps) > 0 {
+			who = " (held open by " + holders.Join(ps) + ")"
+		}
+		return fmt.Errorf("image %q is locked by another lxc-hook-loopimg preparing it, or a tool it runs, right now%s; one image serves one container at a time, so the start is refused until that ends", b.Image, who)
 	}
 	return nil
 }

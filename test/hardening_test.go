@@ -281,6 +281,12 @@ func TestOverlaySharedUpperRefused(t *testing.T) {
 	if !exists(filepath.Join(upper, "lxc-hook-in-use")) {
 		t.Fatal("no claim left by the crash: the test does not test the takeover")
 	}
+	// A moves to a layer of its own, so that the owner record
+	// (lxc-hook-owner) lets B have this one: what is left to decide is
+	// the stale claim.
+	cfg := filepath.Join(a.dir, "config")
+	conf, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(string(conf), "--upper "+upper, "--upper "+upper+"-a")), 0o644)
 
 	b.mustStart()
 	if got := b.mustSh("cat /root/a"); got != "from-a\n" {

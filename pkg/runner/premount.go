@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
@@ -22,6 +23,17 @@ func preMount(b Backend, c *Context) (err error) {
 		return err
 	}
 	rootfs := c.Inv.RootfsPath
+	if err := checkRootfs(rootfs); err != nil {
+		return err
+	}
+	if idmap.InUserNS() {
+		// An unprivileged container: pre-start built the root as host root.
+		return attachPrepared(c, rootfs)
+	}
+	return build(b, c, rootfs, nil)
+}
+
+func checkRootfs(rootfs string) error {
 	fi, err := os.Stat(rootfs)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("rootfs directory %q (lxc.rootfs.path) does not exist: create it, empty; the layered root is mounted onto it", rootfs)
@@ -32,7 +44,16 @@ func preMount(b Backend, c *Context) (err error) {
 	if !fi.IsDir() {
 		return fmt.Errorf("rootfs %q (lxc.rootfs.path) is not a directory: use dir:/path/to/an/empty/directory", rootfs)
 	}
+	return nil
+}
 
+// build stacks the layers onto target: the rootfs directory in the
+// container's mount namespace (privileged, pre-mount), or a mountpoint in a
+// private mount namespace of pre-start (u set: unprivileged), where the
+// lowers are idmapped first and the writable layer must belong to the
+// container's mapped root.
+func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
+	rootfs := c.Inv.RootfsPath
 	lowers, err := resolveLowers(c, rootfs)
 	if err != nil {
 		return err
@@ -41,12 +62,19 @@ func preMount(b Backend, c *Context) (err error) {
 	// The namespace's id, not its inode number: the number is reused as
 	// soon as the namespace is gone, and would name another container's
 	// processes as holders. A kernel without the ioctl gets 0: no
-	// holder is then searched by namespace.
-	nsID, err := holders.MountNSID("/proc/self/ns/mnt")
-	if err != nil {
-		c.Log.WithError(err).Debug("no mount namespace id; holders are found by their files only")
+	// holder is then searched by namespace. An unprivileged container's
+	// namespace is known only when its pre-mount takes the root: the
+	// handover server records it.
+	var nsID uint64
+	if u == nil {
+		if nsID, err = holders.MountNSID("/proc/self/ns/mnt"); err != nil {
+			c.Log.WithError(err).Debug("no mount namespace id; holders are found by their files only")
+		}
 	}
 	c.Record = &state.Record{Container: c.Inv.Name, ConfigFile: c.Inv.ConfigFile}
+	if u != nil {
+		c.Record.Mountpoints = append(c.Record.Mountpoints, target)
+	}
 	if prev, err := c.Run.Load(); err != nil {
 		c.Log.WithError(err).Warn("ignoring unreadable runtime state of an earlier run")
 	} else if prev != nil {
@@ -61,6 +89,9 @@ func preMount(b Backend, c *Context) (err error) {
 
 	w, err := b.PrepareWritable(c)
 	if err != nil {
+		return err
+	}
+	if err := checkLayerOwner(w, u); err != nil {
 		return err
 	}
 	for _, l := range lowers {
@@ -82,15 +113,28 @@ func preMount(b Backend, c *Context) (err error) {
 		}
 	}
 
-	if err := b.MountUnion(c, dirs, w, rootfs); err != nil {
+	if u != nil {
+		if dirs, err = u.idmapLowers(c, lowers, dirs); err != nil {
+			return err
+		}
+	}
+	if err := b.MountUnion(c, dirs, w, target); err != nil {
+		if u != nil {
+			return u.unionError(err)
+		}
 		return err
 	}
-	c.PushUndo(func() { _ = mount.Unmount(rootfs) })
+	c.PushUndo(func() { _ = mount.Unmount(target) })
 
 	// The mounts made here; stop adds those LXC made of them (the
 	// container's "/").
+	// (Those of an unprivileged start's private namespace go with it; its
+	// stop records the container's.)
 	var ids []uint64
 	for _, p := range append([]string{rootfs}, c.Record.Mountpoints...) {
+		if u != nil {
+			break
+		}
 		if id, _, err := holders.MountID(p); err == nil {
 			ids = append(ids, id)
 		}
@@ -102,7 +146,7 @@ func preMount(b Backend, c *Context) (err error) {
 	if err := c.Run.Save(c.Record); err != nil {
 		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
 	}
-	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", rootfs)
+	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", target)
 	return nil
 }
 

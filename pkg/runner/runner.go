@@ -18,7 +18,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
@@ -91,6 +93,16 @@ func (c *Context) undo() {
 
 // Main runs a hook binary and returns its exit status.
 func Main(b Backend, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		// Helpers the hook starts from its own binary (unprivileged
+		// containers): never an LXC invocation.
+		switch args[0] {
+		case idmap.HoldArg:
+			return idmap.Hold()
+		case handover.ServeArg:
+			return serveHandover(b, args[1:], stderr)
+		}
+	}
 	started := time.Now()
 	common := &Common{}
 	fs := flag.NewFlagSet(b.Program(), flag.ContinueOnError)
@@ -176,6 +188,13 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		log.WithField("took", time.Since(started).Round(10*time.Microsecond)).Debugf("%s done", inv.Type)
 	}
 	switch inv.Type {
+	case hook.PreStart:
+		if err := preStart(b, c); err != nil {
+			log.Error(err)
+			return 1
+		}
+		done()
+		return 0
 	case hook.PreMount:
 		if err := preMount(b, c); err != nil {
 			log.Error(err)
@@ -195,7 +214,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		log.Errorf("%s must run as lxc.hook.pre-mount, not lxc.hook.mount: in the mount hook LXC has already mounted the rootfs, and LXC 5 refuses to start a container whose rootfs was mounted over (\"Rootfs overmounted\")", b.Program())
 		return 1
 	default:
-		log.Errorf("%s does nothing as lxc.hook.%s: use it as lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop", b.Program(), inv.Type)
+		log.Errorf("%s does nothing as lxc.hook.%s: use it as lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop (and lxc.hook.pre-start for unprivileged containers)", b.Program(), inv.Type)
 		return 1
 	}
 }

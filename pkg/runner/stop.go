@@ -9,6 +9,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
@@ -48,6 +49,16 @@ func stop(b Backend, c *Context) {
 				continue
 			}
 			c.Log.WithField("fstype", m.FSType).Debugf("detached %s in the container's mount namespace", m.Mountpoint)
+		}
+		// umount(2) says EINVAL, taken as "already gone", for a locked
+		// mount too: the root of an unprivileged container is locked to its
+		// namespace (MNT_LOCKED, pivot_root moves the lock of the copied
+		// host root onto it), and no one can unmount it. It goes with the
+		// namespace; post-stop names what keeps that alive.
+		if after, err := mount.ThreadMounts(hostProc); err == nil {
+			for _, m := range selectOurs(after, b.MountSource(), c.Run.Path, devs) {
+				c.Log.Debugf("%s stays in the container's mount namespace (locked); it goes with the namespace", m.Mountpoint)
+			}
 		}
 		return nil
 	})
@@ -262,6 +273,11 @@ func dedupe(ps []holders.Process) []holders.Process {
 // sequence number), is fine; still bound is an error naming the holders.
 // Devices still held are kept in the record, so the next start knows them.
 func postStop(b Backend, c *Context) {
+	// An unprivileged start's handover server that was never served (a
+	// start that failed before pre-mount) holds the prepared root.
+	if handover.Stop(c.Run.Path) {
+		c.Log.Warn("ended the handover server of this start: pre-mount never took the prepared root")
+	}
 	rec, err := c.Run.Load()
 	if err != nil {
 		c.Log.WithError(err).Error("unreadable runtime state; cannot verify the loop devices")
@@ -271,6 +287,7 @@ func postStop(b Backend, c *Context) {
 		defer ps.PostStop(c)
 	}
 	if rec == nil {
+		checkPreStartConfigured(b, c)
 		return // never started, or already verified
 	}
 	for _, l := range rec.Loops {

@@ -1,0 +1,270 @@
+// Package handover passes a detached mount (the layered root, built by host
+// root in lxc.hook.pre-start) to lxc.hook.pre-mount of an unprivileged
+// container, which runs as the container's root in the container's mount
+// namespace and attaches it onto the rootfs directory.
+//
+// pre-start cannot wait for pre-mount (LXC runs pre-mount after pre-start
+// returned), so it leaves a small server behind: the hook binary again,
+// holding the listening socket and the mount fd, in its own session, with
+// its stdio on /dev/null (LXC reads a hook's output until EOF). It serves
+// one peer whose SO_PEERCRED uid is the container's mapped root and who
+// runs in a mount namespace other than the host's, sends the fd with
+// SCM_RIGHTS, reads back whether the attach worked, and exits; or exits at
+// its deadline. Its fds go with it, so a server that is killed, or never
+// served, leaves nothing mounted; post-stop ends one that is still there,
+// identified by PID and start time.
+package handover
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ServeArg is the hidden first argument that makes a hook binary the
+// server.
+const ServeArg = "__lxc-hooks-handover"
+
+// Timeout bounds the server's life: LXC runs pre-mount right after
+// pre-start, so a server unserved this long belongs to a start that failed.
+const Timeout = 30 * time.Second
+
+// Socket and PIDFile are the server's files in the container's runtime
+// directory.
+const (
+	Socket  = "handover.sock"
+	PIDFile = "handover.pid"
+)
+
+// Spawn starts the server for the runtime directory dir: it listens on
+// dir/handover.sock (owned by uid:gid, the container's mapped root, mode
+// 0600), holds mountFD, and is given args after ServeArg. dir must be
+// searchable by uid. The server's identity goes into dir/handover.pid.
+func Spawn(exe, dir string, uid, gid uint32, mountFD int, args []string) error {
+	Stop(dir) // an earlier start's, if it is still there
+	sock := filepath.Join(dir, Socket)
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the stale socket %s: %w", sock, err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("handover socket: %w", err)
+	}
+	l.SetUnlinkOnClose(false) // the server's copy keeps serving it
+	defer l.Close()
+	if err := os.Chown(sock, int(uid), int(gid)); err != nil {
+		return fmt.Errorf("handover socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return fmt.Errorf("handover socket: %w", err)
+	}
+	lf, err := l.File()
+	if err != nil {
+		return fmt.Errorf("handover socket: %w", err)
+	}
+	defer lf.Close()
+	mf := os.NewFile(uintptr(mountFD), "layered root")
+
+	cmd := exec.Command(exe, append([]string{ServeArg, "--uid", strconv.FormatUint(uint64(uid), 10)}, args...)...)
+	cmd.ExtraFiles = []*os.File{lf, mf} // fds 3 and 4
+	// Its own session: LXC's signals to the hook's process group do not
+	// reach it. Stdio stays nil, i.e. /dev/null.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the handover server: %w", err)
+	}
+	pid := cmd.Process.Pid
+	st, _ := StartTime(pid)
+	_ = cmd.Process.Release() // not waited for: it outlives this hook
+	id := fmt.Sprintf("%d %d\n", pid, st)
+	if err := os.WriteFile(filepath.Join(dir, PIDFile), []byte(id), 0o600); err != nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+		return fmt.Errorf("recording the handover server: %w", err)
+	}
+	return nil
+}
+
+// StartTime is field 22 of /proc/PID/stat: with the PID, it names a
+// process; a PID alone names nothing once its process is gone.
+func StartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64) // field 22 overall
+}
+
+// Stop ends the server recorded in dir if that very process still runs,
+// and removes its files. It reports whether it had to kill one. Idempotent.
+func Stop(dir string) (killed bool) {
+	pf := filepath.Join(dir, PIDFile)
+	if b, err := os.ReadFile(pf); err == nil {
+		var pid int
+		var st uint64
+		if n, _ := fmt.Sscan(string(b), &pid, &st); n == 2 && pid > 1 {
+			if now, err := StartTime(pid); err == nil && now == st {
+				killed = syscall.Kill(pid, syscall.SIGKILL) == nil
+			}
+		}
+	}
+	os.Remove(filepath.Join(dir, Socket))
+	os.Remove(pf)
+	return killed
+}
+
+// Result is what one handover ended with.
+type Result struct {
+	PeerPID int
+	// PeerErr is the error line pre-mount sent back ("" for success).
+	PeerErr string
+}
+
+// Serve is the server's work: listener and mountFD are its fds 3 and 4.
+// It returns when one authenticated peer was served, or at deadline.
+// reject is told about peers that were turned away.
+func Serve(uid uint32, deadline time.Time, reject func(string)) (*Result, error) {
+	lf := os.NewFile(3, "listener")
+	mountFD := 4
+	ln, err := net.FileListener(lf)
+	lf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("handover listener: %w", err)
+	}
+	l := ln.(*net.UnixListener)
+	l.SetUnlinkOnClose(false)
+	defer l.Close()
+	if err := l.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	hostNS, err := mountNS("self")
+	if err != nil {
+		return nil, err
+	}
+	for {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, fmt.Errorf("no lxc.hook.pre-mount came for the prepared root within %s; it is let go", Timeout)
+			}
+			return nil, fmt.Errorf("handover accept: %w", err)
+		}
+		res, why := serveOne(conn, uid, hostNS, mountFD, deadline)
+		conn.Close()
+		if res != nil {
+			return res, nil
+		}
+		reject(why)
+	}
+}
+
+func serveOne(conn *net.UnixConn, uid uint32, hostNS string, mountFD int, deadline time.Time) (*Result, string) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err.Error()
+	}
+	var cred *unix.Ucred
+	var credErr error
+	raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if credErr != nil {
+		return nil, fmt.Sprintf("SO_PEERCRED: %v", credErr)
+	}
+	if cred.Uid != uid {
+		return nil, fmt.Sprintf("turned away pid %d: uid %d is not the container's root (%d)", cred.Pid, cred.Uid, uid)
+	}
+	if ns, err := mountNS(strconv.Itoa(int(cred.Pid))); err != nil || ns == hostNS {
+		return nil, fmt.Sprintf("turned away pid %d: not in a container's mount namespace", cred.Pid)
+	}
+	conn.SetDeadline(deadline)
+	if _, _, err := conn.WriteMsgUnix([]byte("root\n"), unix.UnixRights(mountFD), nil); err != nil {
+		return nil, fmt.Sprintf("sending the root to pid %d: %v", cred.Pid, err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	res := &Result{PeerPID: int(cred.Pid)}
+	switch {
+	case err != nil && line == "":
+		res.PeerErr = fmt.Sprintf("pre-mount (pid %d) ended without saying whether it attached the root: %v", cred.Pid, err)
+	case strings.TrimSpace(line) == "ok":
+	default:
+		res.PeerErr = strings.TrimSpace(strings.TrimPrefix(line, "error "))
+	}
+	return res, ""
+}
+
+func mountNS(pid string) (string, error) {
+	return os.Readlink("/proc/" + pid + "/ns/mnt")
+}
+
+// Conn is pre-mount's end of a handover.
+type Conn struct{ c *net.UnixConn }
+
+// ErrNoServer means nothing serves the socket: pre-start did not run this
+// hook (no lxc.hook.pre-start line), or its server is gone.
+var ErrNoServer = errors.New("no handover server")
+
+// Receive connects to the server in dir and returns the mount fd.
+func Receive(dir string, timeout time.Duration) (int, *Conn, error) {
+	sock := filepath.Join(dir, Socket)
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+			return -1, nil, fmt.Errorf("%w at %s: %v", ErrNoServer, sock, err)
+		}
+		return -1, nil, fmt.Errorf("handover socket %s: %w", sock, err)
+	}
+	c.SetDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 16)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		c.Close()
+		return -1, nil, fmt.Errorf("handover socket %s: %w", sock, err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err == nil && len(msgs) == 1 {
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err == nil && len(fds) == 1 && string(buf[:n]) == "root\n" {
+			unix.CloseOnExec(fds[0])
+			return fds[0], &Conn{c}, nil
+		}
+		if err == nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}
+	}
+	c.Close()
+	return -1, nil, fmt.Errorf("handover socket %s: the server sent no root (%q)", sock, buf[:n])
+}
+
+// Reply tells the server whether the root was attached (err nil) or why
+// not, so it lands in the container's LXC log, which pre-mount cannot
+// open; and closes the connection.
+func (c *Conn) Reply(err error) {
+	msg := "ok\n"
+	if err != nil {
+		msg = "error " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"
+	}
+	c.c.Write([]byte(msg))
+	c.c.Close()
+}

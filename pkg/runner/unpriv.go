@@ -1,0 +1,351 @@
+package runner
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
+	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+)
+
+// Unprivileged containers (lxc.idmap, started by root).
+//
+// Their pre-mount runs as the container's root (host uid 100000 with the
+// usual mapping): it can attach no loop device, mount no block filesystem
+// and read no root-only file. So the root is built earlier, by
+// lxc.hook.pre-start, which runs as host root in the host's namespaces:
+// in a private mount namespace of its own (nothing is ever mounted in the
+// host's), it mounts the template images and the writable layer as the
+// privileged pre-mount does, clones each lower as an idmapped mount (host
+// uid 0 shows as the container's root), stacks overlayfs over them, and
+// keeps a detached clone of that overlay mount. A handover server (package
+// handover) passes it to pre-mount, which attaches it onto the rootfs
+// directory in the container's mount namespace. When pre-start's private
+// namespace goes, so do its mounts: the detached root, then the
+// container's namespace, are the only things holding the layers.
+// stop and post-stop work as for privileged containers.
+
+// MinKernel is what the unprivileged mode needs: overlayfs over idmapped
+// layers (5.19); idmapped mounts themselves arrived in 5.12, and each
+// template filesystem must support them (probed at every start).
+const MinKernel = "5.19"
+
+type unprivBuild struct {
+	m      *idmap.Mapping
+	userns *os.File
+}
+
+// ConfigMapping reads a container config's lxc.idmap; nil for a
+// privileged container.
+func ConfigMapping(configFile string) (*idmap.Mapping, error) {
+	f, err := os.Open(configFile)
+	if err != nil {
+		return nil, fmt.Errorf("container config %q: %w", configFile, err)
+	}
+	defer f.Close()
+	m, err := idmap.ParseLXC(hook.ConfigValues(f, idmap.ConfigKey)[idmap.ConfigKey])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", configFile, err)
+	}
+	return m, nil
+}
+
+// preStart builds an unprivileged container's root; for a privileged one
+// it has nothing to do (the same hook line may be on every key).
+func preStart(b Backend, c *Context) error {
+	m, err := ConfigMapping(c.Inv.ConfigFile)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		c.Log.Debug("no lxc.idmap: a privileged container, built at pre-mount")
+		return nil
+	}
+	rootfs := c.Inv.RootfsPath
+	if err := checkRootfs(rootfs); err != nil {
+		return err
+	}
+	uid, _ := m.RootUID()
+	gid, _ := m.RootGID()
+	// An earlier start's server, if any, must not serve this start.
+	if handover.Stop(c.Run.Path) {
+		c.Log.Warn("ended the handover server of an earlier start that was still waiting")
+	}
+	userns, err := idmap.UserNS("/proc/self/exe", m)
+	if err != nil {
+		return err
+	}
+	defer userns.Close()
+
+	var rootFD int
+	err = inPrivateMountNS(func() error {
+		target, err := c.Run.Mountpoint("root")
+		if err != nil {
+			return err
+		}
+		if err := build(b, c, target, &unprivBuild{m: m, userns: userns}); err != nil {
+			return err
+		}
+		// The record says it; the mount itself leaves with this namespace.
+		rootFD, err = unix.OpenTree(unix.AT_FDCWD, target, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("open_tree %s: %w", target, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFD)
+
+	// The container's root must reach its socket: search permission only,
+	// no listing; the socket itself is its alone (0600, its owner).
+	if err := searchable(c.Common.RunDir, c.Run.Path); err != nil {
+		return err
+	}
+	args := []string{"--name", c.Inv.Name, "--config", c.Inv.ConfigFile, "--dir", c.Run.Path,
+		"--parent-pid", strconv.Itoa(hostParentPID()), "--log-level", c.Common.LogLevel}
+	if err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, rootFD, args); err != nil {
+		return err
+	}
+	c.Log.WithField("idmap", m.String()).Debug("unprivileged root prepared; waiting for pre-mount to take it")
+	return nil
+}
+
+// inPrivateMountNS runs fn on a thread of its own in a new, private mount
+// namespace (nothing propagates to or from the host's). The thread is
+// never unlocked, so it ends with fn, and the namespace, with every mount
+// fn left in it, with the thread.
+func inPrivateMountNS(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+			done <- fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			done <- fmt.Errorf("making a private mount namespace: %w", err)
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
+}
+
+// searchable adds search permission for others to dirs (the runtime
+// root and the container's directory), which are 0700 otherwise.
+func searchable(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("runtime directory %q: %w", d, err)
+		}
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("runtime directory %q: %w", d, err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
+				return fmt.Errorf("runtime directory %q: %w", d, err)
+			}
+		}
+	}
+	return nil
+}
+
+// idmapLowers replaces each lower by an idmapped clone of it, attached on
+// a mountpoint of the private namespace.
+func (u *unprivBuild) idmapLowers(c *Context, lowers []layer.Lower, dirs []string) ([]string, error) {
+	out := make([]string, len(dirs))
+	for i, d := range dirs {
+		fd, err := idmap.Clone(d, u.userns)
+		if err != nil {
+			if errors.Is(err, idmap.ErrNoIdmap) {
+				fs := lowers[i].FSType
+				if fs == "" {
+					fs = fsTypeOf(d)
+				}
+				return nil, fmt.Errorf("lower %q: this kernel cannot make an idmapped mount of its %s filesystem (%v), which an unprivileged container (lxc.idmap) needs to see the template's files as its own root's without chowning them; idmapped mounts need Linux 5.12 or newer and a filesystem that supports them (this kernel: %s); or start the container privileged", lowers[i].Path, fs, err, kernelRelease())
+			}
+			return nil, fmt.Errorf("lower %q: %w", lowers[i].Path, err)
+		}
+		mp, err := c.Run.Mountpoint(fmt.Sprintf("idmap%d", i))
+		if err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		c.Record.Mountpoints = append(c.Record.Mountpoints, mp)
+		err = idmap.Attach(fd, mp)
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("lower %q: %w", lowers[i].Path, err)
+		}
+		c.PushUndo(func() { _ = mount.Unmount(mp) })
+		out[i] = mp
+	}
+	return out, nil
+}
+
+// unionError explains an overlayfs that refused idmapped lowers.
+func (u *unprivBuild) unionError(err error) error {
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("%w; an unprivileged container (lxc.idmap) needs overlayfs over idmapped layers, Linux %s or newer (this kernel: %s)", err, MinKernel, kernelRelease())
+	}
+	return err
+}
+
+// checkLayerOwner makes sure the writable layer was written under this
+// start's mapping (none for a privileged start): see idmap.CheckLayer.
+func checkLayerOwner(w *Writable, u *unprivBuild) error {
+	if u == nil {
+		return idmap.CheckLayer(w.Root, w.Upper, w.Work, nil)
+	}
+	if b, err := os.ReadFile(w.Root + "/" + layer.MarkerName); err == nil && strings.TrimSpace(string(b)) == layer.Aufs {
+		return fmt.Errorf("layer %q is an AuFS layer: AuFS cannot serve an unprivileged container (lxc.idmap); start it privileged", w.Root)
+	}
+	return idmap.CheckLayer(w.Root, w.Upper, w.Work, u.m)
+}
+
+func fsTypeOf(path string) string {
+	var st unix.Statfs_t
+	if unix.Statfs(path, &st) != nil {
+		return "unknown"
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	case unix.SQUASHFS_MAGIC:
+		return "squashfs"
+	case unix.EROFS_SUPER_MAGIC_V1:
+		return "erofs"
+	}
+	return fmt.Sprintf("0x%x", st.Type)
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// attachPrepared is an unprivileged container's pre-mount: it takes the
+// root pre-start prepared and attaches it onto the rootfs directory, in
+// the container's mount namespace. What goes wrong is sent back to the
+// server, which writes it to the container's LXC log (this process, the
+// container's root, cannot open it).
+func attachPrepared(c *Context, rootfs string) error {
+	fd, conn, err := handover.Receive(c.Run.Path, 10*time.Second)
+	if errors.Is(err, handover.ErrNoServer) {
+		return fmt.Errorf("this is an unprivileged container (lxc.idmap) and no lxc.hook.pre-start prepared its root (%v): put the same hook line on lxc.hook.pre-start as on lxc.hook.pre-mount", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	err = idmap.Attach(fd, rootfs)
+	if err != nil {
+		err = fmt.Errorf("attaching the prepared root onto %s: %w", rootfs, err)
+	}
+	conn.Reply(err)
+	if err == nil {
+		c.Log.Debugf("attached the prepared root onto %s", rootfs)
+	}
+	return err
+}
+
+// serveHandover is the handover server's main (see package handover).
+func serveHandover(b Backend, args []string, stderr io.Writer) int {
+	started := time.Now()
+	fs := flag.NewFlagSet(handover.ServeArg, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	uid := fs.Uint("uid", 0, "")
+	name := fs.String("name", "", "")
+	config := fs.String("config", "", "")
+	dir := fs.String("dir", "", "")
+	ppid := fs.Int("parent-pid", 0, "")
+	level := fs.String("log-level", "", "")
+	if err := fs.Parse(args); err != nil || *dir == "" {
+		fmt.Fprintf(stderr, "%s: %s is internal to the hooks\n", b.Program(), handover.ServeArg)
+		return 2
+	}
+	log, closer, err := lxclog.New(lxclog.Options{
+		Program: b.Program(), Category: b.Category(), Container: *name, Hook: string(hook.PreMount),
+		ConfigFile: *config, EnvLevel: os.Getenv("LXC_LOG_LEVEL"), FlagLevel: *level, ParentPID: *ppid, Stderr: stderr,
+	})
+	if err != nil {
+		return 1
+	}
+	defer closer.Close()
+	res, err := handover.Serve(uint32(*uid), started.Add(handover.Timeout), func(why string) { log.Warn(why) })
+	if err != nil {
+		log.Warn(err)
+		return 1
+	}
+	if res.PeerErr != "" {
+		log.Error(res.PeerErr)
+		return 1
+	}
+	// Now the container's mount namespace is known: record it, so that
+	// post-stop can name what is still inside after a stop.
+	if ns, err := holders.MountNSInode(strconv.Itoa(res.PeerPID)); err == nil {
+		run := state.Dir{Path: *dir}
+		if rec, err := run.Load(); err == nil && rec != nil {
+			rec.MountNS = ns
+			for i := range rec.Loops {
+				rec.Loops[i].MountNS = ns
+			}
+			if err := run.Save(rec); err != nil {
+				log.WithError(err).Warn("could not record the container's mount namespace")
+			}
+		}
+	}
+	os.Remove(*dir + "/" + handover.Socket)
+	os.Remove(*dir + "/" + handover.PIDFile)
+	return 0
+}
+
+// checkPreStartConfigured explains, at post-stop, why an unprivileged
+// container's pre-mount failed when pre-start lacks this hook: pre-mount
+// could only say so on stderr, which LXC logs at DEBUG.
+func checkPreStartConfigured(b Backend, c *Context) {
+	f, err := os.Open(c.Inv.ConfigFile)
+	if err != nil {
+		return
+	}
+	v := hook.ConfigValues(f, idmap.ConfigKey, "lxc.hook.pre-start")
+	f.Close()
+	if len(v[idmap.ConfigKey]) == 0 {
+		return
+	}
+	for _, line := range v["lxc.hook.pre-start"] {
+		if strings.Contains(line, b.Program()) {
+			return
+		}
+	}
+	c.Log.Errorf("this container is unprivileged (lxc.idmap) and lxc.hook.pre-start does not run %s: unprivileged containers need the same hook line on lxc.hook.pre-start as on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop", b.Program())
+}

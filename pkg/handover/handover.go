@@ -134,6 +134,9 @@ func Stop(dir string) (killed bool) {
 // Result is what one handover ended with.
 type Result struct {
 	PeerPID int
+	// PeerMountNS is the peer's mount namespace ("mnt:[INODE]"), read
+	// while the peer still waits for the root: the container's.
+	PeerMountNS string
 	// PeerErr is the error line pre-mount sent back ("" for success).
 	PeerErr string
 }
@@ -192,7 +195,8 @@ func serveOne(conn *net.UnixConn, uid uint32, hostNS string, mountFD int, deadli
 	if cred.Uid != uid {
 		return nil, fmt.Sprintf("turned away pid %d: uid %d is not the container's root (%d)", cred.Pid, cred.Uid, uid)
 	}
-	if ns, err := mountNS(strconv.Itoa(int(cred.Pid))); err != nil || ns == hostNS {
+	peerNS, err := mountNS(strconv.Itoa(int(cred.Pid)))
+	if err != nil || peerNS == hostNS {
 		return nil, fmt.Sprintf("turned away pid %d: not in a container's mount namespace", cred.Pid)
 	}
 	conn.SetDeadline(deadline)
@@ -200,7 +204,7 @@ func serveOne(conn *net.UnixConn, uid uint32, hostNS string, mountFD int, deadli
 		return nil, fmt.Sprintf("sending the root to pid %d: %v", cred.Pid, err)
 	}
 	line, err := bufio.NewReader(conn).ReadString('\n')
-	res := &Result{PeerPID: int(cred.Pid)}
+	res := &Result{PeerPID: int(cred.Pid), PeerMountNS: peerNS}
 	switch {
 	case err != nil && line == "":
 		res.PeerErr = fmt.Sprintf("pre-mount (pid %d) ended without saying whether it attached the root: %v", cred.Pid, err)

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
-	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
@@ -109,6 +108,13 @@ func preStart(b Backend, c *Context) error {
 		return nil
 	})
 	if err != nil {
+		// Its private namespace is gone, so are the mounts: the mountpoints
+		// are empty directories again.
+		if c.Record != nil {
+			for _, mp := range c.Record.Mountpoints {
+				os.Remove(mp)
+			}
+		}
 		return err
 	}
 	defer unix.Close(rootFD)
@@ -312,7 +318,8 @@ func serveHandover(b Backend, args []string, stderr io.Writer) int {
 	}
 	// Now the container's mount namespace is known: record it, so that
 	// post-stop can name what is still inside after a stop.
-	if ns, err := holders.MountNSInode(strconv.Itoa(res.PeerPID)); err == nil {
+	inode := strings.TrimSuffix(strings.TrimPrefix(res.PeerMountNS, "mnt:["), "]")
+	if ns, err := strconv.ParseUint(inode, 10, 64); err == nil {
 		run := state.Dir{Path: *dir}
 		if rec, err := run.Load(); err == nil && rec != nil {
 			rec.MountNS = ns

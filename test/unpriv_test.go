@@ -1,0 +1,274 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Unprivileged containers: root-started with lxc.idmap. Root needs no
+// /etc/subuid entry for that, so the tests map a fixed range.
+const (
+	unprivRoot = "100000"
+	unprivMap  = "u 0 100000 65536"
+	unprivGMap = "g 0 100000 65536"
+)
+
+var unprivHookTypes = []string{"pre-start", "pre-mount", "stop", "post-stop"}
+
+// unprivCtr is a container with lxc.idmap and the hook on the four keys an
+// unprivileged container needs. The container's root must reach its
+// rootfs directory: the test run's root is 0700 otherwise.
+func unprivCtr(t *testing.T, hook string, args ...string) *ctr {
+	t.Helper()
+	if err := os.Chmod(workRoot, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return newCtr(t, ctrOpts{hook: hook, args: args, hookTypes: unprivHookTypes,
+		extra: []string{"lxc.idmap = " + unprivMap, "lxc.idmap = " + unprivGMap}})
+}
+
+func ownerOf(t *testing.T, p string) (uint32, uint32) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Uid, st.Gid
+}
+
+// hostOwnerInImage reads a file's owner inside an ext4 image with debugfs,
+// without mounting it.
+func hostOwnerInImage(t *testing.T, img, path string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "stat "+path, img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs: %v %s", err, out)
+	}
+	for _, f := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(f), "User:"); ok {
+			return strings.Fields(rest)[0]
+		}
+	}
+	t.Fatalf("debugfs stat %s: no owner in %s", path, out)
+	return ""
+}
+
+// The checks, for overlay and loopimg: the mapping inside is not
+// the identity; the template's files are root's inside; what the
+// container writes is its root's inside and the mapped root's on the host,
+// persists over a restart, deletions stay; the template file is unchanged
+// (content and owner); no loop device and no runtime state after a stop;
+// loopimg keeps its cap.
+func TestUnprivilegedStartsFromRootOwnedTemplate(t *testing.T) {
+	requireEnv(t)
+	for _, hook := range []string{"lxc-hook-overlay", "lxc-hook-loopimg"} {
+		t.Run(hook, func(t *testing.T) {
+			dir := testDir(t)
+			tpl := filepath.Join(dir, "tpl.squashfs")
+			copyFile(t, tplSquash, tpl)
+			before := fileSHA(t, tpl)
+			var args []string
+			img, upper := filepath.Join(dir, "delta.img"), filepath.Join(dir, "layer")
+			if hook == "lxc-hook-loopimg" {
+				args = []string{"--lower", tpl, "--image", img, "--size", "32M"}
+			} else {
+				args = []string{"--lower", tpl, "--upper", upper}
+			}
+			c := unprivCtr(t, hook, args...)
+
+			c.mustStart()
+			if m := c.mustSh("cat /proc/self/uid_map"); !strings.Contains(m, unprivRoot) {
+				t.Fatalf("uid_map inside is %q, want the container's mapping", m)
+			}
+			if got := c.mustSh("stat -c %u:%g /etc/from-template /bin/busybox"); got != "0:0\n0:0\n" {
+				t.Fatalf("template files inside owned by %q, want root", got)
+			}
+			c.mustSh("echo persisted > /root/note && mkdir -p /srv/new-dir && rm /etc/from-template && sync")
+			if got := c.mustSh("stat -c %u:%g /root/note /srv/new-dir"); got != "0:0\n0:0\n" {
+				t.Fatalf("new files inside owned by %q, want root", got)
+			}
+			if hook == "lxc-hook-loopimg" {
+				if out, err := c.sh("dd if=/dev/zero of=/big bs=1M count=64"); err == nil || !strings.Contains(out, "No space left") {
+					t.Fatalf("writing 64M into a 32M cap did not hit ENOSPC: %v %q", err, out)
+				}
+				c.mustSh("rm /big && sync")
+			}
+			c.stop(false)
+			assertNoLoops(t, dir, "after lxc-stop")
+			if run := c.runDir(); exists(run) {
+				t.Fatalf("runtime directory %s left after a clean stop", run)
+			}
+
+			// On the host the container's files carry its mapped IDs.
+			if hook == "lxc-hook-loopimg" {
+				if got := hostOwnerInImage(t, img, "upper/root/note"); got != unprivRoot {
+					t.Fatalf("new file owned by %s in the image, want %s", got, unprivRoot)
+				}
+			} else {
+				if u, g := ownerOf(t, filepath.Join(upper, "upper", "root", "note")); u != 100000 || g != 100000 {
+					t.Fatalf("new file owned by %d:%d on the host, want 100000:100000", u, g)
+				}
+			}
+
+			c.mustStart()
+			if got := c.mustSh("cat /root/note"); got != "persisted\n" {
+				t.Fatalf("after restart: %q", got)
+			}
+			if out, err := c.sh("cat /etc/from-template"); err == nil {
+				t.Fatalf("deleted template file came back: %q", out)
+			}
+			c.stop(true)
+			assertNoLoops(t, dir, "after lxc-stop -k")
+
+			if after := fileSHA(t, tpl); after != before {
+				t.Fatal("the template file changed")
+			}
+			if u, g := ownerOf(t, tpl); u != 0 || g != 0 {
+				t.Fatalf("template owned by %d:%d after the runs, want 0:0", u, g)
+			}
+			if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
+				t.Fatalf("hook logged errors on a clean run: %v", errs)
+			}
+			if ps := handoverServers(c); len(ps) > 0 {
+				t.Fatalf("handover servers left: %v", ps)
+			}
+		})
+	}
+}
+
+// handoverServers lists processes still serving this container's root.
+func handoverServers(c *ctr) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(b), "__lxc-hooks-handover") && strings.Contains(string(b), c.runDir()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// An unprivileged container's root mount is locked to its namespace by the
+// kernel (MNT_LOCKED): with the namespace pinned by a bind mount, no one
+// can unmount it, so its devices stay until the pin goes. post-stop must
+// say so, naming the pin, and the next start must work once it is gone.
+func TestUnprivilegedPinnedNamespaceNamedAndCleaned(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	img := filepath.Join(dir, "delta.img")
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	c := unprivCtr(t, "lxc-hook-loopimg", "--lower", tpl, "--image", img, "--size", "32M")
+	c.mustStart()
+	pinNamespace(t, c, dir)
+	c.stop(false)
+	pin := filepath.Join(dir, "nspin")
+	if l := loopsUnder(dir); len(l) == 0 {
+		t.Log("the kernel let the stop hook unmount the locked root: no device left")
+	} else {
+		found := false
+		for _, line := range c.hookLogLines("ERROR") {
+			if strings.Contains(line, "post-stop") && strings.Contains(line, pin) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("devices %v held by the pinned namespace, and post-stop did not name the pin %s: %v", l, pin, c.hookLogLines("ERROR"))
+		}
+	}
+	if out, err := exec.Command("umount", pin).CombinedOutput(); err != nil {
+		t.Fatalf("umount pin: %v %s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(loopsUnder(dir)) > 0 && time.Now().Before(deadline) {
+		sleepBriefly()
+	}
+	assertNoLoops(t, dir, "after the pin went (autoclear)")
+	c.mustStart()
+	c.stop(false)
+	assertNoLoops(t, dir, "after a second start and stop")
+}
+
+// waitLog waits, bounded, for a hook line containing all of want: after a
+// failed start, lxc-start returns before LXC's post-stop has run.
+func waitLog(t *testing.T, c *ctr, level string, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range c.hookLogLines(level) {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(l, w)
+			}
+			if ok {
+				return l
+			}
+		}
+		sleepBriefly()
+	}
+	t.Fatalf("no %s line with %q in the LXC log:\n%s", level, want, lastLines(c.log(), 20))
+	return ""
+}
+
+// Refusals reach the container's LXC log (lxc.log.level = INFO): a missing
+// lower, a missing pre-start line, a layer written by a privileged
+// container, and the reverse.
+func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
+	requireEnv(t)
+	t.Run("missing lower", func(t *testing.T) {
+		dir := testDir(t)
+		missing := filepath.Join(dir, "missing.squashfs")
+		c := unprivCtr(t, "lxc-hook-overlay", "--lower", missing, "--upper", filepath.Join(dir, "layer"))
+		if err := c.start(); err == nil {
+			t.Fatal("started without its lower")
+		}
+		waitLog(t, c, "ERROR", "pre-start", missing, "does not exist")
+		assertNoLoops(t, dir, "after the refused start")
+	})
+	t.Run("no pre-start line", func(t *testing.T) {
+		dir := testDir(t)
+		if err := os.Chmod(workRoot, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tplSquash, "--upper", filepath.Join(dir, "layer")},
+			extra: []string{"lxc.idmap = " + unprivMap, "lxc.idmap = " + unprivGMap}})
+		if err := c.start(); err == nil {
+			t.Fatal("an unprivileged container started without the pre-start hook")
+		}
+		waitLog(t, c, "ERROR", "lxc.hook.pre-start")
+	})
+	t.Run("privileged layer started unprivileged", func(t *testing.T) {
+		dir := testDir(t)
+		upper := filepath.Join(dir, "layer")
+		p := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tplSquash, "--upper", upper}})
+		p.mustStart()
+		p.mustSh("echo mine > /root/privileged && sync")
+		p.stop(false)
+		c := unprivCtr(t, "lxc-hook-overlay", "--lower", tplSquash, "--upper", upper)
+		if err := c.start(); err == nil {
+			t.Fatal("a privileged container's layer started unprivileged")
+		}
+		waitLog(t, c, "ERROR", "written by a privileged container", "start it privileged")
+		if u, _ := ownerOf(t, filepath.Join(upper, "upper", "root", "privileged")); u != 0 {
+			t.Fatalf("the refused start changed the layer's owner to %d", u)
+		}
+	})
+	t.Run("unprivileged layer started privileged", func(t *testing.T) {
+		dir := testDir(t)
+		upper := filepath.Join(dir, "layer")
+		c := unprivCtr(t, "lxc-hook-overlay", "--lower", tplSquash, "--upper", upper)
+		c.mustStart()
+		c.stop(false)
+		p := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tplSquash, "--upper", upper}})
+		if err := p.start(); err == nil {
+			t.Fatal("an unprivileged container's layer started privileged")
+		}
+		waitLog(t, p, "ERROR", "written by an unprivileged container", "u:0:100000:65536")
+	})
+}

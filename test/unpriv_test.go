@@ -1,13 +1,17 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Unprivileged containers: root-started with lxc.idmap. Root needs no
@@ -271,4 +275,109 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		}
 		waitLog(t, p, "ERROR", "written by an unprivileged container", "u:0:100000:65536")
 	})
+}
+
+// runWithSubIDs runs a command with /etc/subuid and /etc/subgid replaced
+// by the given contents, in a private mount namespace of a thread of this
+// test (the command inherits it), so the host's files are not touched.
+func runWithSubIDs(t *testing.T, subuid, subgid string, name string, args ...string) (string, error) {
+	t.Helper()
+	dir := testDir(t)
+	fake := map[string]string{"/etc/subuid": subuid, "/etc/subgid": subgid}
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with its namespace
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+			done <- result{err: err}
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			done <- result{err: err}
+			return
+		}
+		for target, content := range fake {
+			src := filepath.Join(dir, filepath.Base(target))
+			os.WriteFile(src, []byte(content), 0o644)
+			if !exists(target) {
+				done <- result{err: fmt.Errorf("%s does not exist to bind over", target)}
+				return
+			}
+			if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+				done <- result{err: err}
+				return
+			}
+		}
+		cmd := exec.Command(name, args...)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		out, err := cmd.CombinedOutput()
+		done <- result{string(out), err}
+	}()
+	r := <-done
+	return r.out, r.err
+}
+
+// init --unprivileged writes lxc.idmap from root's subordinate ranges and
+// the pre-start line; the container starts unprivileged and status shows
+// it. Where root has no range, init names the lines to add.
+func TestUnprivilegedInit(t *testing.T) {
+	requireEnv(t)
+	if err := os.Chmod(workRoot, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	lxcpath := filepath.Join(workRoot, "lxc")
+	os.MkdirAll(lxcpath, 0o755)
+	defaults := filepath.Join(workRoot, "default.conf")
+	os.WriteFile(defaults, []byte("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n"), 0o644)
+	bin := filepath.Join(binDir, "lxc-hook-loopimg")
+
+	name := uniqueName("uinit")
+	out, err := runWithSubIDs(t, "alice:100000:65536\n", "", bin, "init", name, "--template", tplSquash, "-P", lxcpath, "--default-config", defaults, "--unprivileged")
+	if err == nil || !strings.Contains(out, `"root:100000:65536" to /etc/subuid`) || !strings.Contains(out, "/etc/subgid") {
+		t.Fatalf("init without root's ranges: %v %q", err, out)
+	}
+	if exists(filepath.Join(lxcpath, name)) {
+		t.Fatal("the refused init wrote a container")
+	}
+
+	out, err = runWithSubIDs(t, "root:100000:65536\n", "root:100000:65536\n", bin, "init", name, "--template", tplSquash, "-P", lxcpath, "--default-config", defaults, "--unprivileged", "--size", "32M")
+	if err != nil {
+		t.Fatalf("init --unprivileged: %v %s", err, out)
+	}
+	c := &ctr{t: t, name: name, lxcpath: lxcpath, dir: filepath.Join(lxcpath, name), logFile: filepath.Join(lxcpath, name, name+".log")}
+	t.Cleanup(func() {
+		if c.state() != "STOPPED" {
+			exec.Command("lxc-stop", "-k", "-n", c.name, "-P", c.lxcpath).Run()
+		}
+		if t.Failed() {
+			t.Logf("LXC log of %s:\n%s", c.name, lastLines(c.log(), 30))
+		}
+	})
+	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
+	for _, want := range []string{"lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536", "lxc.hook.pre-start = " + bin, "lxc.hook.pre-mount = " + bin} {
+		if !strings.Contains(string(cfg), want+"\n") && !strings.Contains(string(cfg), want+" ") {
+			t.Fatalf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	f, _ := os.OpenFile(filepath.Join(c.dir, "config"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("lxc.log.file = " + c.logFile + "\nlxc.log.level = INFO\n")
+	f.Close()
+
+	c.mustStart()
+	if m := c.mustSh("cat /proc/self/uid_map"); !strings.Contains(m, unprivRoot) {
+		t.Fatalf("uid_map inside is %q", m)
+	}
+	js, err := admin(t, "lxc-hook-loopimg", "status", name, "-P", lxcpath, "--json")
+	if err != nil || !strings.Contains(js, `"unprivileged": true`) || !strings.Contains(js, `"u 0 100000 65536"`) {
+		t.Fatalf("status --json: %v %s", err, js)
+	}
+	txt, _ := admin(t, "lxc-hook-loopimg", "status", name, "-P", lxcpath)
+	if !strings.Contains(txt, "unprivileged, u 0 100000 65536, g 0 100000 65536") {
+		t.Fatalf("status: %s", txt)
+	}
+	c.stop(false)
+	assertNoLoops(t, c.dir, "after lxc-stop")
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
@@ -29,7 +30,7 @@ from inside work, and SIGRTMIN+3 as the halt signal for systemd templates.
 An existing container is never touched. Afterwards: lxc-start -n NAME.`
 
 func cmdInit(k Kind, args []string, stdout io.Writer) error {
-	synopsis := "NAME --template FILE [-P LXCPATH]"
+	synopsis := "NAME --template FILE [-P LXCPATH] [--unprivileged]"
 	if k.Image {
 		synopsis += " [--size SIZE]"
 	}
@@ -45,6 +46,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if !k.Image && k.Program == "lxc-hook-overlay" {
 		fs.StringVar(&size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer (default: half of RAM, tmpfs's own)")
 	}
+	unpriv := fs.Bool("unprivileged", false, "an unprivileged container: lxc.idmap from root's ranges in /etc/subuid and /etc/subgid, and the hook on lxc.hook.pre-start too")
 	defaults := fs.String("default-config", "/etc/lxc/default.conf", "the host's LXC default config `FILE` to copy (networking)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -107,6 +109,12 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var idm *idmap.Mapping
+	if *unpriv {
+		if idm, err = idmap.RootMapping("/etc/subuid", "/etc/subgid"); err != nil {
+			return err
+		}
+	}
 	systemd, err := templateUsesSystemd(lower)
 	if err != nil {
 		return fmt.Errorf("template %q: %w", *tpl, err)
@@ -148,10 +156,18 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if *ephemeral {
 		line += " --ephemeral"
 	}
+	hookTypes := []string{"pre-mount", "stop", "post-stop", "clone"}
+	if idm != nil {
+		b.WriteString("\n# Unprivileged: the container's root is host uid/gid " + idm.String() + ";\n# its pre-mount cannot mount, so pre-start prepares the root (see " + k.Program + " --help)\n")
+		for _, l := range idm.Lines() {
+			fmt.Fprintf(&b, "lxc.idmap = %s\n", l)
+		}
+		hookTypes = append([]string{"pre-start"}, hookTypes...)
+	}
 	b.WriteString("\n# The writable layer: see " + k.Program + " --help\n")
 	b.WriteString("# lxc.hook.clone copies the layer when lxc-copy or lxc-snapshot copies this container;\n")
 	b.WriteString("# lxc-destroy removes the layer with this directory.\n")
-	for _, t := range []string{"pre-mount", "stop", "post-stop", "clone"} {
+	for _, t := range hookTypes {
 		fmt.Fprintf(&b, "lxc.hook.%s = %s\n", t, line)
 	}
 
@@ -164,6 +180,13 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 			return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
 		}
 		return err
+	}
+	if idm != nil {
+		// The container's root (its pre-mount) must reach rootfs/: search
+		// permission, no listing.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return err
+		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, "rootfs"), 0o755); err != nil {
 		return err

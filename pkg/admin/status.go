@@ -48,6 +48,10 @@ type Status struct {
 	// Holders is set for a stopped container whose devices are still
 	// attached: who holds them.
 	Holders string
+	// Unprivileged is true for a container with lxc.idmap; IDMap is its
+	// mapping, one lxc.idmap value each ("u 0 100000 65536").
+	Unprivileged bool     `json:"unprivileged"`
+	IDMap        []string `json:"idmap"`
 }
 
 // LoopStatus is a loop device backing a template or the image.
@@ -116,6 +120,9 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		if s.Holders != "" {
 			fmt.Fprintf(stdout, "  held:      %s\n", strings.TrimPrefix(s.Holders, "; "))
 		}
+		if s.Unprivileged {
+			fmt.Fprintf(stdout, "  idmap:     unprivileged, %s\n", strings.Join(s.IDMap, ", "))
+		}
 	}
 	return nil
 }
@@ -137,6 +144,10 @@ func statusOf(c *container) Status {
 	s := Status{Name: c.Name, State: st, Hook: c.Hook.Program, Config: c.Config, Templates: c.Hook.Lowers}
 	if s.Templates == nil {
 		s.Templates = []string{}
+	}
+	s.IDMap = []string{}
+	if m, err := runner.ConfigMapping(c.Config); err == nil && m != nil {
+		s.Unprivileged, s.IDMap = true, m.Lines()
 	}
 	if c.Hook.Ephemeral {
 		statusEphemeral(c, st, &s)
@@ -309,6 +320,12 @@ func statusJSON(sts []Status) string {
 		field(false, "loop_devices", "["+strings.Join(loops, ", ")+"]")
 		field(false, "holders", jsonString(s.Holders))
 		field(false, "ephemeral", strconv.FormatBool(s.Ephemeral))
+		var idm []string
+		for _, l := range s.IDMap {
+			idm = append(idm, jsonString(l))
+		}
+		field(false, "unprivileged", strconv.FormatBool(s.Unprivileged))
+		field(false, "idmap", "["+strings.Join(idm, ", ")+"]")
 		b.WriteString("}")
 	}
 	b.WriteString("\n]}\n")

@@ -29,11 +29,17 @@ var unprivHookTypes = []string{"pre-start", "pre-mount", "stop", "post-stop"}
 // rootfs directory: the test run's root is 0700 otherwise.
 func unprivCtr(t *testing.T, hook string, args ...string) *ctr {
 	t.Helper()
+	return unprivCtrOpts(t, ctrOpts{hook: hook, args: args})
+}
+
+func unprivCtrOpts(t *testing.T, o ctrOpts) *ctr {
+	t.Helper()
 	if err := os.Chmod(workRoot, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	return newCtr(t, ctrOpts{hook: hook, args: args, hookTypes: unprivHookTypes,
-		extra: []string{"lxc.idmap = " + unprivMap, "lxc.idmap = " + unprivGMap}})
+	o.hookTypes = unprivHookTypes
+	o.extra = append(o.extra, "lxc.idmap = "+unprivMap, "lxc.idmap = "+unprivGMap)
+	return newCtr(t, o)
 }
 
 func ownerOf(t *testing.T, p string) (uint32, uint32) {
@@ -70,20 +76,56 @@ func hostOwnerInImage(t *testing.T, img, path string) string {
 // loopimg keeps its cap.
 func TestUnprivilegedStartsFromRootOwnedTemplate(t *testing.T) {
 	requireEnv(t)
-	for _, hook := range []string{"lxc-hook-overlay", "lxc-hook-loopimg"} {
-		t.Run(hook, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, hook string
+		version    int
+		dirLower   bool // no --lower: the extracted template in lxc.rootfs.path
+	}{
+		{name: "overlay", hook: "lxc-hook-overlay"},
+		{name: "overlay/hook.version=1", hook: "lxc-hook-overlay", version: 1},
+		{name: "overlay/directory-template", hook: "lxc-hook-overlay", dirLower: true},
+		{name: "loopimg", hook: "lxc-hook-loopimg"},
+		{name: "aufs-fallback", hook: "lxc-hook-aufs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hook := tc.hook
 			dir := testDir(t)
 			tpl := filepath.Join(dir, "tpl.squashfs")
 			copyFile(t, tplSquash, tpl)
-			before := fileSHA(t, tpl)
+			var rootfs string
+			if tc.dirLower {
+				tpl = filepath.Join(dir, "rootfs")
+				if out, err := exec.Command("cp", "-a", tplDir, tpl).CombinedOutput(); err != nil {
+					t.Fatalf("cp: %v %s", err, out)
+				}
+				rootfs = tpl
+				// The container's root must reach its rootfs directory.
+				os.Chmod(dir, 0o711)
+			}
+			sum := func() string {
+				if tc.dirLower {
+					return treeSHA(t, tpl)
+				}
+				return fileSHA(t, tpl)
+			}
+			before := sum()
 			var args []string
 			img, upper := filepath.Join(dir, "delta.img"), filepath.Join(dir, "layer")
-			if hook == "lxc-hook-loopimg" {
+			switch {
+			case hook == "lxc-hook-loopimg":
 				args = []string{"--lower", tpl, "--image", img, "--size", "32M"}
-			} else {
+			case tc.dirLower:
+				args = []string{"--upper", upper}
+			default:
 				args = []string{"--lower", tpl, "--upper", upper}
 			}
-			c := unprivCtr(t, hook, args...)
+			if hook == "lxc-hook-aufs" {
+				if kernelHasAufs() {
+					t.Skip("this kernel has AuFS: the fallback to overlayfs is not taken")
+				}
+				args = append(args, "--fallback=overlay")
+			}
+			c := unprivCtrOpts(t, ctrOpts{hook: hook, args: args, hookVersion: tc.version, rootfs: rootfs})
 
 			c.mustStart()
 			if m := c.mustSh("cat /proc/self/uid_map"); !strings.Contains(m, unprivRoot) {
@@ -129,8 +171,8 @@ func TestUnprivilegedStartsFromRootOwnedTemplate(t *testing.T) {
 			c.stop(true)
 			assertNoLoops(t, dir, "after lxc-stop -k")
 
-			if after := fileSHA(t, tpl); after != before {
-				t.Fatal("the template file changed")
+			if after := sum(); after != before {
+				t.Fatal("the template changed")
 			}
 			if u, g := ownerOf(t, tpl); u != 0 || g != 0 {
 				t.Fatalf("template owned by %d:%d after the runs, want 0:0", u, g)
@@ -234,6 +276,16 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		}
 		waitLog(t, c, "ERROR", "pre-start", missing, "does not exist")
 		assertNoLoops(t, dir, "after the refused start")
+	})
+	t.Run("rootfs out of reach", func(t *testing.T) {
+		dir := testDir(t) // 0700
+		rootfs := filepath.Join(dir, "rootfs")
+		os.Mkdir(rootfs, 0o755)
+		c := unprivCtrOpts(t, ctrOpts{hook: "lxc-hook-overlay", rootfs: rootfs, args: []string{"--lower", tplSquash, "--upper", filepath.Join(dir, "layer")}})
+		if err := c.start(); err == nil {
+			t.Fatal("started with a rootfs its root cannot reach")
+		}
+		waitLog(t, c, "ERROR", "pre-start", "out of reach of the container's root", "chmod o+x "+dir)
 	})
 	t.Run("no pre-start line", func(t *testing.T) {
 		dir := testDir(t)
@@ -380,4 +432,107 @@ func TestUnprivilegedInit(t *testing.T) {
 	}
 	c.stop(false)
 	assertNoLoops(t, c.dir, "after lxc-stop")
+}
+
+// runHook runs the hook as LXC would for hook type typ (lxc.hook.version 1).
+func runHook(t *testing.T, c *ctr, hook, typ string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, hook), args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LXC_HOOK_VERSION=1", "LXC_HOOK_TYPE=" + typ,
+		"LXC_NAME=" + c.name, "LXC_CONFIG_FILE=" + filepath.Join(c.dir, "config"), "LXC_ROOTFS_PATH=dir:" + c.rootfs}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// handoverPID is the recorded handover server of c, if any.
+func handoverPID(c *ctr) int {
+	b, err := os.ReadFile(filepath.Join(c.runDir(), "handover.pid"))
+	if err != nil {
+		return 0
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	return pid
+}
+
+func waitNoLoops(t *testing.T, dir, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(loopsUnder(dir)) > 0 && time.Now().Before(deadline) {
+		sleepBriefly()
+	}
+	assertNoLoops(t, dir, when)
+}
+
+// A pre-start whose container never came (LXC or the start died between
+// pre-start and pre-mount) leaves a server holding the prepared root. It
+// ends by itself; killed, it leaves nothing attached; and a start meanwhile
+// ends it and starts normally.
+func TestUnprivilegedUnservedHandover(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	args := []string{"--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M"}
+	c := unprivCtr(t, "lxc-hook-loopimg", args...)
+
+	if out, err := runHook(t, c, "lxc-hook-loopimg", "pre-start", args...); err != nil {
+		t.Fatalf("pre-start by hand: %v %s", err, out)
+	}
+	pid := handoverPID(c)
+	if pid == 0 || len(loopsUnder(dir)) != 2 {
+		t.Fatalf("after pre-start: server %d, loops %v; want a server holding template and image", pid, loopsUnder(dir))
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitNoLoops(t, dir, "after kill -9 of the handover server")
+
+	if out, err := runHook(t, c, "lxc-hook-loopimg", "pre-start", args...); err != nil {
+		t.Fatalf("pre-start by hand: %v %s", err, out)
+	}
+	stale := handoverPID(c)
+	c.mustStart()
+	if err := syscall.Kill(stale, 0); err == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", stale)); strings.Contains(string(b), "__lxc-hooks-handover") {
+			t.Fatalf("the stale handover server %d still runs after a start", stale)
+		}
+	}
+	c.mustSh("echo ok > /root/ok")
+	c.stop(false)
+	assertNoLoops(t, dir, "after lxc-stop")
+	if ps := handoverServers(c); len(ps) > 0 {
+		t.Fatalf("handover servers left: %v", ps)
+	}
+}
+
+// kill -9 of the LXC monitor, then of the container's init: no hook runs
+// at the end, yet the devices go with the container's last process, and
+// the next start cleans up and starts.
+func TestUnprivilegedMonitorKilled(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	c := unprivCtr(t, "lxc-hook-loopimg", "--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M")
+	c.mustStart()
+	c.mustSh("echo before > /root/before && sync")
+	mon, init := monitorPID(t, c), c.pid()
+	syscall.Kill(mon, syscall.SIGKILL)
+	waitGone(t, mon, "the LXC monitor after kill -9")
+	syscall.Kill(init, syscall.SIGKILL)
+	waitGone(t, init, "the container's init after kill -9")
+	waitNoLoops(t, dir, "after the container's last process died")
+	if c.state() == "RUNNING" {
+		t.Fatal("still RUNNING")
+	}
+	c.mustStart()
+	if got := c.mustSh("cat /root/before"); got != "before\n" {
+		t.Fatalf("after the kill: %q", got)
+	}
+	c.stop(false)
+	assertNoLoops(t, dir, "after lxc-stop")
+	if run := c.runDir(); exists(run) {
+		t.Fatalf("runtime directory %s left", run)
+	}
 }

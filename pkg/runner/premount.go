@@ -23,12 +23,12 @@ func preMount(b Backend, c *Context) (err error) {
 		return err
 	}
 	rootfs := c.Inv.RootfsPath
-	if err := checkRootfs(rootfs); err != nil {
-		return err
-	}
 	if idmap.InUserNS() {
 		// An unprivileged container: pre-start built the root as host root.
 		return attachPrepared(c, rootfs)
+	}
+	if err := checkRootfs(rootfs); err != nil {
+		return err
 	}
 	return build(b, c, rootfs, nil)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ func preStart(b Backend, c *Context) error {
 	}
 	uid, _ := m.RootUID()
 	gid, _ := m.RootGID()
+	if err := reachable(rootfs, uid, gid); err != nil {
+		return err
+	}
 	// An earlier start's server, if any, must not serve this start.
 	if handover.Stop(c.Run.Path) {
 		c.Log.Warn("ended the handover server of an earlier start that was still waiting")
@@ -131,6 +135,33 @@ func preStart(b Backend, c *Context) error {
 	}
 	c.Log.WithField("idmap", m.String()).Debug("unprivileged root prepared; waiting for pre-mount to take it")
 	return nil
+}
+
+// reachable checks that the container's root (host uid:gid) may search
+// every directory on the way to the rootfs directory: its pre-mount
+// attaches the root there, and could only say on stderr that it cannot.
+func reachable(rootfs string, uid, gid uint32) error {
+	p := rootfs
+	for {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return fmt.Errorf("rootfs directory %q: %s: %w", rootfs, p, err)
+		}
+		var x uint32 = 0o001
+		switch {
+		case st.Uid == uid:
+			x = 0o100
+		case st.Gid == gid:
+			x = 0o010
+		}
+		if st.Mode&x == 0 && p != rootfs {
+			return fmt.Errorf("rootfs directory %q is out of reach of the container's root (host uid %d): %s (mode %04o, owner %d:%d) gives it no search permission; allow it, e.g. chmod o+x %s (LXC's own unprivileged containers need the same)", rootfs, uid, p, st.Mode&0o7777, st.Uid, st.Gid, p)
+		}
+		if p == "/" {
+			return nil
+		}
+		p = filepath.Dir(p)
+	}
 }
 
 // inPrivateMountNS runs fn on a thread of its own in a new, private mount
@@ -273,9 +304,11 @@ func attachPrepared(c *Context, rootfs string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	err = idmap.Attach(fd, rootfs)
-	if err != nil {
-		err = fmt.Errorf("attaching the prepared root onto %s: %w", rootfs, err)
+	err = checkRootfs(rootfs)
+	if err == nil {
+		if err = idmap.Attach(fd, rootfs); err != nil {
+			err = fmt.Errorf("attaching the prepared root onto %s: %w", rootfs, err)
+		}
 	}
 	conn.Reply(err)
 	if err == nil {

@@ -277,6 +277,23 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		waitLog(t, c, "ERROR", "pre-start", missing, "does not exist")
 		assertNoLoops(t, dir, "after the refused start")
 	})
+	t.Run("template filesystem without idmapped mounts", func(t *testing.T) {
+		dir := testDir(t)
+		tpl := filepath.Join(dir, "ramfs")
+		os.Mkdir(tpl, 0o755)
+		if err := unix.Mount("none", tpl, "ramfs", 0, ""); err != nil {
+			t.Skipf("no ramfs to test with: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(tpl, unix.MNT_DETACH) })
+		if out, err := exec.Command("cp", "-a", tplDir+"/.", tpl).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		c := unprivCtr(t, "lxc-hook-overlay", "--lower", tpl, "--upper", filepath.Join(dir, "layer"))
+		if err := c.start(); err == nil {
+			t.Fatal("started over a lower the kernel cannot idmap")
+		}
+		waitLog(t, c, "ERROR", "pre-start", tpl, "idmapped mount of its ramfs filesystem", "Linux 5.12")
+	})
 	t.Run("rootfs out of reach", func(t *testing.T) {
 		dir := testDir(t) // 0700
 		rootfs := filepath.Join(dir, "rootfs")

@@ -172,12 +172,17 @@ type ctr struct {
 // newCtr writes a container of a variant: floor (LXC's own dir rootfs on the
 // extracted template, no hook), shell (the reference shell hook), overlay,
 // loopimg, loopimg-dio (direct I/O).
+//
+// A "-unpriv" suffix makes the variant an unprivileged container
+// (lxc.idmap): floor-unpriv is LXC's own idmapped dir rootfs
+// (lxc.rootfs.options = idmap=container), the hooks also run on pre-start.
 func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	c := &ctr{b: b, name: name, variant: variant, dir: filepath.Join(b.lxcpath, name)}
 	must(os.MkdirAll(filepath.Join(c.dir, "rootfs"), 0o755))
 	rootfs := filepath.Join(c.dir, "rootfs")
 	hook := ""
-	switch variant {
+	base, unpriv := strings.CutSuffix(variant, "-unpriv")
+	switch base {
 	case "floor":
 		rootfs = b.tplDir
 	case "true-hooks":
@@ -220,8 +225,16 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	cfg.WriteString("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /sbin/init\nlxc.signal.halt = SIGUSR2\n")
 	cfg.WriteString("lxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n")
 	fmt.Fprintf(&cfg, "lxc.log.file = %s\nlxc.log.level = WARN\n", filepath.Join(c.dir, name+".log"))
+	hookTypes := []string{"pre-mount", "stop", "post-stop"}
+	if unpriv {
+		cfg.WriteString("lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n")
+		if base == "floor" {
+			cfg.WriteString("lxc.rootfs.options = idmap=container\n")
+		}
+		hookTypes = append([]string{"pre-start"}, hookTypes...)
+	}
 	if hook != "" {
-		for _, t := range []string{"pre-mount", "stop", "post-stop"} {
+		for _, t := range hookTypes {
 			if variant == "shell" && t != "pre-mount" {
 				continue
 			}
@@ -258,7 +271,7 @@ func (c *ctr) sh(script string) (string, error) {
 }
 
 // hookTimes reads the "TYPE done took=..." lines the hooks log at debug.
-var doneRe = regexp.MustCompile(` - (pre-mount|stop|post-stop) done took=(\S+)`)
+var doneRe = regexp.MustCompile(` - (pre-start|pre-mount|stop|post-stop) done took=(\S+)`)
 
 func (c *ctr) hookTimes() map[string][]time.Duration {
 	out := map[string][]time.Duration{}
@@ -305,7 +318,7 @@ func (b *bench) attachTime(n int) time.Duration {
 	return median(ds)
 }
 
-var variants = []string{"floor", "true-hooks", "shell", "overlay", "loopimg", "loopimg-dirtpl"}
+var variants = []string{"floor", "true-hooks", "shell", "overlay", "loopimg", "loopimg-dirtpl", "floor-unpriv", "overlay-unpriv", "loopimg-unpriv"}
 
 func (b *bench) startStop() {
 	r := b.report
@@ -339,7 +352,7 @@ func (b *bench) startStop() {
 	for _, v := range variants {
 		row := startStopRow{variant: v, start: median(starts[v]), stop: median(stops[v])}
 		ht := cs[v].hookTimes()
-		row.preMount, row.stopHook, row.postStop = median(ht["pre-mount"]), median(ht["stop"]), median(ht["post-stop"])
+		row.preStart, row.preMount, row.stopHook, row.postStop = median(ht["pre-start"]), median(ht["pre-mount"]), median(ht["stop"]), median(ht["post-stop"])
 		r.startStop = append(r.startStop, row)
 	}
 }

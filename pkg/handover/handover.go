@@ -139,6 +139,9 @@ type Result struct {
 	PeerMountNS string
 	// PeerErr is the error line pre-mount sent back ("" for success).
 	PeerErr string
+	// PeerTook is how long pre-mount took, as it said, for the debug line
+	// it cannot write itself.
+	PeerTook string
 }
 
 // Serve is the server's work: listener and mountFD are its fds 3 and 4.
@@ -208,7 +211,8 @@ func serveOne(conn *net.UnixConn, uid uint32, hostNS string, mountFD int, deadli
 	switch {
 	case err != nil && line == "":
 		res.PeerErr = fmt.Sprintf("pre-mount (pid %d) ended without saying whether it attached the root: %v", cred.Pid, err)
-	case strings.TrimSpace(line) == "ok":
+	case strings.HasPrefix(line, "ok"):
+		res.PeerTook = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "ok"))
 	default:
 		res.PeerErr = strings.TrimSpace(strings.TrimPrefix(line, "error "))
 	}
@@ -263,9 +267,9 @@ func Receive(dir string, timeout time.Duration) (int, *Conn, error) {
 
 // Reply tells the server whether the root was attached (err nil) or why
 // not, so it lands in the container's LXC log, which pre-mount cannot
-// open; and closes the connection.
-func (c *Conn) Reply(err error) {
-	msg := "ok\n"
+// open, and how long pre-mount took; and closes the connection.
+func (c *Conn) Reply(err error, took time.Duration) {
+	msg := "ok " + took.Round(10*time.Microsecond).String() + "\n"
 	if err != nil {
 		msg = "error " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"
 	}

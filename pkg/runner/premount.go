@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
@@ -18,14 +19,14 @@ import (
 // the rootfs: it stacks the layers onto the rootfs directory, which LXC
 // then bind-mounts as the container's root. Mounts made here are the
 // container's alone (LXC made every shared mount a slave first).
-func preMount(b Backend, c *Context) (err error) {
+func preMount(b Backend, c *Context, started time.Time) (err error) {
 	if err := CheckConfig(c.Common.Config, c.Inv.ConfigFile, b.Program()); err != nil {
 		return err
 	}
 	rootfs := c.Inv.RootfsPath
 	if idmap.InUserNS() {
 		// An unprivileged container: pre-start built the root as host root.
-		return attachPrepared(c, rootfs)
+		return attachPrepared(c, rootfs, started)
 	}
 	if err := checkRootfs(rootfs); err != nil {
 		return err

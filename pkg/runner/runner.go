@@ -196,7 +196,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		done()
 		return 0
 	case hook.PreMount:
-		if err := preMount(b, c); err != nil {
+		if err := preMount(b, c, started); err != nil {
 			log.Error(err)
 			return 1
 		}

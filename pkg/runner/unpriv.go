@@ -297,7 +297,7 @@ func kernelRelease() string {
 // the container's mount namespace. What goes wrong is sent back to the
 // server, which writes it to the container's LXC log (this process, the
 // container's root, cannot open it).
-func attachPrepared(c *Context, rootfs string) error {
+func attachPrepared(c *Context, rootfs string, started time.Time) error {
 	fd, conn, err := handover.Receive(c.Run.Path, 10*time.Second)
 	if errors.Is(err, handover.ErrNoServer) {
 		return fmt.Errorf("this is an unprivileged container (lxc.idmap) and no lxc.hook.pre-start prepared its root (%v): put the same hook line on lxc.hook.pre-start as on lxc.hook.pre-mount", err)
@@ -312,7 +312,7 @@ func attachPrepared(c *Context, rootfs string) error {
 			err = fmt.Errorf("attaching the prepared root onto %s: %w", rootfs, err)
 		}
 	}
-	conn.Reply(err)
+	conn.Reply(err, time.Since(started))
 	if err == nil {
 		c.Log.Debugf("attached the prepared root onto %s", rootfs)
 	}
@@ -351,6 +351,8 @@ func serveHandover(b Backend, args []string, stderr io.Writer) int {
 		log.Error(res.PeerErr)
 		return 1
 	}
+	// pre-mount's own "done" line, which it cannot write (see runner.Main).
+	log.WithField("took", res.PeerTook).Debugf("%s done", hook.PreMount)
 	// Now the container's mount namespace is known: record it, so that
 	// post-stop can name what is still inside after a stop.
 	inode := strings.TrimSuffix(strings.TrimPrefix(res.PeerMountNS, "mnt:["), "]")

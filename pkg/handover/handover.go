@@ -16,12 +16,9 @@
 package handover
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -56,36 +53,47 @@ func Spawn(exe, dir string, uid, gid uint32, mountFD int, args []string) error {
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing the stale socket %s: %w", sock, err)
 	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	// Raw sockets, not package net: it would add a sixth to each binary.
+	lfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("handover socket: %w", err)
 	}
-	l.SetUnlinkOnClose(false) // the server's copy keeps serving it
-	defer l.Close()
+	lf := os.NewFile(uintptr(lfd), "listener")
+	defer lf.Close()
+	if err := unix.Bind(lfd, &unix.SockaddrUnix{Name: sock}); err != nil {
+		return fmt.Errorf("handover socket %s: %w", sock, err)
+	}
+	if err := unix.Listen(lfd, 4); err != nil {
+		return fmt.Errorf("handover socket %s: %w", sock, err)
+	}
 	if err := os.Chown(sock, int(uid), int(gid)); err != nil {
 		return fmt.Errorf("handover socket: %w", err)
 	}
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return fmt.Errorf("handover socket: %w", err)
 	}
-	lf, err := l.File()
-	if err != nil {
-		return fmt.Errorf("handover socket: %w", err)
-	}
-	defer lf.Close()
 	mf := os.NewFile(uintptr(mountFD), "layered root")
 
-	cmd := exec.Command(exe, append([]string{ServeArg, "--uid", strconv.FormatUint(uint64(uid), 10)}, args...)...)
-	cmd.ExtraFiles = []*os.File{lf, mf} // fds 3 and 4
-	// Its own session: LXC's signals to the hook's process group do not
-	// reach it. Stdio stays nil, i.e. /dev/null.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	argv := append([]string{exe, ServeArg, "--uid", strconv.FormatUint(uint64(uid), 10)}, args...)
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	// Stdio on /dev/null: LXC reads a hook's output until EOF, so an
+	// inherited pipe would hold the start. Its own session: LXC's signals to
+	// the hook's process group do not reach it. os.StartProcess, not
+	// os/exec: that package would add to every binary.
+	p, err := os.StartProcess(exe, argv, &os.ProcAttr{
+		Files: []*os.File{null, null, null, lf, mf}, // fds 3 and 4
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
 		return fmt.Errorf("starting the handover server: %w", err)
 	}
-	pid := cmd.Process.Pid
+	pid := p.Pid
 	st, _ := StartTime(pid)
-	_ = cmd.Process.Release() // not waited for: it outlives this hook
+	_ = p.Release() // not waited for: it outlives this hook
 	id := fmt.Sprintf("%d %d\n", pid, st)
 	if err := os.WriteFile(filepath.Join(dir, PIDFile), []byte(id), 0o600); err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
@@ -144,37 +152,40 @@ type Result struct {
 	PeerTook string
 }
 
-// Serve is the server's work: listener and mountFD are its fds 3 and 4.
-// It returns when one authenticated peer was served, or at deadline.
-// reject is told about peers that were turned away.
+// Serve is the server's work: its fds 3 and 4 are the listening socket
+// and the mount. It returns when one authenticated peer was served, or at
+// deadline. reject is told about peers that were turned away.
 func Serve(uid uint32, deadline time.Time, reject func(string)) (*Result, error) {
-	lf := os.NewFile(3, "listener")
-	mountFD := 4
-	ln, err := net.FileListener(lf)
-	lf.Close()
-	if err != nil {
-		return nil, fmt.Errorf("handover listener: %w", err)
-	}
-	l := ln.(*net.UnixListener)
-	l.SetUnlinkOnClose(false)
-	defer l.Close()
-	if err := l.SetDeadline(deadline); err != nil {
-		return nil, err
-	}
+	const lfd, mountFD = 3, 4
+	defer unix.Close(lfd)
 	hostNS, err := mountNS("self")
 	if err != nil {
 		return nil, err
 	}
 	for {
-		conn, err := l.AcceptUnix()
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("no lxc.hook.pre-mount came for the prepared root within %s; it is let go", Timeout)
+		}
+		fds := []unix.PollFd{{Fd: lfd, Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(left/time.Millisecond)+1); err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return nil, fmt.Errorf("handover poll: %w", err)
+		}
+		if fds[0].Revents == 0 {
+			continue // the deadline check above ends it
+		}
+		cfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, fmt.Errorf("no lxc.hook.pre-mount came for the prepared root within %s; it is let go", Timeout)
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ECONNABORTED) {
+				continue
 			}
 			return nil, fmt.Errorf("handover accept: %w", err)
 		}
-		res, why := serveOne(conn, uid, hostNS, mountFD, deadline)
-		conn.Close()
+		res, why := serveOne(cfd, uid, hostNS, mountFD, deadline)
+		unix.Close(cfd)
 		if res != nil {
 			return res, nil
 		}
@@ -182,18 +193,10 @@ func Serve(uid uint32, deadline time.Time, reject func(string)) (*Result, error)
 	}
 }
 
-func serveOne(conn *net.UnixConn, uid uint32, hostNS string, mountFD int, deadline time.Time) (*Result, string) {
-	raw, err := conn.SyscallConn()
+func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Time) (*Result, string) {
+	cred, err := unix.GetsockoptUcred(cfd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
-		return nil, err.Error()
-	}
-	var cred *unix.Ucred
-	var credErr error
-	raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if credErr != nil {
-		return nil, fmt.Sprintf("SO_PEERCRED: %v", credErr)
+		return nil, fmt.Sprintf("SO_PEERCRED: %v", err)
 	}
 	if cred.Uid != uid {
 		return nil, fmt.Sprintf("turned away pid %d: uid %d is not the container's root (%d)", cred.Pid, cred.Uid, uid)
@@ -202,21 +205,54 @@ func serveOne(conn *net.UnixConn, uid uint32, hostNS string, mountFD int, deadli
 	if err != nil || peerNS == hostNS {
 		return nil, fmt.Sprintf("turned away pid %d: not in a container's mount namespace", cred.Pid)
 	}
-	conn.SetDeadline(deadline)
-	if _, _, err := conn.WriteMsgUnix([]byte("root\n"), unix.UnixRights(mountFD), nil); err != nil {
+	setTimeout(cfd, time.Until(deadline))
+	if err := unix.Sendmsg(cfd, []byte("root\n"), unix.UnixRights(mountFD), nil, 0); err != nil {
 		return nil, fmt.Sprintf("sending the root to pid %d: %v", cred.Pid, err)
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	line, err := readLine(cfd)
 	res := &Result{PeerPID: int(cred.Pid), PeerMountNS: peerNS}
 	switch {
 	case err != nil && line == "":
 		res.PeerErr = fmt.Sprintf("pre-mount (pid %d) ended without saying whether it attached the root: %v", cred.Pid, err)
 	case strings.HasPrefix(line, "ok"):
-		res.PeerTook = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "ok"))
+		res.PeerTook = strings.TrimSpace(strings.TrimPrefix(line, "ok"))
 	default:
 		res.PeerErr = strings.TrimSpace(strings.TrimPrefix(line, "error "))
 	}
 	return res, ""
+}
+
+// setTimeout bounds every read and write on fd.
+func setTimeout(fd int, d time.Duration) {
+	if d < time.Millisecond {
+		d = time.Millisecond
+	}
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+}
+
+// readLine reads up to a newline or EOF (a line is at most 4 KiB).
+func readLine(fd int) (string, error) {
+	var b []byte
+	buf := make([]byte, 512)
+	for len(b) < 4096 {
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return string(b), err
+		}
+		if n == 0 {
+			return string(b), errors.New("EOF")
+		}
+		b = append(b, buf[:n]...)
+		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
+			return string(b[:i]), nil
+		}
+	}
+	return string(b), nil
 }
 
 func mountNS(pid string) (string, error) {
@@ -224,7 +260,7 @@ func mountNS(pid string) (string, error) {
 }
 
 // Conn is pre-mount's end of a handover.
-type Conn struct{ c *net.UnixConn }
+type Conn struct{ fd int }
 
 // ErrNoServer means nothing serves the socket: pre-start did not run this
 // hook (no lxc.hook.pre-start line), or its server is gone.
@@ -233,35 +269,38 @@ var ErrNoServer = errors.New("no handover server")
 // Receive connects to the server in dir and returns the mount fd.
 func Receive(dir string, timeout time.Duration) (int, *Conn, error) {
 	sock := filepath.Join(dir, Socket)
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return -1, nil, fmt.Errorf("handover socket: %w", err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
+		unix.Close(fd)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
 			return -1, nil, fmt.Errorf("%w at %s: %v", ErrNoServer, sock, err)
 		}
 		return -1, nil, fmt.Errorf("handover socket %s: %w", sock, err)
 	}
-	c.SetDeadline(time.Now().Add(timeout))
+	setTimeout(fd, timeout)
 	buf := make([]byte, 16)
 	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
-		c.Close()
+		unix.Close(fd)
 		return -1, nil, fmt.Errorf("handover socket %s: %w", sock, err)
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err == nil && len(msgs) == 1 {
 		fds, err := unix.ParseUnixRights(&msgs[0])
 		if err == nil && len(fds) == 1 && string(buf[:n]) == "root\n" {
-			unix.CloseOnExec(fds[0])
-			return fds[0], &Conn{c}, nil
+			return fds[0], &Conn{fd}, nil
 		}
 		if err == nil {
-			for _, fd := range fds {
-				unix.Close(fd)
+			for _, f := range fds {
+				unix.Close(f)
 			}
 		}
 	}
-	c.Close()
+	unix.Close(fd)
 	return -1, nil, fmt.Errorf("handover socket %s: the server sent no root (%q)", sock, buf[:n])
 }
 
@@ -273,6 +312,6 @@ func (c *Conn) Reply(err error, took time.Duration) {
 	if err != nil {
 		msg = "error " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"
 	}
-	c.c.Write([]byte(msg))
-	c.c.Close()
+	unix.Write(c.fd, []byte(msg))
+	unix.Close(c.fd)
 }

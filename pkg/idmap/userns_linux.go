@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 
@@ -30,34 +29,39 @@ func Hold() int {
 // maps written, opens /proc/PID/ns/user and ends the placeholder: the fd
 // keeps the namespace. The caller closes the file.
 func UserNS(exe string, m *Mapping) (*os.File, error) {
-	cmd := exec.Command(exe, HoldArg)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER,
-		UidMappings: sysMaps(m.UID),
-		GidMappings: sysMaps(m.GID),
-		// The maps are written by this (root) process, so "deny" is not
-		// needed for gid_map.
-		GidMappingsEnableSetgroups: true,
-		Pdeathsig:                  syscall.SIGKILL,
-	}
-	stdin, err := cmd.StdinPipe()
+	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		stdin.Close()
+	defer r.Close()
+	defer w.Close()
+	// os.StartProcess, not os/exec: that package would add to every binary.
+	p, err := os.StartProcess(exe, []string{exe, HoldArg}, &os.ProcAttr{
+		Files: []*os.File{r, nil, nil},
+		Sys: &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: sysMaps(m.UID),
+			GidMappings: sysMaps(m.GID),
+			// The maps are written by this (root) process, so setgroups
+			// need not be denied.
+			GidMappingsEnableSetgroups: true,
+			Pdeathsig:                  syscall.SIGKILL,
+		},
+	})
+	if err != nil {
 		return nil, fmt.Errorf("starting a process in a user namespace with the container's lxc.idmap (%s): %w", m, err)
 	}
-	// Start returns once the maps are written and the program runs.
-	f, err := os.Open("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/user")
-	stdin.Close()
-	if werr := cmd.Wait(); werr != nil && err == nil {
-		// It exits 0 on EOF; anything else means the maps were not as asked.
-		f.Close()
-		return nil, fmt.Errorf("the user namespace placeholder failed: %w", werr)
-	}
+	// StartProcess returns once the maps are written and the program runs.
+	f, err := os.Open("/proc/" + strconv.Itoa(p.Pid) + "/ns/user")
+	w.Close()
+	st, werr := p.Wait()
 	if err != nil {
 		return nil, fmt.Errorf("opening the user namespace with the container's lxc.idmap: %w", err)
+	}
+	if werr != nil || !st.Success() {
+		// It exits 0 on EOF; anything else means it did not run as asked.
+		f.Close()
+		return nil, fmt.Errorf("the user namespace placeholder failed: %v %v", werr, st)
 	}
 	return f, nil
 }

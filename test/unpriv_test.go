@@ -553,3 +553,26 @@ func TestUnprivilegedMonitorKilled(t *testing.T) {
 		t.Fatalf("runtime directory %s left", run)
 	}
 }
+
+// A process kept in an unprivileged container's mount namespace holds its
+// devices past the stop: post-stop names it, and they go when it does.
+func TestUnprivilegedNamespaceHeldByProcessNamed(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	c := unprivCtr(t, "lxc-hook-loopimg", "--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M")
+	c.mustStart()
+	holder, who := holdNamespace(t, c)
+	c.stop(false)
+	if len(loopsUnder(dir)) == 0 {
+		t.Fatal("no device held, yet a process is in the namespace")
+	}
+	waitLog(t, c, "ERROR", "post-stop", who)
+	holder.Process.Kill()
+	holder.Wait()
+	waitNoLoops(t, dir, "after the holder ended")
+	c.mustStart()
+	c.stop(false)
+	assertNoLoops(t, dir, "after a second start and stop")
+}

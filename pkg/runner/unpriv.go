@@ -46,8 +46,28 @@ import (
 const MinKernel = "5.19"
 
 type unprivBuild struct {
-	m      *idmap.Mapping
-	userns *os.File
+	m *idmap.Mapping
+	// userns delivers the user namespace with the container's mapping,
+	// made while the layers are mounted (it starts a process).
+	userns <-chan usernsResult
+	ns     *os.File
+}
+
+type usernsResult struct {
+	f   *os.File
+	err error
+}
+
+// userNS waits for the user namespace.
+func (u *unprivBuild) userNS() (*os.File, error) {
+	if u.ns == nil {
+		r := <-u.userns
+		if r.err != nil {
+			return nil, r.err
+		}
+		u.ns = r.f
+	}
+	return u.ns, nil
 }
 
 // ConfigMapping reads a container config's lxc.idmap; nil for a
@@ -89,11 +109,17 @@ func preStart(b Backend, c *Context) error {
 	if handover.Stop(c.Run.Path) {
 		c.Log.Warn("ended the handover server of an earlier start that was still waiting")
 	}
-	userns, err := idmap.UserNS("/proc/self/exe", m)
-	if err != nil {
-		return err
-	}
-	defer userns.Close()
+	nsc := make(chan usernsResult, 1)
+	go func() {
+		f, err := idmap.UserNS("/proc/self/exe", m)
+		nsc <- usernsResult{f, err}
+	}()
+	u := &unprivBuild{m: m, userns: nsc}
+	defer func() {
+		if f, err := u.userNS(); err == nil {
+			f.Close()
+		}
+	}()
 
 	var rootFD int
 	err = inPrivateMountNS(func() error {
@@ -101,7 +127,7 @@ func preStart(b Backend, c *Context) error {
 		if err != nil {
 			return err
 		}
-		if err := build(b, c, target, &unprivBuild{m: m, userns: userns}); err != nil {
+		if err := build(b, c, target, u); err != nil {
 			return err
 		}
 		// The record says it; the mount itself leaves with this namespace.
@@ -208,9 +234,13 @@ func searchable(dirs ...string) error {
 // idmapLowers replaces each lower by an idmapped clone of it, attached on
 // a mountpoint of the private namespace.
 func (u *unprivBuild) idmapLowers(c *Context, lowers []layer.Lower, dirs []string) ([]string, error) {
+	userns, err := u.userNS()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]string, len(dirs))
 	for i, d := range dirs {
-		fd, err := idmap.Clone(d, u.userns)
+		fd, err := idmap.Clone(d, userns)
 		if err != nil {
 			if errors.Is(err, idmap.ErrNoIdmap) {
 				fs := lowers[i].FSType

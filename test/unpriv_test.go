@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -575,4 +576,57 @@ func TestUnprivilegedNamespaceHeldByProcessNamed(t *testing.T) {
 	c.mustStart()
 	c.stop(false)
 	assertNoLoops(t, dir, "after a second start and stop")
+}
+
+// Unprivileged containers started at once share one template device, each
+// gets its own root through its own handover; all stop clean.
+func TestUnprivilegedParallelStartsShareTemplate(t *testing.T) {
+	requireEnv(t)
+	const n = 8
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	cs := make([]*ctr, n)
+	for i := range cs {
+		cs[i] = unprivCtr(t, "lxc-hook-loopimg", "--lower", tpl, "--image", filepath.Join(dir, fmt.Sprintf("img%d.img", i)), "--size", "32M")
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func(i int, c *ctr) {
+			defer wg.Done()
+			errs[i] = c.start()
+		}(i, c)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("container %d: %v\n%s", i, err, strings.Join(cs[i].hookLogLines("ERROR"), "\n"))
+		}
+	}
+	templates := 0
+	for _, l := range loopsUnder(dir) {
+		if strings.Contains(l, "tpl.squashfs") {
+			templates++
+		}
+	}
+	if templates != 1 {
+		t.Fatalf("%d template devices for %d containers, want 1: %v", templates, n, loopsUnder(dir))
+	}
+	for i, c := range cs {
+		c.mustSh(fmt.Sprintf("echo %d > /root/me", i))
+		if got := c.mustSh("stat -c %u /etc/from-template"); got != "0\n" {
+			t.Fatalf("container %d: template file owned by %q inside", i, got)
+		}
+	}
+	for _, c := range cs {
+		wg.Add(1)
+		go func(c *ctr) {
+			defer wg.Done()
+			c.lxc("lxc-stop", "-k")
+		}(c)
+	}
+	wg.Wait()
+	assertNoLoops(t, dir, "after all stopped")
 }

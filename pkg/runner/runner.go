@@ -251,6 +251,7 @@ func printUsage(b Backend, fs *flag.FlagSet, w io.Writer) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
+	fmt.Fprintf(w, "\nUnprivileged containers (lxc.idmap): put the same line on lxc.hook.pre-start too;\nthe template is idmapped, never chowned (Linux %s or newer).\n", MinKernel)
 	fmt.Fprintf(w, "\nRun by hand: %s init|status|resize|release|copy ... (each with --help)\n", b.Program())
 }
 

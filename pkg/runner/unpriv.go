@@ -247,7 +247,7 @@ func (u *unprivBuild) idmapLowers(c *Context, lowers []layer.Lower, dirs []strin
 				if fs == "" {
 					fs = fsTypeOf(d)
 				}
-				return nil, fmt.Errorf("lower %q: this kernel cannot make an idmapped mount of its %s filesystem (%v), and an unprivileged container (lxc.idmap) sees the template's files as its root's only through one (the template is never chowned); idmapped mounts need Linux 5.12 or newer and a filesystem that supports them (this kernel: %s); put the template on one (ext4, xfs, btrfs, or a squashfs or erofs image file), or start the container privileged", lowers[i].Path, fs, err, kernelRelease())
+				return nil, fmt.Errorf("lower %q: this kernel cannot make an idmapped mount of its %s filesystem (%v), and an unprivileged container (lxc.idmap) sees the template's files as its root's only through one (the template is never chowned); idmapped mounts need Linux 5.12 or newer, overlayfs over them Linux %s, and a filesystem that supports them (this kernel: %s); put the template on one (ext4, xfs, btrfs, or a squashfs or erofs image file), or start the container privileged", lowers[i].Path, fs, err, MinKernel, kernelRelease())
 			}
 			return nil, fmt.Errorf("lower %q: %w", lowers[i].Path, err)
 		}

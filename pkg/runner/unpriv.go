@@ -102,7 +102,7 @@ func preStart(b Backend, c *Context) error {
 	}
 	uid, _ := m.RootUID()
 	gid, _ := m.RootGID()
-	if err := reachable(rootfs, uid, gid); err != nil {
+	if err := reachable("rootfs directory", rootfs, uid, gid, false); err != nil {
 		return err
 	}
 	// An earlier start's server, if any, must not serve this start.
@@ -154,6 +154,9 @@ func preStart(b Backend, c *Context) error {
 	if err := searchable(c.Common.RunDir, c.Run.Path); err != nil {
 		return err
 	}
+	if err := reachable("runtime directory (--run-dir)", c.Run.Path, uid, gid, true); err != nil {
+		return err
+	}
 	args := []string{"--name", c.Inv.Name, "--config", c.Inv.ConfigFile, "--dir", c.Run.Path,
 		"--parent-pid", strconv.Itoa(hostParentPID()), "--log-level", c.Common.LogLevel}
 	if err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, rootFD, args); err != nil {
@@ -164,14 +167,14 @@ func preStart(b Backend, c *Context) error {
 }
 
 // reachable checks that the container's root (host uid:gid) may search
-// every directory on the way to the rootfs directory: its pre-mount
-// attaches the root there, and could only say on stderr that it cannot.
-func reachable(rootfs string, uid, gid uint32) error {
-	p := rootfs
-	for {
+// every directory on the way to dir (and dir itself with self): its
+// pre-mount attaches the root onto the rootfs directory and takes it from
+// the runtime directory, and could only say on stderr that it cannot.
+func reachable(what, dir string, uid, gid uint32, self bool) error {
+	for p := dir; ; p = filepath.Dir(p) {
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err != nil {
-			return fmt.Errorf("rootfs directory %q: %s: %w", rootfs, p, err)
+			return fmt.Errorf("%s %q: %s: %w", what, dir, p, err)
 		}
 		var x uint32 = 0o001
 		switch {
@@ -180,13 +183,12 @@ func reachable(rootfs string, uid, gid uint32) error {
 		case st.Gid == gid:
 			x = 0o010
 		}
-		if st.Mode&x == 0 && p != rootfs {
-			return fmt.Errorf("rootfs directory %q is out of reach of the container's root (host uid %d): %s (mode %04o, owner %d:%d) gives it no search permission; allow it, e.g. chmod o+x %s (LXC's own unprivileged containers need the same)", rootfs, uid, p, st.Mode&0o7777, st.Uid, st.Gid, p)
+		if st.Mode&x == 0 && (p != dir || self) {
+			return fmt.Errorf("%s %q is out of reach of the container's root (host uid %d): %s (mode %04o, owner %d:%d) gives it no search permission; allow it, e.g. chmod o+x %s (LXC's own unprivileged containers need the same)", what, dir, uid, p, st.Mode&0o7777, st.Uid, st.Gid, p)
 		}
 		if p == "/" {
 			return nil
 		}
-		p = filepath.Dir(p)
 	}
 }
 

@@ -61,3 +61,55 @@ func ThreadMounts(hostProc *os.File) ([]*mountinfo.Info, error) {
 	defer f.Close()
 	return mountinfo.GetMountsFromReader(io.Reader(f), nil)
 }
+
+// DetachRoot takes the calling thread's root mount out of its mount
+// namespace, also where the kernel locked it there: the root of an
+// unprivileged container is MNT_LOCKED (pivot_root moved the lock of the
+// copied host root onto it), and umount(2) refuses a locked mount with
+// EINVAL whoever asks. pivot_root moves the lock again: so an empty,
+// read-only tmpfs is stacked on the root, the thread pivots into it (the
+// lock goes to the tmpfs), and the old root, now unlocked, is detached.
+// Processes whose root was the old root get the tmpfs as theirs (pivot_root
+// does that); what they still hold open of the old root keeps it alive.
+//
+// Only for a thread of its own in the namespace (see InNamespace), after
+// the container has stopped.
+func DetachRoot() error {
+	// pivot_root refuses shared mounts around it, and LXC leaves the
+	// container's root shared.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making the root private: %w", err)
+	}
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen tmpfs: %w", err)
+	}
+	defer unix.Close(fsfd)
+	for k, v := range map[string]string{"size": "4k", "mode": "0555"} {
+		if err := unix.FsconfigSetString(fsfd, k, v); err != nil {
+			return fmt.Errorf("tmpfs %s=%s: %w", k, v, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("tmpfs: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsmount tmpfs: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, "/", unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("stacking a tmpfs on the root: %w", err)
+	}
+	if err := unix.Fchdir(mfd); err != nil {
+		return fmt.Errorf("chdir into the tmpfs: %w", err)
+	}
+	// The pivot_root(".", ".") idiom: the old root ends up stacked on ".".
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root into the tmpfs: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &Error{Op: "umount", Target: "the old root", Err: err}
+	}
+	return nil
+}

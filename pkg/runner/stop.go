@@ -53,11 +53,19 @@ func stop(b Backend, c *Context) {
 		// umount(2) says EINVAL, taken as "already gone", for a locked
 		// mount too: the root of an unprivileged container is locked to its
 		// namespace (MNT_LOCKED, pivot_root moves the lock of the copied
-		// host root onto it), and no one can unmount it. It goes with the
-		// namespace; post-stop names what keeps that alive.
+		// host root onto it), and no one can unmount it.
+		// mount.DetachRoot gets it out anyway.
 		if after, err := mount.ThreadMounts(hostProc); err == nil {
 			for _, m := range selectOurs(after, b.MountSource(), c.Run.Path, devs) {
-				c.Log.Debugf("%s stays in the container's mount namespace (locked); it goes with the namespace", m.Mountpoint)
+				if m.Mountpoint != "/" {
+					failed = append(failed, fmt.Sprintf("%s is still mounted", m.Mountpoint))
+					continue
+				}
+				if err := mount.DetachRoot(); err != nil {
+					failed = append(failed, fmt.Sprintf("detaching the container's locked root: %v", err))
+					continue
+				}
+				c.Log.Debug("detached the container's root, locked to its namespace, by pivoting the namespace into an empty tmpfs")
 			}
 		}
 		return nil

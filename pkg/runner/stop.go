@@ -43,31 +43,42 @@ func stop(b Backend, c *Context) {
 		}
 		ours := selectOurs(mounts, b.MountSource(), c.Run.Path, devs)
 		ids = mountIDs(ours)
+		root := false
 		for _, m := range ours {
 			if err := mount.Unmount(m.Mountpoint); err != nil {
 				failed = append(failed, err.Error())
 				continue
 			}
+			if m.Mountpoint == "/" {
+				root = true // checked below
+				continue
+			}
 			c.Log.WithField("fstype", m.FSType).Debugf("detached %s in the container's mount namespace", m.Mountpoint)
+		}
+		if !root {
+			return nil
 		}
 		// umount(2) says EINVAL, taken as "already gone", for a locked
 		// mount too: the root of an unprivileged container is locked to its
-		// namespace (MNT_LOCKED, pivot_root moves the lock of the copied
-		// host root onto it), and no one can unmount it.
-		// mount.DetachRoot gets it out anyway.
-		if after, err := mount.ThreadMounts(hostProc); err == nil {
-			for _, m := range selectOurs(after, b.MountSource(), c.Run.Path, devs) {
-				if m.Mountpoint != "/" {
-					failed = append(failed, fmt.Sprintf("%s is still mounted", m.Mountpoint))
-					continue
-				}
-				if err := mount.DetachRoot(); err != nil {
-					failed = append(failed, fmt.Sprintf("detaching the container's locked root: %v", err))
-					continue
-				}
-				c.Log.Debug("detached the container's root, locked to its namespace, by pivoting the namespace into an empty tmpfs")
-			}
+		// namespace (MNT_LOCKED, pivot_root moved the lock of the copied
+		// host root onto it), and no one can unmount it. mount.DetachRoot
+		// takes it out all the same.
+		after, err := mount.ThreadMounts(hostProc)
+		if err != nil {
+			return err
 		}
+		for _, m := range selectOurs(after, b.MountSource(), c.Run.Path, devs) {
+			if m.Mountpoint != "/" {
+				continue
+			}
+			if err := mount.DetachRoot(); err != nil {
+				failed = append(failed, fmt.Sprintf("detaching the container's root, locked to its namespace: %v", err))
+				return nil
+			}
+			c.Log.WithField("fstype", m.FSType).Debug("detached the container's root, locked to its namespace, by pivoting the namespace into an empty tmpfs")
+			return nil
+		}
+		c.Log.Debug("detached / in the container's mount namespace")
 		return nil
 	})
 	if err != nil {

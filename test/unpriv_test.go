@@ -633,3 +633,37 @@ func TestUnprivilegedParallelStartsShareTemplate(t *testing.T) {
 	wg.Wait()
 	assertNoLoops(t, dir, "after all stopped")
 }
+
+// ext4 and erofs template images serve unprivileged containers too: their
+// files are root's inside, the image is unchanged.
+func TestUnprivilegedExt4AndErofsTemplates(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	ext4 := filepath.Join(dir, "tpl.ext4")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-d", tplDir, ext4, "32M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs -d: %v %s", err, out)
+	}
+	images := []string{ext4}
+	if _, err := exec.LookPath("mkfs.erofs"); err == nil {
+		erofs := filepath.Join(dir, "tpl.erofs")
+		if out, err := exec.Command("mkfs.erofs", erofs, tplDir).CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.erofs: %v %s", err, out)
+		}
+		images = append(images, erofs)
+	} else {
+		t.Log("mkfs.erofs not installed (erofs-utils): only the ext4 template is tried")
+	}
+	for _, img := range images {
+		before := fileSHA(t, img)
+		c := unprivCtr(t, "lxc-hook-overlay", "--lower", img, "--upper", filepath.Join(dir, filepath.Base(img)+".layer"))
+		c.mustStart()
+		if got := c.mustSh("stat -c %u:%g /etc/from-template && echo w > /root/w && stat -c %u /root/w"); got != "0:0\n0\n" {
+			t.Fatalf("%s: %q", img, got)
+		}
+		c.stop(true)
+		assertNoLoops(t, dir, "after stop with "+img)
+		if fileSHA(t, img) != before {
+			t.Fatalf("template image %s changed", img)
+		}
+	}
+}

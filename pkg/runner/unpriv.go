@@ -105,6 +105,14 @@ func preStart(b Backend, c *Context) error {
 	if err := reachable("rootfs directory", rootfs, uid, gid, false); err != nil {
 		return err
 	}
+	// The container's root must reach its socket: search permission only,
+	// no listing; the socket itself is its alone (0600, its owner).
+	if err := searchable(c.Common.RunDir, c.Run.Path); err != nil {
+		return err
+	}
+	if err := reachable("runtime directory (--run-dir)", c.Run.Path, uid, gid, true); err != nil {
+		return err
+	}
 	// An earlier start's server, if any, must not serve this start.
 	if handover.Stop(c.Run.Path) {
 		c.Log.Warn("ended the handover server of an earlier start that was still waiting")
@@ -130,7 +138,8 @@ func preStart(b Backend, c *Context) error {
 		if err := build(b, c, target, u); err != nil {
 			return err
 		}
-		// The record says it; the mount itself leaves with this namespace.
+		// A detached clone of the layered root: all that outlives this
+		// namespace, and all that holds the layers once it is gone.
 		rootFD, err = unix.OpenTree(unix.AT_FDCWD, target, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 		if err != nil {
 			return fmt.Errorf("open_tree %s: %w", target, err)
@@ -149,14 +158,6 @@ func preStart(b Backend, c *Context) error {
 	}
 	defer unix.Close(rootFD)
 
-	// The container's root must reach its socket: search permission only,
-	// no listing; the socket itself is its alone (0600, its owner).
-	if err := searchable(c.Common.RunDir, c.Run.Path); err != nil {
-		return err
-	}
-	if err := reachable("runtime directory (--run-dir)", c.Run.Path, uid, gid, true); err != nil {
-		return err
-	}
 	args := []string{"--name", c.Inv.Name, "--config", c.Inv.ConfigFile, "--dir", c.Run.Path,
 		"--parent-pid", strconv.Itoa(hostParentPID()), "--log-level", c.Common.LogLevel}
 	if err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, rootFD, args); err != nil {

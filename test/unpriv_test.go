@@ -276,6 +276,14 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		}
 		waitLog(t, c, "ERROR", "pre-start", missing, "does not exist")
 		assertNoLoops(t, dir, "after the refused start")
+		// The server started alongside the build ends with the refusal.
+		deadline := time.Now().Add(5 * time.Second)
+		for len(handoverServers(c)) > 0 && time.Now().Before(deadline) {
+			sleepBriefly()
+		}
+		if ps := handoverServers(c); len(ps) > 0 {
+			t.Fatalf("handover servers left after a refused start: %v", ps)
+		}
 	})
 	t.Run("template filesystem without idmapped mounts", func(t *testing.T) {
 		dir := testDir(t)

@@ -5,14 +5,15 @@
 //
 // pre-start cannot wait for pre-mount (LXC runs pre-mount after pre-start
 // returned), so it leaves a small server behind: the hook binary again,
-// holding the listening socket and the mount fd, in its own session, with
-// its stdio on /dev/null (LXC reads a hook's output until EOF). It serves
-// one peer whose SO_PEERCRED uid is the container's mapped root and who
-// runs in a mount namespace other than the host's, sends the fd with
-// SCM_RIGHTS, reads back whether the attach worked, and exits; or exits at
-// its deadline. Its fds go with it, so a server that is killed, or never
-// served, leaves nothing mounted; post-stop ends one that is still there,
-// identified by PID and start time.
+// started while the layers mount, in its own session, with its stdio on
+// /dev/null (LXC reads a hook's output until EOF). It holds the listening
+// socket, gets the root over a control socket (and exits if pre-start
+// fails or dies first), serves one peer whose SO_PEERCRED uid is the
+// container's mapped root and who runs in a mount namespace other than the
+// host's, sends the fd with SCM_RIGHTS, reads back whether the attach
+// worked, and exits; or exits at its deadline. Its fds go with it, so a
+// server that is killed, or never served, leaves nothing mounted; post-stop
+// ends one that is still there, identified by PID and start time.
 package handover
 
 import (
@@ -43,41 +44,64 @@ const (
 	PIDFile = "handover.pid"
 )
 
-// Spawn starts the server for the runtime directory dir: it listens on
+// Pending is a started server waiting for the root to serve.
+type Pending struct{ ctl int }
+
+// Send gives the server the mount to serve; it keeps its own copy.
+func (p *Pending) Send(mountFD int) error {
+	defer unix.Close(p.ctl)
+	if err := unix.Sendmsg(p.ctl, []byte("root"), unix.UnixRights(mountFD), nil, 0); err != nil {
+		return fmt.Errorf("passing the root to the handover server: %w", err)
+	}
+	return nil
+}
+
+// Abort ends the server: there is no root to serve.
+func (p *Pending) Abort() { unix.Close(p.ctl) }
+
+// Spawn starts the server for the runtime directory dir, before the root
+// exists (its start then overlaps building it): it listens on
 // dir/handover.sock (owned by uid:gid, the container's mapped root, mode
-// 0600), holds mountFD, and is given args after ServeArg. dir must be
-// searchable by uid. The server's identity goes into dir/handover.pid.
-func Spawn(exe, dir string, uid, gid uint32, mountFD int, args []string) error {
+// 0600), waits for the root from Pending.Send, and is given args after
+// ServeArg. If this process dies first, the server sees its control socket
+// close and exits. dir must be searchable by uid. The server's identity
+// goes into dir/handover.pid.
+func Spawn(exe, dir string, uid, gid uint32, args []string) (*Pending, error) {
 	Stop(dir) // an earlier start's, if it is still there
 	sock := filepath.Join(dir, Socket)
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing the stale socket %s: %w", sock, err)
+		return nil, fmt.Errorf("removing the stale socket %s: %w", sock, err)
 	}
 	// Raw sockets, not package net: it would add a sixth to each binary.
 	lfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("handover socket: %w", err)
+		return nil, fmt.Errorf("handover socket: %w", err)
 	}
 	lf := os.NewFile(uintptr(lfd), "listener")
 	defer lf.Close()
 	if err := unix.Bind(lfd, &unix.SockaddrUnix{Name: sock}); err != nil {
-		return fmt.Errorf("handover socket %s: %w", sock, err)
+		return nil, fmt.Errorf("handover socket %s: %w", sock, err)
 	}
 	if err := unix.Listen(lfd, 4); err != nil {
-		return fmt.Errorf("handover socket %s: %w", sock, err)
+		return nil, fmt.Errorf("handover socket %s: %w", sock, err)
 	}
 	if err := os.Chown(sock, int(uid), int(gid)); err != nil {
-		return fmt.Errorf("handover socket: %w", err)
+		return nil, fmt.Errorf("handover socket: %w", err)
 	}
 	if err := os.Chmod(sock, 0o600); err != nil {
-		return fmt.Errorf("handover socket: %w", err)
+		return nil, fmt.Errorf("handover socket: %w", err)
 	}
-	mf := os.NewFile(uintptr(mountFD), "layered root")
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("handover control socket: %w", err)
+	}
+	ctl := os.NewFile(uintptr(pair[1]), "control")
+	defer ctl.Close()
 
 	argv := append([]string{exe, ServeArg, "--uid", strconv.FormatUint(uint64(uid), 10)}, args...)
 	null, err := os.Open(os.DevNull)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer null.Close()
 	// Stdio on /dev/null: LXC reads a hook's output until EOF, so an
@@ -85,11 +109,12 @@ func Spawn(exe, dir string, uid, gid uint32, mountFD int, args []string) error {
 	// the hook's process group do not reach it. os.StartProcess, not
 	// os/exec: that package would add to every binary.
 	p, err := os.StartProcess(exe, argv, &os.ProcAttr{
-		Files: []*os.File{null, null, null, lf, mf}, // fds 3 and 4
+		Files: []*os.File{null, null, null, lf, ctl}, // fds 3 and 4
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
-		return fmt.Errorf("starting the handover server: %w", err)
+		unix.Close(pair[0])
+		return nil, fmt.Errorf("starting the handover server: %w", err)
 	}
 	pid := p.Pid
 	st, _ := StartTime(pid)
@@ -97,9 +122,10 @@ func Spawn(exe, dir string, uid, gid uint32, mountFD int, args []string) error {
 	id := fmt.Sprintf("%d %d\n", pid, st)
 	if err := os.WriteFile(filepath.Join(dir, PIDFile), []byte(id), 0o600); err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
-		return fmt.Errorf("recording the handover server: %w", err)
+		unix.Close(pair[0])
+		return nil, fmt.Errorf("recording the handover server: %w", err)
 	}
-	return nil
+	return &Pending{ctl: pair[0]}, nil
 }
 
 // StartTime is field 22 of /proc/PID/stat: with the PID, it names a
@@ -152,12 +178,34 @@ type Result struct {
 	PeerTook string
 }
 
+// ErrAborted means pre-start ended without a root to serve.
+var ErrAborted = errors.New("pre-start sent no root")
+
 // Serve is the server's work: its fds 3 and 4 are the listening socket
-// and the mount. It returns when one authenticated peer was served, or at
-// deadline. reject is told about peers that were turned away.
+// and the control socket the root comes on. It returns when one
+// authenticated peer was served, or at deadline. reject is told about
+// peers that were turned away.
 func Serve(uid uint32, deadline time.Time, reject func(string)) (*Result, error) {
-	const lfd, mountFD = 3, 4
+	const lfd, ctl = 3, 4
 	defer unix.Close(lfd)
+	setTimeout(ctl, time.Until(deadline))
+	buf := make([]byte, 8)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	unix.Close(ctl)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the root from pre-start: %w", err)
+	}
+	mountFD := -1
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
+		if fds, err := unix.ParseUnixRights(&msgs[0]); err == nil && len(fds) == 1 && string(buf[:n]) == "root" {
+			mountFD = fds[0]
+		}
+	}
+	if mountFD < 0 {
+		return nil, ErrAborted
+	}
+	defer unix.Close(mountFD)
 	hostNS, err := mountNS("self")
 	if err != nil {
 		return nil, err

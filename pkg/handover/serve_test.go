@@ -25,7 +25,9 @@ func TestMain(m *testing.M) {
 			// argv: ServeArg --uid N RESULTFILE
 			res, err := Serve(0, time.Now().Add(5*time.Second), func(string) {})
 			out := ""
-			if err != nil {
+			if errors.Is(err, ErrAborted) {
+				out = "aborted"
+			} else if err != nil {
 				out = "error: " + err.Error()
 			} else {
 				out = fmt.Sprintf("peer-err=%s took=%s ns=%s", res.PeerErr, res.PeerTook, res.PeerMountNS)
@@ -61,7 +63,11 @@ func TestHandoverCarriesPeerError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := Spawn(os.Args[0], dir, 0, 0, int(f.Fd()), []string{result}); err != nil {
+	p, err := Spawn(os.Args[0], dir, 0, 0, []string{result})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Send(int(f.Fd())); err != nil {
 		t.Fatal(err)
 	}
 	// Same mount namespace as the server: turned away, so it sees no root.
@@ -83,5 +89,31 @@ func TestHandoverCarriesPeerError(t *testing.T) {
 	}
 	if !strings.Contains(string(got), "peer-err=attaching the prepared root onto /x: what went wrong") || !strings.Contains(string(got), "ns=mnt:[") {
 		t.Fatalf("server result %q", got)
+	}
+}
+
+// A pre-start that fails, or dies, before the root exists ends its server
+// at once: Abort, or the control socket closing with the process.
+func TestAbortEndsServer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown of the socket)")
+	}
+	dir := t.TempDir()
+	result := filepath.Join(dir, "result")
+	p, err := Spawn(os.Args[0], dir, 0, 0, []string{result})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abort()
+	deadline := time.Now().Add(5 * time.Second)
+	var got []byte
+	for time.Now().Before(deadline) {
+		if got, _ = os.ReadFile(result); len(got) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if string(got) != "aborted" {
+		t.Fatalf("server result %q, want aborted", got)
 	}
 }

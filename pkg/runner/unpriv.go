@@ -117,6 +117,7 @@ func preStart(b Backend, c *Context) error {
 	if handover.Stop(c.Run.Path) {
 		c.Log.Warn("ended the handover server of an earlier start that was still waiting")
 	}
+	// The two processes pre-start needs start while the layers mount.
 	nsc := make(chan usernsResult, 1)
 	go func() {
 		f, err := idmap.UserNS("/proc/self/exe", m)
@@ -128,6 +129,21 @@ func preStart(b Backend, c *Context) error {
 			f.Close()
 		}
 	}()
+	type spawned struct {
+		p   *handover.Pending
+		err error
+	}
+	srv := make(chan spawned, 1)
+	go func() {
+		args := []string{"--name", c.Inv.Name, "--config", c.Inv.ConfigFile, "--dir", c.Run.Path,
+			"--parent-pid", strconv.Itoa(hostParentPID()), "--log-level", c.Common.LogLevel}
+		p, err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, args)
+		srv <- spawned{p, err}
+	}()
+	server := func() (*handover.Pending, error) {
+		s := <-srv
+		return s.p, s.err
+	}
 
 	var rootFD int
 	err = inPrivateMountNS(func() error {
@@ -154,13 +170,17 @@ func preStart(b Backend, c *Context) error {
 				os.Remove(mp)
 			}
 		}
+		if p, serr := server(); serr == nil {
+			p.Abort()
+		}
 		return err
 	}
 	defer unix.Close(rootFD)
-
-	args := []string{"--name", c.Inv.Name, "--config", c.Inv.ConfigFile, "--dir", c.Run.Path,
-		"--parent-pid", strconv.Itoa(hostParentPID()), "--log-level", c.Common.LogLevel}
-	if err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, rootFD, args); err != nil {
+	p, err := server()
+	if err != nil {
+		return err
+	}
+	if err := p.Send(rootFD); err != nil {
 		return err
 	}
 	c.Log.WithField("idmap", m.String()).Debug("unprivileged root prepared; waiting for pre-mount to take it")
@@ -376,6 +396,9 @@ func serveHandover(b Backend, args []string, stderr io.Writer) int {
 	}
 	defer closer.Close()
 	res, err := handover.Serve(uint32(*uid), started.Add(handover.Timeout), func(why string) { log.Warn(why) })
+	if errors.Is(err, handover.ErrAborted) {
+		return 0 // pre-start failed, and said why
+	}
 	if err != nil {
 		log.Warn(err)
 		return 1

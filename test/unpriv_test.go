@@ -324,14 +324,28 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		}
 		waitLog(t, c, "ERROR", "lxc.hook.pre-start")
 	})
+	// One container, its config switched between privileged and
+	// unprivileged (the layer belongs to that config).
+	privOpts := func(upper string) ctrOpts {
+		return ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tplSquash, "--upper", upper}}
+	}
+	unprivOpts := func(upper string) ctrOpts {
+		o := privOpts(upper)
+		o.hookTypes = unprivHookTypes
+		o.extra = []string{"lxc.idmap = " + unprivMap, "lxc.idmap = " + unprivGMap}
+		return o
+	}
 	t.Run("privileged layer started unprivileged", func(t *testing.T) {
 		dir := testDir(t)
 		upper := filepath.Join(dir, "layer")
-		p := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tplSquash, "--upper", upper}})
-		p.mustStart()
-		p.mustSh("echo mine > /root/privileged && sync")
-		p.stop(false)
-		c := unprivCtr(t, "lxc-hook-overlay", "--lower", tplSquash, "--upper", upper)
+		c := newCtr(t, privOpts(upper))
+		c.mustStart()
+		c.mustSh("echo mine > /root/privileged && sync")
+		c.stop(false)
+		if err := os.Chmod(workRoot, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		c.writeConfig(unprivOpts(upper))
 		if err := c.start(); err == nil {
 			t.Fatal("a privileged container's layer started unprivileged")
 		}
@@ -343,14 +357,14 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 	t.Run("unprivileged layer started privileged", func(t *testing.T) {
 		dir := testDir(t)
 		upper := filepath.Join(dir, "layer")
-		c := unprivCtr(t, "lxc-hook-overlay", "--lower", tplSquash, "--upper", upper)
+		c := unprivCtrOpts(t, privOpts(upper))
 		c.mustStart()
 		c.stop(false)
-		p := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tplSquash, "--upper", upper}})
-		if err := p.start(); err == nil {
+		c.writeConfig(privOpts(upper))
+		if err := c.start(); err == nil {
 			t.Fatal("an unprivileged container's layer started privileged")
 		}
-		waitLog(t, p, "ERROR", "written by an unprivileged container", "u:0:100000:65536")
+		waitLog(t, c, "ERROR", "written by an unprivileged container", "u:0:100000:65536")
 	})
 }
 
@@ -478,15 +492,6 @@ func handoverPID(c *ctr) int {
 	var pid int
 	fmt.Sscan(string(b), &pid)
 	return pid
-}
-
-func waitNoLoops(t *testing.T, dir, when string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(loopsUnder(dir)) > 0 && time.Now().Before(deadline) {
-		sleepBriefly()
-	}
-	assertNoLoops(t, dir, when)
 }
 
 // A pre-start whose container never came (LXC or the start died between

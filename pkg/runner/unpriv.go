@@ -96,6 +96,9 @@ func preStart(b Backend, c *Context) error {
 		c.Log.Debug("no lxc.idmap: a privileged container, built at pre-mount")
 		return nil
 	}
+	if err := CheckConfig(c.Common.Config, c.Inv.ConfigFile, b.Program()); err != nil {
+		return err
+	}
 	rootfs := c.Inv.RootfsPath
 	if err := checkRootfs(rootfs); err != nil {
 		return err

@@ -680,3 +680,36 @@ func TestUnprivilegedExt4AndErofsTemplates(t *testing.T) {
 		}
 	}
 }
+
+// --ephemeral serves unprivileged containers too: a new layer at every
+// start, owned by the container's root, nothing left after the stop.
+func TestUnprivilegedEphemeral(t *testing.T) {
+	requireEnv(t)
+	for _, hook := range []string{"lxc-hook-overlay", "lxc-hook-loopimg"} {
+		t.Run(hook, func(t *testing.T) {
+			dir := testDir(t)
+			tpl := filepath.Join(dir, "tpl.squashfs")
+			copyFile(t, tplSquash, tpl)
+			args := []string{"--lower", tpl, "--ephemeral"}
+			if hook == "lxc-hook-loopimg" {
+				args = append(args, "--size", "32M")
+			}
+			c := unprivCtr(t, hook, args...)
+			c.mustStart()
+			if got := c.mustSh("echo x > /root/x && stat -c %u /root/x /etc/from-template"); got != "0\n0\n" {
+				t.Fatalf("owners inside: %q", got)
+			}
+			c.stop(false)
+			assertNoLoops(t, dir, "after lxc-stop")
+			c.mustStart()
+			if out, err := c.sh("cat /root/x"); err == nil {
+				t.Fatalf("an ephemeral layer kept a write: %q", out)
+			}
+			c.stop(false)
+			assertNoLoops(t, dir, "after the second stop")
+			if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
+				t.Fatalf("errors: %v", errs)
+			}
+		})
+	}
+}

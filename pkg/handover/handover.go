@@ -184,8 +184,9 @@ var ErrAborted = errors.New("pre-start sent no root")
 // Serve is the server's work: its fds 3 and 4 are the listening socket
 // and the control socket the root comes on. It returns when one
 // authenticated peer was served, or at deadline. reject is told about
-// peers that were turned away.
-func Serve(uid uint32, deadline time.Time, reject func(string)) (*Result, error) {
+// peers that were turned away; onPeer about the one served, while it waits
+// for the root (so its /proc entries are there to read).
+func Serve(uid uint32, deadline time.Time, reject func(string), onPeer func(pid int)) (*Result, error) {
 	const lfd, ctl = 3, 4
 	defer unix.Close(lfd)
 	setTimeout(ctl, time.Until(deadline))
@@ -232,7 +233,7 @@ func Serve(uid uint32, deadline time.Time, reject func(string)) (*Result, error)
 			}
 			return nil, fmt.Errorf("handover accept: %w", err)
 		}
-		res, why := serveOne(cfd, uid, hostNS, mountFD, deadline)
+		res, why := serveOne(cfd, uid, hostNS, mountFD, deadline, onPeer)
 		unix.Close(cfd)
 		if res != nil {
 			return res, nil
@@ -241,7 +242,7 @@ func Serve(uid uint32, deadline time.Time, reject func(string)) (*Result, error)
 	}
 }
 
-func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Time) (*Result, string) {
+func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Time, onPeer func(pid int)) (*Result, string) {
 	cred, err := unix.GetsockoptUcred(cfd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return nil, fmt.Sprintf("SO_PEERCRED: %v", err)
@@ -252,6 +253,9 @@ func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Tim
 	peerNS, err := mountNS(strconv.Itoa(int(cred.Pid)))
 	if err != nil || peerNS == hostNS {
 		return nil, fmt.Sprintf("turned away pid %d: not in a container's mount namespace", cred.Pid)
+	}
+	if onPeer != nil {
+		onPeer(int(cred.Pid))
 	}
 	setTimeout(cfd, time.Until(deadline))
 	if err := unix.Sendmsg(cfd, []byte("root\n"), unix.UnixRights(mountFD), nil, 0); err != nil {

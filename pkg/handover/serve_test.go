@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 		switch os.Args[1] {
 		case ServeArg:
 			// argv: ServeArg --uid N RESULTFILE
-			res, err := Serve(0, time.Now().Add(5*time.Second), func(string) {})
+			res, err := Serve(0, time.Now().Add(5*time.Second), func(string) {}, nil)
 			out := ""
 			if errors.Is(err, ErrAborted) {
 				out = "aborted"

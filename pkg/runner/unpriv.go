@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
@@ -398,7 +399,13 @@ func serveHandover(b Backend, args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer closer.Close()
-	res, err := handover.Serve(uint32(*uid), started.Add(handover.Timeout), func(why string) { log.Warn(why) })
+	// The container's mount namespace, known now: recorded so that
+	// post-stop can name what is still inside it after a stop.
+	var nsID uint64
+	onPeer := func(pid int) {
+		nsID, _ = holders.MountNSID(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	}
+	res, err := handover.Serve(uint32(*uid), started.Add(handover.Timeout), func(why string) { log.Warn(why) }, onPeer)
 	if errors.Is(err, handover.ErrAborted) {
 		return 0 // pre-start failed, and said why
 	}
@@ -412,15 +419,11 @@ func serveHandover(b Backend, args []string, stderr io.Writer) int {
 	}
 	// pre-mount's own "done" line, which it cannot write (see runner.Main).
 	log.WithField("took", res.PeerTook).Debugf("%s done", hook.PreMount)
-	// Now the container's mount namespace is known: record it, so that
-	// post-stop can name what is still inside after a stop.
-	inode := strings.TrimSuffix(strings.TrimPrefix(res.PeerMountNS, "mnt:["), "]")
-	if ns, err := strconv.ParseUint(inode, 10, 64); err == nil {
+	if nsID != 0 {
 		run := state.Dir{Path: *dir}
 		if rec, err := run.Load(); err == nil && rec != nil {
-			rec.MountNS = ns
 			for i := range rec.Loops {
-				rec.Loops[i].MountNS = ns
+				rec.Loops[i].MountNSID = nsID
 			}
 			if err := run.Save(rec); err != nil {
 				log.WithError(err).Warn("could not record the container's mount namespace")

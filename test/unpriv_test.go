@@ -284,6 +284,9 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		if ps := handoverServers(c); len(ps) > 0 {
 			t.Fatalf("handover servers left after a refused start: %v", ps)
 		}
+		if run := c.runDir(); exists(run) {
+			t.Fatalf("runtime directory %s left after a refused start", run)
+		}
 	})
 	t.Run("template filesystem without idmapped mounts", func(t *testing.T) {
 		dir := testDir(t)

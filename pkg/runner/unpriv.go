@@ -150,9 +150,9 @@ func preStart(b Backend, c *Context) error {
 	}
 
 	var rootFD int
-	err = inPrivateMountNS(func() error {
-		target, err := c.Run.Mountpoint("root")
-		if err != nil {
+	var target string
+	err = inPrivateMountNS(func() (err error) {
+		if target, err = c.Run.Mountpoint("root"); err != nil {
 			return err
 		}
 		if err := build(b, c, target, u); err != nil {
@@ -174,9 +174,14 @@ func preStart(b Backend, c *Context) error {
 				os.Remove(mp)
 			}
 		}
+		if target != "" {
+			os.Remove(target)
+		}
 		if p, serr := server(); serr == nil {
 			p.Abort()
 		}
+		handover.Stop(c.Run.Path)
+		os.Remove(c.Run.Path) // only if empty: an earlier run's record stays
 		return err
 	}
 	defer unix.Close(rootFD)

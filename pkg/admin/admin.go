@@ -150,6 +150,8 @@ type container struct {
 	Dir     string
 	Config  string
 	Hook    hookLine
+	// Err is why the config could not be read (status lists it anyway).
+	Err error
 }
 
 // hookLine is what a container's lxc.hook.pre-mount line says.
@@ -173,7 +175,13 @@ var errNotOurs = errors.New("not an lxc-hook-* line")
 // defaults (runner.ParseFlags with the backends' Flags types), so status
 // and resize see exactly what the hook will use.
 func parseHookLine(line, configFile string) (hookLine, error) {
-	words := strings.Fields(line)
+	words, err := hook.SplitWords(line)
+	if err != nil {
+		if !strings.Contains(line, "lxc-hook-") {
+			return hookLine{}, errNotOurs // another program's line, however it is written
+		}
+		return hookLine{}, err
+	}
 	if len(words) == 0 {
 		return hookLine{}, errNotOurs
 	}
@@ -229,7 +237,7 @@ func loadConfig(lxcpath, name, cfg string) (*container, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("container %q (%s): its hook line: %w", name, cfg, err)
+			return nil, fmt.Errorf("container %q (%s): lxc.hook.pre-mount = %s: %w", name, cfg, line, err)
 		}
 		if len(h.Lowers) == 0 {
 			if rootfs := strings.TrimPrefix(hook.Last(v["lxc.rootfs.path"]), "dir:"); rootfs != "" {
@@ -241,19 +249,41 @@ func loadConfig(lxcpath, name, cfg string) (*container, error) {
 	return nil, fmt.Errorf("container %q (%s) does not use an lxc-hook-* on lxc.hook.pre-mount", name, cfg)
 }
 
-// containers lists the containers under lxcpath that use the hooks.
+// containers lists the containers under lxcpath that use the hooks. A
+// container whose config names one of the hooks but cannot be read is
+// listed too, with Err set: a listing that silently leaves out the one
+// container that is broken hides exactly what its reader looks for.
 func containers(lxcpath string) ([]*container, error) {
 	if _, err := os.Stat(lxcpath); err != nil {
 		return nil, err
 	}
 	var out []*container
 	for _, name := range holders.Names(lxcpath) {
-		if c, err := loadContainer(lxcpath, name); err == nil {
+		c, err := loadContainer(lxcpath, name)
+		if err == nil {
 			out = append(out, c)
+		} else if mentionsHooks(filepath.Join(lxcpath, name, "config")) {
+			out = append(out, &container{Name: name, LXCPath: lxcpath, Dir: filepath.Join(lxcpath, name), Config: filepath.Join(lxcpath, name, "config"), Err: err})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// mentionsHooks reports whether a config has a hook line naming one of the
+// hook binaries.
+func mentionsHooks(cfg string) bool {
+	f, err := os.Open(cfg)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, line := range hook.ConfigValues(f, "lxc.hook.pre-mount")["lxc.hook.pre-mount"] {
+		if strings.Contains(line, "lxc-hook-") {
+			return true
+		}
+	}
+	return false
 }
 
 // lxcInfo asks LXC for a container's state and init PID.

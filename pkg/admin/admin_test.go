@@ -1,11 +1,14 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseHookLine(t *testing.T) {
@@ -39,36 +42,160 @@ func TestLoadContainerFindsOurHookAmongOthers(t *testing.T) {
 }
 
 func TestStatusJSONIsValidAndStable(t *testing.T) {
-	out := statusJSON([]Status{{Name: "we\"b\n1", State: "RUNNING", Hook: "lxc-hook-loopimg", Templates: []string{"/t\\x"},
-		LayerKind: "image", LayerPath: "/i", CapBytes: 1 << 30, Loops: []LoopStatus{{Device: "/dev/loop1", Role: "template", Backing: "/t", Shared: true}}}})
+	name := "we\"b\n1\xff\xfe<&>"
+	var buf bytes.Buffer
+	err := writeStatusJSON(&buf, []Status{{Name: name, State: "RUNNING", Hook: "lxc-hook-loopimg", Templates: []string{"/t\\x", "/p/it's \"q\"\x80"},
+		Layer: Layer{Kind: "image", Path: "/i\tj"}, CapBytes: 1 << 30, Loops: []LoopStatus{{Device: "/dev/loop1", Role: "template", Backing: "/t", Shared: true}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := buf.Bytes()
+	if !utf8.Valid(out) {
+		t.Fatalf("not UTF-8: %q", out)
+	}
 	var v struct {
 		Containers []map[string]interface{} `json:"containers"`
 	}
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
+	if err := json.Unmarshal(out, &v); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
 	c := v.Containers[0]
-	for _, k := range []string{"name", "state", "hook", "config", "templates", "layer", "cap_bytes", "used_bytes", "allocated_bytes", "loop_devices", "holders"} {
+	for _, k := range []string{"name", "state", "hook", "config", "templates", "layer", "cap_bytes", "used_bytes", "allocated_bytes", "loop_devices", "holders", "ephemeral", "unprivileged", "idmap", "error"} {
 		if _, ok := c[k]; !ok {
 			t.Errorf("field %q missing", k)
 		}
 	}
-	if c["name"] != "we\"b\n1" || c["cap_bytes"].(float64) != 1<<30 || c["templates"].([]interface{})[0] != "/t\\x" {
-		t.Fatalf("%v", c)
+	// Bytes that are not UTF-8 come out as U+FFFD; everything else exactly.
+	if c["name"] != "we\"b\n1\ufffd\ufffd<&>" || c["cap_bytes"].(float64) != 1<<30 || c["templates"].([]interface{})[1] != "/p/it's \"q\"\ufffd" {
+		t.Fatalf("%q", c)
+	}
+	if l := c["layer"].(map[string]interface{}); l["kind"] != "image" || l["path"] != "/i\tj" {
+		t.Fatalf("layer %v", l)
+	}
+	if d := c["loop_devices"].([]interface{})[0].(map[string]interface{}); d["device"] != "/dev/loop1" || d["shared"] != true || d["role"] != "template" || d["backing"] != "/t" {
+		t.Fatalf("loop %v", d)
+	}
+	buf.Reset()
+	writeStatusJSON(&buf, nil)
+	if strings.TrimSpace(buf.String()) != `{
+  "containers": []
+}` {
+		t.Fatalf("no containers: %s", buf.String())
 	}
 }
 
 func TestUpdateSizeFlag(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config")
-	os.WriteFile(cfg, []byte("lxc.uts.name = a\nlxc.hook.pre-mount = /h --lower /t --size 2G\nlxc.hook.stop = /h --size=2G --lower /t\n# --size 2G in a comment stays\n"), 0o640)
-	if err := updateSizeFlag(&container{Config: cfg}, "4G"); err != nil {
+	in := "lxc.uts.name = a\n" +
+		"lxc.hook.pre-mount = /h/lxc-hook-loopimg --lower /t --size  32M\n" +
+		"lxc.hook.stop = '/my hooks/lxc-hook-loopimg' --size=2G --lower '/t/it'\\''s here'\n" +
+		"lxc.hook.post-stop = /h/lxc-hook-loopimg --lower \"/t x\" -size 2G --image /i\n" +
+		"lxc.hook.start-host = /usr/bin/other --size 2G\n" +
+		"# lxc.hook.pre-mount = /h/lxc-hook-loopimg --size 2G in a comment stays\n"
+	os.WriteFile(cfg, []byte(in), 0o604)
+	if err := updateSizeFlag(&container{Config: cfg}, "48M"); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(cfg)
-	want := "lxc.uts.name = a\nlxc.hook.pre-mount = /h --lower /t --size 4G\nlxc.hook.stop = /h --size=4G --lower /t\n# --size 2G in a comment stays\n"
+	want := "lxc.uts.name = a\n" +
+		"lxc.hook.pre-mount = /h/lxc-hook-loopimg --lower /t --size 48M\n" +
+		"lxc.hook.stop = '/my hooks/lxc-hook-loopimg' --size=48M --lower '/t/it'\\''s here'\n" +
+		"lxc.hook.post-stop = /h/lxc-hook-loopimg --lower '/t x' -size 48M --image /i\n" +
+		"lxc.hook.start-host = /usr/bin/other --size 2G\n" +
+		"# lxc.hook.pre-mount = /h/lxc-hook-loopimg --size 2G in a comment stays\n"
 	if string(b) != want {
 		t.Fatalf("got\n%s", b)
+	}
+	// What was written parses back to the same hook.
+	for _, l := range strings.Split(string(b), "\n")[1:4] {
+		_, val, _ := strings.Cut(l, "=")
+		h, err := parseHookLine(strings.TrimSpace(val), cfg)
+		if err != nil || h.Size != "48M" {
+			t.Fatalf("%q: %+v %v", l, h, err)
+		}
+	}
+	if fi, _ := os.Stat(cfg); fi.Mode().Perm() != 0o604 {
+		t.Fatalf("mode %v, want the config's own 0604", fi.Mode())
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, ".config*")); len(m) != 0 {
+		t.Fatalf("temporary files left: %v", m)
+	}
+}
+
+// A symlinked config (kept elsewhere) is written through to its target;
+// the link stays a link.
+func TestUpdateSizeFlagThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "elsewhere"), 0o755)
+	os.Mkdir(filepath.Join(dir, "c"), 0o755)
+	real := filepath.Join(dir, "elsewhere", "c.conf")
+	os.WriteFile(real, []byte("lxc.hook.pre-mount = /h/lxc-hook-loopimg --size 2G\n"), 0o640)
+	os.Chown(real, 1234, 5678)
+	link := filepath.Join(dir, "c", "config")
+	os.Symlink("../elsewhere/c.conf", link)
+	if err := updateSizeFlag(&container{Config: link}, "3G"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v %v", fi.Mode(), err)
+	}
+	b, _ := os.ReadFile(real)
+	if string(b) != "lxc.hook.pre-mount = /h/lxc-hook-loopimg --size 3G\n" {
+		t.Fatalf("target: %q", b)
+	}
+	fi, _ := os.Stat(real)
+	if st := fi.Sys().(*syscall.Stat_t); os.Geteuid() == 0 && (st.Uid != 1234 || st.Gid != 5678) || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("owner/mode not kept: %d:%d %v", st.Uid, st.Gid, fi.Mode())
+	}
+}
+
+// A loopimg line sh would expand is refused with the line, and the
+// config is left alone.
+func TestUpdateSizeFlagRefusesExpansions(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config")
+	in := "lxc.hook.pre-mount = /h/lxc-hook-loopimg --image $HOME/i --size 2G\n"
+	os.WriteFile(cfg, []byte(in), 0o640)
+	err := updateSizeFlag(&container{Config: cfg}, "3G")
+	if err == nil || !strings.Contains(err.Error(), "lxc.hook.pre-mount = /h/lxc-hook-loopimg --image $HOME/i") || !strings.Contains(err.Error(), "not changed") {
+		t.Fatalf("%v", err)
+	}
+	if b, _ := os.ReadFile(cfg); string(b) != in {
+		t.Fatal("changed")
+	}
+}
+
+func TestParseHookLineQuoted(t *testing.T) {
+	h, err := parseHookLine(`'/opt/my hooks/lxc-hook-loopimg' --lower "/srv/my tpl/a.sqfs" --image '/srv/it'\''s/l.img' --size 96M`, "/c/config")
+	if err != nil || h.Binary != "/opt/my hooks/lxc-hook-loopimg" || h.Lowers[0] != "/srv/my tpl/a.sqfs" || h.Image != "/srv/it's/l.img" || h.Size != "96M" {
+		t.Fatalf("%+v %v", h, err)
+	}
+	if _, err := parseHookLine(`/h/lxc-hook-loopimg --image /i/$(touch /tmp/x)`, "/c/config"); err == nil || !strings.Contains(err.Error(), "expand") {
+		t.Fatalf("an expansion: %v", err)
+	}
+	if _, err := parseHookLine(`/h/lxc-hook-loopimg --size 96 M`, "/c/config"); err == nil {
+		t.Fatal("a stray word accepted")
+	}
+}
+
+// status without names lists a container whose hook line it cannot read,
+// with the reason, instead of leaving it out.
+func TestContainersListsBrokenOnes(t *testing.T) {
+	lxcpath := t.TempDir()
+	for name, cfg := range map[string]string{
+		"good":  "lxc.hook.pre-mount = /h/lxc-hook-overlay\n",
+		"bad":   "lxc.hook.pre-mount = /h/lxc-hook-loopimg --image $HOME/x\n",
+		"other": "lxc.hook.pre-mount = /usr/share/lxc/hooks/mountecryptfsroot\n",
+	} {
+		os.MkdirAll(filepath.Join(lxcpath, name), 0o755)
+		os.WriteFile(filepath.Join(lxcpath, name, "config"), []byte(cfg), 0o644)
+	}
+	cs, err := containers(lxcpath)
+	if err != nil || len(cs) != 2 || cs[0].Name != "bad" || cs[1].Name != "good" {
+		t.Fatalf("%v %v", cs, err)
+	}
+	if cs[0].Err == nil || !strings.Contains(cs[0].Err.Error(), "lxc.hook.pre-mount = /h/lxc-hook-loopimg --image $HOME/x") || cs[1].Err != nil {
+		t.Fatalf("errors: %v / %v", cs[0].Err, cs[1].Err)
 	}
 }
 

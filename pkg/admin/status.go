@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -24,43 +25,51 @@ the host, its loop devices, and, for a stopped container whose devices are
 still attached, who holds them. --json prints the same as one JSON object
 (fields documented in the README; stable: fields are only ever added).`
 
-// Status is one container's line; its JSON form is documented in the README.
+// Status is one container's entry; its JSON form is documented in the
+// README (fields are only ever added).
 type Status struct {
-	Name      string
-	State     string
-	Hook      string
-	Config    string
-	Templates []string
-	// LayerKind is "directory" or "image".
-	LayerKind string
-	LayerPath string
+	Name      string   `json:"name"`
+	State     string   `json:"state"`
+	Hook      string   `json:"hook"`
+	Config    string   `json:"config"`
+	Templates []string `json:"templates"`
+	Layer     Layer    `json:"layer"`
 	// CapBytes is the image's size (0 for a directory layer: no cap).
-	CapBytes int64
+	CapBytes int64 `json:"cap_bytes"`
 	// UsedBytes is the space used in the layer's filesystem (image) or by
 	// the layer's files (directory).
-	UsedBytes int64
+	UsedBytes int64 `json:"used_bytes"`
 	// AllocatedBytes is what the layer occupies on the host's disk.
-	AllocatedBytes int64
-	Loops          []LoopStatus
+	AllocatedBytes int64        `json:"allocated_bytes"`
+	Loops          []LoopStatus `json:"loop_devices"`
 	// Ephemeral: a new layer at every start (--ephemeral), none when
 	// stopped.
-	Ephemeral bool
+	Ephemeral bool `json:"ephemeral"`
 	// Holders is set for a stopped container whose devices are still
 	// attached: who holds them.
-	Holders string
+	Holders string `json:"holders"`
 	// Unprivileged is true for a container with lxc.idmap; IDMap is its
 	// mapping, one lxc.idmap value each ("u 0 100000 65536").
 	Unprivileged bool     `json:"unprivileged"`
 	IDMap        []string `json:"idmap"`
+	// Error is why the container's config could not be read ("" when it
+	// could); the other fields are then mostly empty.
+	Error string `json:"error"`
+}
+
+// Layer is the container's writable layer.
+type Layer struct {
+	Kind string `json:"kind"` // "directory" or "image"
+	Path string `json:"path"`
 }
 
 // LoopStatus is a loop device backing a template or the image.
 type LoopStatus struct {
-	Device  string
-	Role    string // "template" or "image"
-	Backing string
+	Device  string `json:"device"`
+	Role    string `json:"role"` // "template" or "image"
+	Backing string `json:"backing"`
 	// Shared is true for a template device other containers may use too.
-	Shared bool
+	Shared bool `json:"shared"`
 }
 
 func cmdStatus(k Kind, args []string, stdout io.Writer) error {
@@ -94,16 +103,19 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		sts = append(sts, statusOf(c))
 	}
 	if *asJSON {
-		_, err := io.WriteString(stdout, statusJSON(sts))
-		return err
+		return writeStatusJSON(stdout, sts)
 	}
 	for _, s := range sts {
+		if s.Error != "" {
+			fmt.Fprintf(stdout, "%s: %s\n  error:     %s\n", s.Name, s.State, s.Error)
+			continue
+		}
 		fmt.Fprintf(stdout, "%s: %s (%s)\n", s.Name, s.State, s.Hook)
 		fmt.Fprintf(stdout, "  templates: %s\n", strings.Join(s.Templates, ", "))
 		if s.Ephemeral {
-			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.LayerKind], s.LayerPath)
+			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.Layer.Kind], s.Layer.Path)
 		} else {
-			fmt.Fprintf(stdout, "  layer:     %s %s\n", s.LayerKind, s.LayerPath)
+			fmt.Fprintf(stdout, "  layer:     %s %s\n", s.Layer.Kind, s.Layer.Path)
 		}
 		if s.CapBytes > 0 {
 			fmt.Fprintf(stdout, "  cap:       %s, used inside %s, on the host %s\n", image.Human(s.CapBytes), humanApprox(s.UsedBytes), humanApprox(s.AllocatedBytes))
@@ -141,6 +153,9 @@ func humanApprox(n int64) string {
 
 func statusOf(c *container) Status {
 	st, pid := c.info()
+	if c.Err != nil {
+		return Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
+	}
 	s := Status{Name: c.Name, State: st, Hook: c.Hook.Program, Config: c.Config, Templates: c.Hook.Lowers}
 	if s.Templates == nil {
 		s.Templates = []string{}
@@ -152,7 +167,7 @@ func statusOf(c *container) Status {
 	if c.Hook.Ephemeral {
 		statusEphemeral(c, st, &s)
 	} else if c.Hook.Image != "" {
-		s.LayerKind, s.LayerPath = "image", c.Hook.Image
+		s.Layer = Layer{Kind: "image", Path: c.Hook.Image}
 		if f, err := os.Open(c.Hook.Image); err == nil {
 			apparent, allocated, _, _ := image.Usage(f)
 			s.CapBytes, s.AllocatedBytes = apparent, allocated
@@ -162,10 +177,10 @@ func statusOf(c *container) Status {
 			f.Close()
 		}
 	} else {
-		s.LayerKind, s.LayerPath = "directory", c.Hook.Upper
+		s.Layer = Layer{Kind: "directory", Path: c.Hook.Upper}
 		s.UsedBytes, s.AllocatedBytes = du(c.Hook.Upper)
 	}
-	if st == "RUNNING" && pid > 0 && (s.LayerKind == "image" || s.Ephemeral) {
+	if st == "RUNNING" && pid > 0 && (s.Layer.Kind == "image" || s.Ephemeral) {
 		// The overlay's statfs is its upper layer's: the live figure, where
 		// the superblock's free count lags.
 		var sfs unix.Statfs_t
@@ -192,9 +207,9 @@ func statusOf(c *container) Status {
 // for a running container the image's loop device from the runtime record
 // (its file is unlinked once mounted).
 func statusEphemeral(c *container, st string, s *Status) {
-	s.Ephemeral, s.LayerKind = true, "directory"
+	s.Ephemeral, s.Layer.Kind = true, "directory"
 	if c.Hook.Image != "" {
-		s.LayerKind = "image"
+		s.Layer.Kind = "image"
 	}
 	s.CapBytes, _ = image.ParseSize(c.Hook.Size)
 	if st != "RUNNING" {
@@ -203,8 +218,8 @@ func statusEphemeral(c *container, st string, s *Status) {
 	if rec, _ := state.For(c.Hook.RunDir, c.Name, c.Config).Load(); rec != nil {
 		for _, l := range rec.Loops {
 			if l.Role == "image" {
-				s.LayerPath = l.Backing + " (deleted)"
-				s.Loops = append(s.Loops, LoopStatus{Device: l.Device, Role: "image", Backing: s.LayerPath})
+				s.Layer.Path = l.Backing + " (deleted)"
+				s.Loops = append(s.Loops, LoopStatus{Device: l.Device, Role: "image", Backing: s.Layer.Path})
 			}
 		}
 	}
@@ -282,75 +297,28 @@ func du(dir string) (size, allocated int64) {
 	return size, allocated
 }
 
-// statusJSON writes the statuses by hand: encoding/json alone would add a
-// twentieth to every hook binary.
-func statusJSON(sts []Status) string {
-	var b strings.Builder
-	b.WriteString("{\"containers\": [")
-	for i, s := range sts {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		b.WriteString("\n  {")
-		field := func(first bool, k, v string) {
-			if !first {
-				b.WriteString(", ")
-			}
-			b.WriteString(jsonString(k) + ": " + v)
-		}
-		field(true, "name", jsonString(s.Name))
-		field(false, "state", jsonString(s.State))
-		field(false, "hook", jsonString(s.Hook))
-		field(false, "config", jsonString(s.Config))
-		var tpls []string
-		for _, t := range s.Templates {
-			tpls = append(tpls, jsonString(t))
-		}
-		field(false, "templates", "["+strings.Join(tpls, ", ")+"]")
-		field(false, "layer", fmt.Sprintf("{%s: %s, %s: %s}", jsonString("kind"), jsonString(s.LayerKind), jsonString("path"), jsonString(s.LayerPath)))
-		field(false, "cap_bytes", strconv.FormatInt(s.CapBytes, 10))
-		field(false, "used_bytes", strconv.FormatInt(s.UsedBytes, 10))
-		field(false, "allocated_bytes", strconv.FormatInt(s.AllocatedBytes, 10))
-		var loops []string
-		for _, l := range s.Loops {
-			loops = append(loops, fmt.Sprintf("{%s: %s, %s: %s, %s: %s, %s: %t}",
-				jsonString("device"), jsonString(l.Device), jsonString("role"), jsonString(l.Role),
-				jsonString("backing"), jsonString(l.Backing), jsonString("shared"), l.Shared))
-		}
-		field(false, "loop_devices", "["+strings.Join(loops, ", ")+"]")
-		field(false, "holders", jsonString(s.Holders))
-		field(false, "ephemeral", strconv.FormatBool(s.Ephemeral))
-		var idm []string
-		for _, l := range s.IDMap {
-			idm = append(idm, jsonString(l))
-		}
-		field(false, "unprivileged", strconv.FormatBool(s.Unprivileged))
-		field(false, "idmap", "["+strings.Join(idm, ", ")+"]")
-		b.WriteString("}")
+// writeStatusJSON prints {"containers": [...]}. Names and paths are Go
+// strings of bytes: encoding/json writes bytes that are not UTF-8 as
+// U+FFFD, so the output stays valid JSON.
+func writeStatusJSON(w io.Writer, sts []Status) error {
+	if sts == nil {
+		sts = []Status{}
 	}
-	b.WriteString("\n]}\n")
-	return b.String()
-}
-
-// jsonString quotes s as a JSON string.
-func jsonString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f || r == 0xfffd:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
+	for i := range sts { // fields documented as arrays are never null
+		if sts[i].Templates == nil {
+			sts[i].Templates = []string{}
+		}
+		if sts[i].Loops == nil {
+			sts[i].Loops = []LoopStatus{}
+		}
+		if sts[i].IDMap == nil {
+			sts[i].IDMap = []string{}
 		}
 	}
-	b.WriteByte('"')
-	return b.String()
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(struct {
+		Containers []Status `json:"containers"`
+	}{sts})
 }

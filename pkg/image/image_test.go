@@ -31,6 +31,9 @@ func TestParseSize(t *testing.T) {
 		"9223372036854775807T":  "too large",
 		"12X":                   "not a size",
 		"G":                     "not a size",
+		"96 M":                  "blank inside",
+		"9 6M":                  "blank inside",
+		"96\tM":                 "blank inside",
 	} {
 		_, err := ParseSize(in)
 		if err == nil || !strings.Contains(err.Error(), want) {

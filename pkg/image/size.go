@@ -29,6 +29,11 @@ func ParseSize(s string) (int64, error) {
 	if s == "" {
 		return 0, fmt.Errorf("--size is empty: give a size such as 2G or 512M")
 	}
+	// "96 M" would be written back to a hook line as two words; a size is
+	// one word.
+	if strings.ContainsAny(s, " \t\n\r\v\f") {
+		return 0, fmt.Errorf("--size %q has a blank inside: write it as one word, e.g. %s", orig, strings.Join(strings.Fields(s), ""))
+	}
 	mult := int64(1)
 	upper := strings.ToUpper(s)
 	for _, suf := range []struct {
@@ -42,7 +47,6 @@ func ParseSize(s string) (int64, error) {
 			break
 		}
 	}
-	s = strings.TrimSpace(s)
 	if s == "" || strings.ContainsAny(s, "+-") && !strings.HasPrefix(s, "-") {
 		return 0, fmt.Errorf("--size %q is not a size: use a number with K, M, G or T (binary units), e.g. 2G", orig)
 	}

@@ -206,3 +206,20 @@ func TestIsCommand(t *testing.T) {
 		t.Fatal("IsCommand")
 	}
 }
+
+func TestMissingBridges(t *testing.T) {
+	sys := t.TempDir()
+	os.Mkdir(filepath.Join(sys, "br-ok"), 0o755)
+	cfg := "lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\n" +
+		"lxc.net.1.type = veth\nlxc.net.1.link = br-ok\n" +
+		"lxc.net.2.type = macvlan\nlxc.net.2.link = eth9\n" +
+		"# lxc.net.3.link = commented\n"
+	w := missingBridges(cfg, "/etc/lxc/default.conf", sys)
+	if len(w) != 1 || !strings.Contains(w[0], "lxc.net.0.link = lxcbr0 (copied from /etc/lxc/default.conf)") ||
+		!strings.Contains(w[0], "systemctl start lxc-net") || !strings.Contains(w[0], "--default-config /dev/null") {
+		t.Fatalf("%q", w)
+	}
+	if w := missingBridges("lxc.net.0.type = empty\n", "/d", sys); len(w) != 0 {
+		t.Fatalf("no network: %q", w)
+	}
+}

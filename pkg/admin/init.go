@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
@@ -56,11 +58,18 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 		return usageError{errors.New("give exactly one container NAME (see --help)")}
 	}
 	name := pos[0]
-	if name == "" || strings.ContainsAny(name, "/\n") || name == "." || name == ".." {
+	if name == "" || strings.ContainsAny(name, "/\n\r") || name == "." || name == ".." {
 		return usageError{fmt.Errorf("container name %q is not valid", name)}
 	}
 	if *tpl == "" {
 		return usageError{errors.New("--template FILE is required")}
+	}
+	// A config line ends at a newline; LXC has no way to quote one.
+	if strings.ContainsAny(*tpl, "\n\r") {
+		return usageError{fmt.Errorf("--template %q: a path with a newline cannot be written to an LXC config", *tpl)}
+	}
+	if strings.ContainsAny(*lxcpath, "\n\r") {
+		return usageError{fmt.Errorf("-P %q: a path with a newline cannot be written to an LXC config", *lxcpath)}
 	}
 	if !filepath.IsAbs(*tpl) {
 		abs, err := filepath.Abs(*tpl)
@@ -126,6 +135,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if common := "/usr/share/lxc/config/common.conf"; exists(common) {
 		fmt.Fprintf(&b, "lxc.include = %s\n", common)
 	}
+	var netWarnings []string
 	if def, err := os.ReadFile(*defaults); err == nil {
 		fmt.Fprintf(&b, "\n# From %s\n", *defaults)
 		sc := bufio.NewScanner(strings.NewReader(string(def)))
@@ -134,6 +144,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 				b.WriteString(l + "\n")
 			}
 		}
+		netWarnings = missingBridges(string(def), *defaults, "/sys/class/net")
 	}
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "lxc.uts.name = %s\n", name)
@@ -144,18 +155,18 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if systemd {
 		b.WriteString("# systemd halts on SIGRTMIN+3\nlxc.signal.halt = SIGRTMIN+3\n")
 	}
+	// LXC runs the line through sh -c: every word is quoted, so a path with
+	// a blank or a "$(...)" is one argument and nothing runs.
 	// --config: a copy of this config that got no layer (cp, or an LXC
 	// without the clone hook) is refused at start, not booted empty.
-	line := self + " --config " + filepath.Join(dir, "config")
-	for _, l := range []string{*tpl} {
-		line += " --lower " + l
-	}
+	words := []string{self, "--config", filepath.Join(dir, "config"), "--lower", *tpl}
 	if size != "" {
-		line += " --size " + size
+		words = append(words, "--size", size)
 	}
 	if *ephemeral {
-		line += " --ephemeral"
+		words = append(words, "--ephemeral")
 	}
+	line := hook.JoinWords(words)
 	hookTypes := []string{"pre-mount", "stop", "post-stop", "clone"}
 	if idm != nil {
 		b.WriteString("\n# Unprivileged: the container's root is host uid/gid " + idm.String() + ";\n# its pre-mount cannot mount, so pre-start prepares the root (see " + k.Program + " --help)\n")
@@ -199,7 +210,57 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, " -P %s", *lxcpath)
 	}
 	fmt.Fprintln(stdout)
+	for _, w := range netWarnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return nil
+}
+
+// missingBridges checks the bridges the copied network config attaches
+// veth devices to: on a host where lxc-net has not run, lxcbr0 does not
+// exist and the first lxc-start fails with "bridge interface doesn't
+// exist". Better to say so, and how to fix it, before that.
+func missingBridges(config, from, sysNet string) []string {
+	v := hook.ConfigValues(strings.NewReader(config), configKeys(config, ".link", ".type")...)
+	var out []string
+	for key, vals := range v {
+		if !strings.HasSuffix(key, ".link") {
+			continue
+		}
+		prefix := strings.TrimSuffix(key, ".link")
+		if t := hook.Last(v[prefix+".type"]); t != "veth" && t != "" {
+			continue // macvlan, phys, ...: link is a host device, not a bridge
+		}
+		br := hook.Last(vals)
+		if br == "" || exists(filepath.Join(sysNet, br)) {
+			continue
+		}
+		fix := "start it (systemctl start lxc-net, which makes lxcbr0)"
+		if br != "lxcbr0" {
+			fix = "create it"
+		}
+		out = append(out, fmt.Sprintf("%s = %s (copied from %s): there is no network interface %s on this host, so lxc-start will fail with \"bridge interface doesn't exist\"; %s, set %s to a bridge that exists in the container's config, or run init with --default-config /dev/null for a container without network", key, br, from, br, fix, key))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// configKeys lists the keys of a config that end in one of suffixes.
+func configKeys(config string, suffixes ...string) []string {
+	var keys []string
+	for _, line := range strings.Split(config, "\n") {
+		k, _, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
+		}
+		for _, s := range suffixes {
+			if strings.HasPrefix(k, "lxc.net.") && strings.HasSuffix(k, s) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
 }
 
 func exists(p string) bool {

@@ -59,6 +59,14 @@ func cmdResize(k Kind, args []string, stdout io.Writer) error {
 		return fmt.Errorf("container %q has no image layer", c.Name)
 	}
 	f, err := os.OpenFile(c.Hook.Image, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		// Never started: the first start creates the image at --size.
+		if err := updateSizeFlag(c, image.Human(size)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s has no image yet (%s); its first start creates it at %s\n", c.Name, c.Hook.Image, image.Human(size))
+		return nil
+	}
 	if err != nil {
 		return err
 	}

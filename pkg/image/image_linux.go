@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 )
 
 // ToolTimeout bounds mke2fs, which works on a temporary file and may be
@@ -83,6 +84,7 @@ func Create(path string, o CreateOptions) error {
 		"mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-E", "nodiscard", "-L", "lxc-layer", tmp); err != nil {
 		return fmt.Errorf("creating image %q: mke2fs: %v: %s", path, err, out)
 	}
+	killpoint.At("pre-mount:creating-image")
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("creating image %q: %w", path, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
@@ -132,6 +133,7 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 			return nil, fmt.Errorf("ephemeral image %q: %w", ephemeral, err)
 		}
 	}
+	killpoint.At("pre-mount:after-image-mount")
 	if c.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		// Only for the debug line: whether direct I/O took (it falls back).
 		dio := "buffered"
@@ -180,6 +182,7 @@ func (b *Backend) attachAndMount(c *runner.Context, f *os.File, st *unix.Stat_t,
 	if err != nil {
 		return nil, fmt.Errorf("image %q: attaching a loop device: %w", b.Image, err)
 	}
+	killpoint.At("pre-mount:after-attach")
 	var opts []mount.Param
 	if b.Discard && !b.Preallocate {
 		// Blocks freed inside become holes in the image again, so deleting

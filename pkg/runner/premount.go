@@ -9,6 +9,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
@@ -127,6 +128,7 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 	}
 	c.PushUndo(func() { _ = mount.Unmount(target) })
 
+	killpoint.At("pre-mount:before-save")
 	// The mounts made here; stop adds those LXC made of them (the
 	// container's "/").
 	// (Those of an unprivileged start's private namespace go with it; its

@@ -21,6 +21,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
@@ -178,6 +179,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		return failStatus(logOpts.Hook)
 	}
 
+	killpoint.Arm(string(inv.Type)) // test-only, no-op without its variable
 	c := &Context{
 		Inv: inv, Log: log, Common: common,
 		Run: state.For(common.RunDir, inv.Name, inv.ConfigFile),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
@@ -43,6 +44,7 @@ func stop(b Backend, c *Context) {
 		}
 		ours := selectOurs(mounts, b.MountSource(), c.Run.Path, devs)
 		ids = mountIDs(ours)
+		killpoint.At("stop:before-unmount")
 		root := false
 		for _, m := range ours {
 			if err := mount.Unmount(m.Mountpoint); err != nil {
@@ -314,6 +316,7 @@ func postStop(b Backend, c *Context) {
 			state.UsersOf(l.Dev, l.Ino).Remove(c.Run)
 		}
 	}
+	killpoint.At("post-stop:before-detach")
 	var held []state.Loop
 	for _, l := range append(append([]state.Loop{}, rec.Loops...), rec.Leftovers...) {
 		if !sameBinding(l) {
@@ -332,6 +335,7 @@ func postStop(b Backend, c *Context) {
 		c.Log.Errorf("loop device %s (%s) is still attached after the container stopped%s; it goes when they end (autoclear is armed)", l.Device, l.Backing, HeldBy(c.Common.RunDir, l))
 	}
 	if len(held) == 0 {
+		killpoint.At("post-stop:before-remove")
 		if err := c.Run.Remove(rec); err != nil {
 			c.Log.WithError(err).Warnf("could not remove the runtime directory %s", c.Run.Path)
 		}

@@ -205,9 +205,9 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(b.String()), 0o640); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Container %s written to %s; start it with: lxc-start -n %s", name, dir, name)
+	fmt.Fprintf(stdout, "Container %s written to %s; start it with: lxc-start -n %s", name, dir, hook.Quote(name))
 	if *lxcpath != defaultLXCPath() {
-		fmt.Fprintf(stdout, " -P %s", *lxcpath)
+		fmt.Fprintf(stdout, " -P %s", hook.Quote(*lxcpath))
 	}
 	fmt.Fprintln(stdout)
 	for _, w := range netWarnings {

@@ -120,13 +120,13 @@ func cmdResize(k Kind, args []string, stdout io.Writer) error {
 		if !hasCapSysResource() {
 			// ext4 refuses online growth with EPERM without it (as in some
 			// sandboxes, even for root); find out before changing anything.
-			return fmt.Errorf("online growth of a mounted ext4 needs CAP_SYS_RESOURCE, which this process does not have; nothing was changed: stop the container (lxc-stop -n %s) and run this resize again to grow it offline", c.Name)
+			return fmt.Errorf("online growth of a mounted ext4 needs CAP_SYS_RESOURCE, which this process does not have; nothing was changed: stop the container (lxc-stop -n %s) and run this resize again to grow it offline", hook.Quote(c.Name))
 		}
 		if err := growOnline(f, devs[0], size, c.Hook.Preallocate); err != nil {
 			if errors.Is(err, unix.EPERM) {
 				err = fmt.Errorf("%w (online resize needs CAP_SYS_RESOURCE)", err)
 			}
-			return failed(err, fmt.Sprintf("stop the container (lxc-stop -n %s) and run this resize again to finish offline", c.Name))
+			return failed(err, fmt.Sprintf("stop the container (lxc-stop -n %s) and run this resize again to finish offline", hook.Quote(c.Name)))
 		}
 	case state == "RUNNING":
 		return fmt.Errorf("container %s is running but its image %s has %d loop devices; refusing to guess", c.Name, c.Hook.Image, len(devs))

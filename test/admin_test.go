@@ -121,6 +121,7 @@ type statusJSON struct {
 			Shared  bool   `json:"shared"`
 		} `json:"loop_devices"`
 		Holders string `json:"holders"`
+		Error   string `json:"error"`
 	} `json:"containers"`
 }
 

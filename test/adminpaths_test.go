@@ -83,6 +83,19 @@ func TestPathsWithShellMetacharacters(t *testing.T) {
 	if e := s.Containers[0]; e.Name != c.name || e.Templates[0] != tpl || e.Layer.Path != img || e.Config != filepath.Join(c.dir, "config") || len(e.Loops) != 2 {
 		t.Fatalf("status --json: %+v", e)
 	}
+	// A container whose hook line sh would expand: status without names
+	// lists it with the reason instead of leaving it out.
+	broken := filepath.Join(lxcpath, "broken")
+	os.Mkdir(broken, 0o755)
+	os.WriteFile(filepath.Join(broken, "config"), []byte("lxc.hook.pre-mount = "+filepath.Join(binDir, "lxc-hook-loopimg")+" --image $HOME/x.img\n"), 0o644)
+	out, err = admin(t, "lxc-hook-loopimg", "status", "--json", "-P", lxcpath)
+	s = statusJSON{}
+	if err != nil || json.Unmarshal([]byte(out), &s) != nil || len(s.Containers) != 2 || s.Containers[0].Name != "broken" ||
+		!strings.Contains(s.Containers[0].Error, "--image $HOME/x.img") || !strings.Contains(s.Containers[0].Error, "expand") || s.Containers[1].Error != "" {
+		t.Fatalf("status --json with a broken container: %v\n%s", err, out)
+	}
+	os.Remove(filepath.Join(broken, "config"))
+	os.Remove(broken)
 	// Online growth needs CAP_SYS_RESOURCE; offline works everywhere.
 	c.stop(false)
 	if out, err := admin(t, "lxc-hook-loopimg", "resize", c.name, "--size", "64M", "-P", lxcpath); err != nil || !strings.Contains(out, "grown from 48M to 64M") {

@@ -114,7 +114,11 @@ func cmdResize(k Kind, args []string, stdout io.Writer) error {
 			return fmt.Errorf("image %s is locked by a starting container; try again", c.Hook.Image)
 		}
 		if err := image.Grow(f, size, c.Hook.Preallocate); err != nil {
-			return failed(err, "free space on the host and run resize again")
+			how := "fix the cause above and run resize again"
+			if errors.Is(err, unix.ENOSPC) {
+				how = "free space on the host filesystem and run resize again"
+			}
+			return failed(err, how)
 		}
 	case len(devs) == 1 && state == "RUNNING":
 		if !hasCapSysResource() {
@@ -133,9 +137,13 @@ func cmdResize(k Kind, args []string, stdout io.Writer) error {
 	default:
 		return fmt.Errorf("container %s is %s but its image %s is still attached to %s; see %s release %s", c.Name, strings.ToLower(state), c.Hook.Image, devs[0].Path, k.Program, c.Name)
 	}
-	_, grown, err := sizes(f)
-	if err != nil {
-		return err
+	grown := size
+	if state != "RUNNING" {
+		// resize2fs wrote the superblock (a mounted ext4 writes its own
+		// later, so after an online growth the ioctl's answer stands).
+		if _, grown, err = sizes(f); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "%s grown from %s to %s\n", c.Name, image.Human(fsSize), image.Human(grown))
 	return updateSizeFlag(c, image.Human(size))

@@ -360,6 +360,8 @@ func (r rewrite) apply(text string) string {
 		case k == "lxc.rootfs.path" && r.Rootfs != "":
 			nv = r.Rootfs
 		case k == "lxc.rootfs.path" && r.KeepRootfs:
+		case strings.HasPrefix(k, "lxc.hook."):
+			nv = r.hookLine(v)
 		default:
 			nv = replacePath(v, r.SrcDir, r.DstDir)
 			if (k == "lxc.log.file" || k == "lxc.console.logfile") && r.SrcName != "" && r.DstName != "" && filepath.Base(nv) == r.SrcName+".log" && filepath.Dir(nv) == r.DstDir {
@@ -378,6 +380,35 @@ func (r rewrite) apply(text string) string {
 		}
 	}
 	return strings.Join(lines, "")
+}
+
+// hookLine rewrites a hook line's paths word by word, as sh splits it, and
+// quotes what it writes: a new directory with a blank or a quote in its
+// name stays one argument. A line sh would expand is
+// rewritten as text, as before.
+func (r rewrite) hookLine(v string) string {
+	words, err := hook.SplitWords(v)
+	if err != nil {
+		nv := replacePath(v, r.SrcDir, r.DstDir)
+		if r.OldLayer != "" {
+			nv = replacePath(nv, r.OldLayer, r.NewLayer)
+		}
+		return nv
+	}
+	changed := false
+	for i, w := range words {
+		nw := replacePath(w, r.SrcDir, r.DstDir)
+		if r.OldLayer != "" {
+			nw = replacePath(nw, r.OldLayer, r.NewLayer)
+		}
+		if nw != w {
+			words[i], changed = nw, true
+		}
+	}
+	if !changed {
+		return v
+	}
+	return hook.JoinWords(words)
 }
 
 // replacePath replaces the path old, where it stands as a whole path or a

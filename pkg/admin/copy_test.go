@@ -1,6 +1,11 @@
 package admin
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+)
 
 func TestRewrite(t *testing.T) {
 	in := `# Container web1 in /var/lib/lxc/web1
@@ -55,5 +60,22 @@ func TestReplacePath(t *testing.T) {
 		if got := replacePath(c.in, "/a/web1", "/a/web2"); got != c.want {
 			t.Errorf("replacePath(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// A copy into a directory with a blank and a quote keeps each hook path
+// one word; a quoted source path is found inside its quotes.
+func TestRewriteQuotesHookLines(t *testing.T) {
+	r := rewrite{SrcDir: "/l/my web", DstDir: "/l/it's new"}
+	in := "lxc.hook.pre-mount = /h/lxc-hook-loopimg --config '/l/my web/config' --image='/l/my web/layer.img' --lower /t/a.sqfs\n"
+	out := r.apply(in)
+	_, v, _ := strings.Cut(strings.TrimSpace(out), "=")
+	words, err := hook.SplitWords(strings.TrimSpace(v))
+	if err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	want := []string{"/h/lxc-hook-loopimg", "--config", "/l/it's new/config", "--image=/l/it's new/layer.img", "--lower", "/t/a.sqfs"}
+	if strings.Join(words, "|") != strings.Join(want, "|") {
+		t.Fatalf("%q read back as %q", out, words)
 	}
 }

@@ -271,7 +271,7 @@ func TestFaults(t *testing.T) {
 		} else {
 			t.Log("init ended with its monitor (parent-death signal)")
 		}
-		waitNoLoops(t, f.dir)
+		waitNoLoops(t, f.dir, "after the holder ended")
 		f.recover("monitor SIGKILLed", by)
 		done("monitor")
 	})
@@ -407,16 +407,6 @@ func (f *fault) clean2(small string) {
 	f.t.Helper()
 	assertNoLoops(f.t, small, "after the host filled up")
 	assertNoLoops(f.t, f.dir, "after the host filled up")
-}
-
-// waitNoLoops waits, bounded, for the loop devices under dir to go (the
-// last holder just ended; autoclear runs as its namespace is freed).
-func waitNoLoops(t *testing.T, dir string) {
-	t.Helper()
-	for i := 0; i < 500 && len(loopsUnder(dir)) > 0; i++ {
-		sleepBriefly()
-	}
-	assertNoLoops(t, dir, "after the holder ended")
 }
 
 // damageGroupDescriptor overwrites the checksum of group descriptor 0,

@@ -211,7 +211,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	for _, w := range netWarnings {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
+		fmt.Fprintf(os.Stderr, "%s init: warning: %s\n", k.Program, w)
 	}
 	return nil
 }

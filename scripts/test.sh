@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 "$GO" vet ./...
 # -p 1: one package at a time, so the real-LXC tests' timings are their own.
 # -v shows the figures the tests measure.
+log=$(mktemp /tmp/lxc-hooks-test.XXXXXX.log)
 set +e
-"$GO" test -count=1 -p 1 -timeout 80m -v ./... 2>&1 | tee /tmp/lxc-hooks-test.log
+"$GO" test -count=1 -p 1 -timeout 80m -v ./... 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-passed=$(grep -cE -- '^\s*--- PASS' /tmp/lxc-hooks-test.log || true)
-failed=$(grep -cE -- '^\s*--- FAIL' /tmp/lxc-hooks-test.log || true)
-skipped=$(grep -cE -- '^\s*--- SKIP' /tmp/lxc-hooks-test.log || true)
+passed=$(grep -cE -- '^\s*--- PASS' "$log" || true)
+failed=$(grep -cE -- '^\s*--- FAIL' "$log" || true)
+skipped=$(grep -cE -- '^\s*--- SKIP' "$log" || true)
 echo "tests: $passed passed, $failed failed, $skipped skipped"
+echo "(full log: $log)"
 exit "$status"

@@ -214,6 +214,23 @@ func cleanupRoot(root string) {
 		exec.Command("umount", "-l", mp).Run()
 	}
 	os.RemoveAll(root)
+	removeRuntimeDirsUnder(root)
+}
+
+// removeRuntimeDirsUnder drops the hooks' runtime records of this run's
+// containers (tests that kill monitors or leave holders keep theirs on
+// purpose), so that test runs do not pile records up in /run. Dir.Remove
+// uses os.Remove only: a record whose mountpoints are still in use stays.
+func removeRuntimeDirsUnder(root string) {
+	dirs, _ := filepath.Glob(filepath.Join(state.DefaultRoot, "*"))
+	for _, d := range dirs {
+		rd := state.Dir{Path: d}
+		rec, err := rd.Load()
+		if err != nil || rec == nil || !strings.HasPrefix(rec.ConfigFile, root+"/") {
+			continue
+		}
+		rd.Remove(rec)
+	}
 }
 
 // ---- containers ----

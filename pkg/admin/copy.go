@@ -17,6 +17,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
@@ -150,13 +151,18 @@ func copyContainer(j copyJob) (string, error) {
 		} else if err := os.MkdirAll(filepath.Dir(dstLayer), 0o700); err != nil {
 			return "", err
 		} else if isImage {
-			if err := checkNotAttached(srcLayer); err != nil {
+			unlock, err := lockNotAttached(srcLayer)
+			if err != nil {
 				return "", err
 			}
+			// Held until the copy is checked: a start of SRC meanwhile
+			// would attach the image and write it under the copy.
+			defer unlock()
 			reflinked, err := clone.Image(srcLayer, dstLayer, j.Progress)
 			if err != nil {
 				return "", fmt.Errorf("copying the image %s: %w", srcLayer, err)
 			}
+			killpoint.At("copy:after-image-copy") // test-only
 			if out, err := execs.Run(image.ToolTimeout, "install e2fsprogs", "e2fsck", "-fn", dstLayer); err != nil {
 				os.Remove(dstLayer) // the copy just made, not the source
 				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
@@ -243,19 +249,21 @@ func dropRdepends(srcDir, dstDir string) error {
 	return os.WriteFile(p, []byte(strings.Join(keep, "\n")+"\n"), 0o644)
 }
 
-// checkNotAttached refuses to copy an image some loop device (a running
+// lockNotAttached refuses to copy an image some loop device (a running
 // container, a leftover) may be writing: the hook holds a flock for as
-// long as it is attached.
-func checkNotAttached(path string) error {
+// long as it is attached. The shared lock it takes is kept until unlock,
+// so a start of the container (which takes the lock exclusively) is
+// refused while the copy runs instead of writing the image being copied.
+func lockNotAttached(path string) (unlock func(), err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer f.Close()
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return fmt.Errorf("image %q is in use by a running container (locked): stop it first; nothing was copied", path)
+		f.Close()
+		return nil, fmt.Errorf("image %q is in use by a running container (locked): stop it first; nothing was copied", path)
 	}
-	return nil
+	return func() { f.Close() }, nil
 }
 
 func allocated(path string) string {

@@ -21,10 +21,17 @@ import (
 // Env is the variable that arms a kill point.
 const Env = "LXC_HOOKS_TEST_KILLPOINT"
 
-// At kills this process with SIGKILL if Env names point.
+// At kills this process with SIGKILL if Env names point. With
+// "POINT/stop" it stops the process there instead (SIGSTOP), for a test
+// that acts while the process is at the point and then resumes it.
 func At(point string) {
-	if v := os.Getenv(Env); v != "" && v == point {
+	v := os.Getenv(Env)
+	switch {
+	case v == "":
+	case v == point:
 		kill()
+	case v == point+"/stop":
+		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 	}
 }
 

@@ -1,0 +1,80 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A start of SRC while "copy" copies its image is refused: the copy holds
+// the image's lock until the copy is checked, so the container cannot
+// attach the image and write it under the copy. The copy is held at a
+// point after the image's bytes were copied (SIGSTOP there), the start is
+// tried, then the copy goes on and must succeed with SRC's data.
+func TestCopyHoldsImageLock(t *testing.T) {
+	requireEnv(t)
+	hook := "lxc-hook-loopimg"
+	c := initCtr(t, hook, "--size", "64M")
+	c.mustStart()
+	c.mustSh("echo before-copy > /root/data && sync")
+	c.stop(false)
+
+	cmd := exec.Command(filepath.Join(binDir, hook), "copy", c.name, c.name+"-copy", "-P", c.lxcpath)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LXC_HOOKS_TEST_KILLPOINT=copy:after-image-copy/stop"}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	resumed := false
+	defer func() {
+		if !resumed {
+			cmd.Process.Signal(syscall.SIGCONT)
+			<-exited
+		}
+	}()
+	stopped := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !stopped; {
+		select {
+		case err := <-exited:
+			resumed = true
+			t.Fatalf("copy ended before its stop point: %v %s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
+			stopped = true
+		}
+	}
+	if !stopped {
+		t.Fatal("copy never reached its stop point")
+	}
+	if err := c.start(); err == nil {
+		c.stop(false)
+		t.Fatal("SRC started while copy was copying its image (the image was not locked)")
+	}
+	if !strings.Contains(c.log(), "locked") {
+		t.Fatalf("refused start does not say the image is locked:\n%s", lastLines(c.log(), 10))
+	}
+	cmd.Process.Signal(syscall.SIGCONT)
+	resumed = true
+	if err := <-exited; err != nil {
+		t.Fatalf("copy after the refused start: %v %s", err, out.String())
+	}
+	d := other(c, c.name+"-copy")
+	d.mustStart()
+	if got := d.mustSh("cat /root/data"); got != "before-copy\n" {
+		t.Fatalf("copy's data: %q", got)
+	}
+	d.stop(false)
+	c.mustStart() // the lock went with the copy
+	c.stop(false)
+	assertNoLoops(t, workRoot, "after the copy")
+}

@@ -78,3 +78,51 @@ func TestCopyHoldsImageLock(t *testing.T) {
 	c.stop(false)
 	assertNoLoops(t, workRoot, "after the copy")
 }
+
+// A copy SIGKILLed midway leaves a directory without a config that
+// lxc-ls and lxc-destroy do not know; the next copy to the same name
+// removes it and copies (it used to refuse "already exists" until the
+// user found and removed the directory by hand). A directory the copy
+// did not make is still refused.
+func TestCopyRetryAfterKill(t *testing.T) {
+	requireEnv(t)
+	hook := "lxc-hook-loopimg"
+	c := initCtr(t, hook, "--size", "64M")
+	c.mustStart()
+	c.mustSh("echo before-copy > /root/data && sync")
+	c.stop(false)
+	dst := c.name + "-copy"
+	cmd := exec.Command(filepath.Join(binDir, hook), "copy", c.name, dst, "-P", c.lxcpath)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LXC_HOOKS_TEST_KILLPOINT=copy:after-image-copy"}
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("copy was not killed at its kill point: %s", out)
+	}
+	dstDir := filepath.Join(c.lxcpath, dst)
+	if !exists(filepath.Join(dstDir, "layer.img")) || exists(filepath.Join(dstDir, "config")) {
+		t.Fatal("the killed copy did not leave a partial directory (the test does not test the retry)")
+	}
+	out, err := admin(t, hook, "copy", c.name, dst, "-P", c.lxcpath)
+	if err != nil {
+		t.Fatalf("copy after a killed copy: %v %s", err, out)
+	}
+	if !strings.Contains(out, "partial copy") {
+		t.Fatalf("the retry does not say it removed the partial copy: %s", out)
+	}
+	d := other(c, dst)
+	d.mustStart()
+	if got := d.mustSh("cat /root/data"); got != "before-copy\n" {
+		t.Fatalf("copy's data: %q", got)
+	}
+	d.stop(false)
+	if exists(filepath.Join(dstDir, ".lxc-hook-copy-in-progress")) {
+		t.Fatal("a finished copy keeps its in-progress marker")
+	}
+	// A directory of the user's, even an empty one, is never taken.
+	mine := filepath.Join(c.lxcpath, c.name+"-mine")
+	os.Mkdir(mine, 0o755)
+	os.WriteFile(filepath.Join(mine, "notes"), []byte("mine\n"), 0o644)
+	if out, err := admin(t, hook, "copy", c.name, c.name+"-mine", "-P", c.lxcpath); err == nil || !strings.Contains(out, "already exists") || !exists(filepath.Join(mine, "notes")) {
+		t.Fatalf("copy onto a directory it did not make: %v %s", err, out)
+	}
+	assertNoLoops(t, workRoot, "after the copies")
+}

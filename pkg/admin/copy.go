@@ -66,7 +66,9 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	}
 	dstDir := filepath.Join(*lxcpath, dstName)
 	if _, err := os.Lstat(dstDir); err == nil {
-		return fmt.Errorf("container %q already exists (%s): nothing was copied", dstName, dstDir)
+		if kept := removeDeadCopy(dstDir, stderr); kept != "" {
+			return fmt.Errorf("container %q already exists (%s%s): nothing was copied", dstName, dstDir, kept)
+		}
 	}
 	if err := os.Mkdir(dstDir, 0o770); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -74,6 +76,12 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	marker, err := markCopy(dstDir)
+	if err != nil {
+		os.Remove(dstDir)
+		return err
+	}
+	defer marker.Close()
 	t0 := time.Now()
 	res, err := copyContainer(copyJob{
 		Src: src, DstConfig: filepath.Join(dstDir, "config"), DstName: dstName,
@@ -86,12 +94,59 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("%v; nothing was left behind", err)
 	}
+	// The config is in place: from here DST is a container, not a partial
+	// copy.
+	os.Remove(marker.Name())
 	fmt.Fprintf(stdout, "Container %s copied to %s (%s) in %s%s; start it with: lxc-start -n %s", srcName, dstName, dstDir, time.Since(t0).Round(time.Millisecond), res, dstName)
 	if *lxcpath != defaultLXCPath() {
 		fmt.Fprintf(stdout, " -P %s", *lxcpath)
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// copyMarker is the file in DST's directory while the copy command fills
+// it, locked (flock) by the copy for as long as it runs: a directory with
+// it and no config, its lock free, is what a killed copy (SIGKILL, a
+// crash) left, and a new copy to the same name removes it instead of
+// refusing DST forever ("already exists", while lxc-ls shows no such
+// container and lxc-destroy knows none). A leading dot keeps it out of
+// copies of DST.
+const copyMarker = ".lxc-hook-copy-in-progress"
+
+// markCopy creates and locks the marker in the new directory dir.
+func markCopy(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, copyMarker), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("flock %s: %w", f.Name(), err)
+	}
+	return f, nil
+}
+
+// removeDeadCopy removes dir if it is a partial copy whose copy command is
+// gone (no config, the marker's lock free). Otherwise it returns why dir
+// was kept, "" or a note for the "already exists" refusal.
+func removeDeadCopy(dir string, stderr io.Writer) (kept string) {
+	if _, err := os.Lstat(filepath.Join(dir, "config")); err == nil {
+		return ""
+	}
+	f, err := os.OpenFile(filepath.Join(dir, copyMarker), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return "; a copy to it is under way"
+	}
+	if err := clone.RemoveFresh(dir); err != nil {
+		return fmt.Sprintf("; a partial copy left by an interrupted copy, which could not be removed: %v", err)
+	}
+	fmt.Fprintf(stderr, "removed %s, a partial copy left by an interrupted copy\n", dir)
+	return ""
 }
 
 // copyJob is one copy of a container: by the copy command (Command: it

@@ -167,6 +167,11 @@ func CheckConfig(written, running, program string) error {
 			return nil
 		}
 	}
+	if _, err := os.Stat(written); errors.Is(err, os.ErrNotExist) {
+		// Nothing is at the old place: the directory was moved (a new
+		// lxcpath, another disk), not copied; say that remedy first.
+		return fmt.Errorf("this container's hook lines were written for the config %s (--config), which no longer exists, not for %s: if the container's directory was moved, with its layer, set --config to %s on every hook line; if its config was copied without the writable layer, remove it with lxc-destroy and copy containers with \"%s copy SRC DST\"", written, running, running, program)
+	}
 	return fmt.Errorf("this container's hook lines were written for the config %s (--config), not for %s: the config was copied without the writable layer (LXC's tools copy no layer unless the config has the lxc.hook.clone line init writes), so a start would run without the container's data or write another container's layer; copy containers with \"%s copy SRC DST\" (remove this one first with lxc-destroy), or, if you moved the container's directory yourself together with its layer, set --config to %s on every hook line", written, running, program, running)
 }
 

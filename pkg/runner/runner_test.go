@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"flag"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -128,5 +129,13 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if err := CheckConfig("/l/a/config", "/l/b/config", "lxc-hook-x"); err == nil || !strings.Contains(err.Error(), `"lxc-hook-x copy SRC DST"`) {
 		t.Fatalf("copied config: %v", err)
+	}
+	// A moved lxcpath: the old config is gone; the move's remedy comes
+	// first, the copy's is still named.
+	dir := t.TempDir()
+	gone, here := filepath.Join(dir, "old", "c", "config"), filepath.Join(dir, "new", "c", "config")
+	err := CheckConfig(gone, here, "lxc-hook-x")
+	if err == nil || !strings.Contains(err.Error(), "no longer exists") || !strings.Contains(err.Error(), "moved, with its layer, set --config to "+here) || !strings.Contains(err.Error(), `"lxc-hook-x copy SRC DST"`) {
+		t.Fatalf("moved config: %v", err)
 	}
 }

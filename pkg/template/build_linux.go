@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
@@ -94,6 +96,23 @@ func Build(src Source, file string, f Format) error {
 			removeTemp(tmp, f)
 		}
 	}()
+	// Ctrl-C (SIGINT to the terminal's process group: the tool running
+	// gets it too), SIGTERM or a hangup would end this process where it
+	// stands and leave the hidden temporary file and staging copy, as
+	// large as the template, beside FILE. Caught, the build fails and
+	// removes them; a second signal while removing is caught as well.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer signal.Stop(sigs)
+	interrupted := func() error {
+		select {
+		case s := <-sigs:
+			return fmt.Errorf("interrupted (%v): the partial template was removed, nothing was written at %s", s, file)
+		default:
+			return nil
+		}
+	}
+	killpoint.At("template:after-temp") // test-only
 
 	switch {
 	case src.Dir != "":
@@ -110,6 +129,9 @@ func Build(src Source, file string, f Format) error {
 			return buildFromOrCopy(root, dir, base, tmp, f)
 		})
 	}
+	if ierr := interrupted(); ierr != nil {
+		return ierr
+	}
 	if err != nil {
 		return err
 	}
@@ -117,6 +139,9 @@ func Build(src Source, file string, f Format) error {
 		if err := syncFile(tmp); err != nil {
 			return err
 		}
+	}
+	if err := interrupted(); err != nil { // during the sync
+		return err
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, file, unix.RENAME_NOREPLACE); err != nil {
 		if errors.Is(err, unix.EEXIST) {

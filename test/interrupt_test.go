@@ -72,3 +72,54 @@ func TestTemplateInterrupted(t *testing.T) {
 		t.Fatalf("the failure does not say it was interrupted: %s", out.String())
 	}
 }
+
+// Ctrl-C during "copy SRC DST" fails the copy and removes DST's partial
+// directory: held after the image was copied (SIGSTOP), the process group
+// gets SIGINT, then goes on.
+func TestCopyInterrupted(t *testing.T) {
+	requireEnv(t)
+	hook := "lxc-hook-loopimg"
+	c := initCtr(t, hook, "--size", "64M")
+	c.mustStart()
+	c.stop(false)
+	dst := filepath.Join(c.lxcpath, c.name+"-copy")
+	cmd := exec.Command(filepath.Join(binDir, hook), "copy", c.name, c.name+"-copy", "-P", c.lxcpath)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LXC_HOOKS_TEST_KILLPOINT=copy:after-image-copy/stop"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case err := <-exited:
+			t.Fatalf("copy ended before its stop point: %v %s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("copy never reached its stop point")
+		}
+	}
+	if !exists(filepath.Join(dst, "layer.img")) {
+		t.Fatal("no partial copy at the stop point (the test does not test the cleanup)")
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+	if err := <-exited; err == nil || !strings.Contains(out.String(), "interrupted") {
+		t.Fatalf("interrupted copy: %v %s", err, out.String())
+	}
+	if exists(dst) {
+		t.Fatalf("interrupted copy left %s", dst)
+	}
+	c.mustStart() // SRC untouched, its image not left locked
+	c.stop(false)
+	assertNoLoops(t, workRoot, "after the interrupted copy")
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,11 +83,23 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer marker.Close()
+	// Ctrl-C, SIGTERM or a hangup would otherwise end the copy where it
+	// stands and leave DST's partial directory (a layer's worth of data);
+	// caught, the copy fails and removes it. The copy of an image goes on
+	// to its end first (cp, for a directory, gets Ctrl-C too).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer signal.Stop(sigs)
 	t0 := time.Now()
 	res, err := copyContainer(copyJob{
 		Src: src, DstConfig: filepath.Join(dstDir, "config"), DstName: dstName,
 		Command: true, Progress: terminalProgress(stderr),
 	})
+	select {
+	case s := <-sigs:
+		err = fmt.Errorf("interrupted (%v)", s)
+	default:
+	}
 	if err != nil {
 		// dstDir is ours, made above; nothing is mounted in it.
 		if rmErr := clone.RemoveFresh(dstDir); rmErr != nil {

@@ -126,3 +126,42 @@ func TestCopyRetryAfterKill(t *testing.T) {
 	}
 	assertNoLoops(t, workRoot, "after the copies")
 }
+
+// A copy of a --preallocate container keeps the hook line's
+// --preallocate, so its image is reserved on the host as the source's is
+// (a sparse copy would fail the copy's writes on a full host).
+func TestCopyPreallocated(t *testing.T) {
+	requireEnv(t)
+	hook := "lxc-hook-loopimg"
+	c := initCtr(t, hook, "--size", "64M")
+	// init has no --preallocate: the flag is the hook line's.
+	cfgPath := filepath.Join(c.dir, "config")
+	cfg, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.ReplaceAll(string(cfg), "--size 64M", "--size 64M --preallocate")), 0o640)
+	c.mustStart()
+	c.mustSh("echo data > /root/data && sync")
+	c.stop(false)
+	src := filepath.Join(c.dir, "layer.img")
+	if a := allocated(t, src); a < apparentSize(t, src) {
+		t.Fatalf("the source is not preallocated (%d of %d): the test tests nothing", a, apparentSize(t, src))
+	}
+	out, err := admin(t, hook, "copy", c.name, c.name+"-copy", "-P", c.lxcpath)
+	if err != nil {
+		t.Fatalf("copy: %v %s", err, out)
+	}
+	t.Log(strings.TrimSpace(out))
+	d := other(c, c.name+"-copy")
+	dst := filepath.Join(d.dir, "layer.img")
+	if cfg, _ := os.ReadFile(filepath.Join(d.dir, "config")); !strings.Contains(string(cfg), "--preallocate") {
+		t.Fatalf("the copy's hook lines lost --preallocate:\n%s", cfg)
+	}
+	if a, s := allocated(t, dst), apparentSize(t, dst); a < s {
+		t.Fatalf("the copy of a --preallocate image is sparse: %d of %d bytes allocated", a, s)
+	}
+	fsckClean(t, dst, "the preallocated copy")
+	d.mustStart()
+	if got := d.mustSh("cat /root/data"); got != "data\n" {
+		t.Fatalf("copy's data: %q", got)
+	}
+	d.stop(false)
+}

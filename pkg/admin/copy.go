@@ -231,6 +231,15 @@ func copyContainer(j copyJob) (string, error) {
 				return "", fmt.Errorf("copying the image %s: %w", srcLayer, err)
 			}
 			killpoint.At("copy:after-image-copy") // test-only
+			if j.Src.Hook.Preallocate {
+				// The hook line says --preallocate, which the copy keeps:
+				// the copy reserves its space on the host as the source
+				// did, or a full host would fail the container's writes.
+				if err := preallocate(dstLayer); err != nil {
+					os.Remove(dstLayer) // the copy just made, not the source
+					return "", fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
+				}
+			}
 			if out, err := execs.Run(image.ToolTimeout, "install e2fsprogs", "e2fsck", "-fn", dstLayer); err != nil {
 				os.Remove(dstLayer) // the copy just made, not the source
 				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
@@ -238,6 +247,9 @@ func copyContainer(j copyJob) (string, error) {
 			how := "sparse copy"
 			if reflinked {
 				how = "reflink"
+			}
+			if j.Src.Hook.Preallocate {
+				how = map[bool]string{true: "reflink, preallocated", false: "preallocated copy"}[reflinked]
 			}
 			summary = append(summary, fmt.Sprintf("image %s (%s, %s, fsck clean)", dstLayer, how, allocated(dstLayer)))
 		} else {
@@ -315,6 +327,24 @@ func dropRdepends(srcDir, dstDir string) error {
 		return os.Remove(p)
 	}
 	return os.WriteFile(p, []byte(strings.Join(keep, "\n")+"\n"), 0o644)
+}
+
+// preallocate reserves the whole of the image at path (fallocate mode 0:
+// data and size kept, holes allocated).
+func preallocate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, fi.Size()); err != nil {
+		return fmt.Errorf("reserving its %s on the host (fallocate): %w", humanApprox(fi.Size()), err)
+	}
+	return f.Sync()
 }
 
 // lockNotAttached refuses to copy an image some loop device (a running

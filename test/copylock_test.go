@@ -11,21 +11,30 @@ import (
 	"time"
 )
 
-// A start of SRC while "copy" copies its image is refused: the copy holds
-// the image's lock until the copy is checked, so the container cannot
-// attach the image and write it under the copy. The copy is held at a
-// point after the image's bytes were copied (SIGSTOP there), the start is
-// tried, then the copy goes on and must succeed with SRC's data.
-func TestCopyHoldsImageLock(t *testing.T) {
+// A start of SRC while "copy" copies its layer is refused: the copy holds
+// the image's lock until the copy is checked (loopimg), or the layer
+// directory's (overlay), so the container cannot write the layer under
+// the copy. The copy is held at a point after the layer was copied
+// (SIGSTOP there), the start is tried, then the copy goes on and must
+// succeed with SRC's data.
+func TestCopyHoldsLayerLock(t *testing.T) {
 	requireEnv(t)
-	hook := "lxc-hook-loopimg"
-	c := initCtr(t, hook, "--size", "64M")
+	for hook, extra := range copyHooks {
+		t.Run(hook, func(t *testing.T) { copyHoldsLayerLock(t, hook, extra) })
+	}
+}
+
+func copyHoldsLayerLock(t *testing.T, hook string, extra []string) {
+	c := initCtr(t, hook, extra...)
 	c.mustStart()
 	c.mustSh("echo before-copy > /root/data && sync")
 	c.stop(false)
 
 	cmd := exec.Command(filepath.Join(binDir, hook), "copy", c.name, c.name+"-copy", "-P", c.lxcpath)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LXC_HOOKS_TEST_KILLPOINT=copy:after-image-copy/stop"}
+	if hook == "lxc-hook-overlay" {
+		cmd.Env[1] = "LXC_HOOKS_TEST_KILLPOINT=copy:after-layer-copy/stop"
+	}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -58,7 +67,7 @@ func TestCopyHoldsImageLock(t *testing.T) {
 	}
 	if err := c.start(); err == nil {
 		c.stop(false)
-		t.Fatal("SRC started while copy was copying its image (the image was not locked)")
+		t.Fatal("SRC started while copy was copying its layer (the layer was not locked)")
 	}
 	if !strings.Contains(c.log(), "locked") {
 		t.Fatalf("refused start does not say the image is locked:\n%s", lastLines(c.log(), 10))

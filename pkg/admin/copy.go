@@ -253,9 +253,17 @@ func copyContainer(j copyJob) (string, error) {
 			}
 			summary = append(summary, fmt.Sprintf("image %s (%s, %s, fsck clean)", dstLayer, how, allocated(dstLayer)))
 		} else {
+			unlock, err := dirlayer.LockForCopy(srcLayer)
+			if err != nil {
+				return "", err
+			}
+			// Held until the layer is copied: a start of SRC meanwhile
+			// would write it under the copy.
+			defer unlock()
 			if err := clone.Tree(srcLayer, dstLayer); err != nil {
 				return "", fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
 			}
+			killpoint.At("copy:after-layer-copy") // test-only
 			summary = append(summary, "layer "+dstLayer)
 		}
 	}

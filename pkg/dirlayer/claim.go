@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -44,9 +45,25 @@ func Claim(c *runner.Context, dir string) error {
 	}
 	defer d.Close()
 	// Serializes claims of this layer (two starts at once, or one taking
-	// over a stale claim): held for the few syscalls below only.
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("--upper %q: flock: %w", dir, err)
+	// over a stale claim): held for the few syscalls below only. A copy
+	// holds it shared for as long as it copies the layer (LockForCopy):
+	// waited for briefly, then refused, as a hook never waits unbounded.
+	for deadline := time.Now().Add(claimWait); ; {
+		err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("--upper %q: flock: %w", dir, err)
+		}
+		if time.Now().After(deadline) {
+			who := ""
+			if ps := holders.WithFileOpen(dir); len(ps) > 0 {
+				who = " (held open by " + holders.Join(ps) + ")"
+			}
+			return fmt.Errorf("--upper %q is locked, by a copy of the container (copy, lxc-copy, lxc-snapshot) or another start, right now%s; the start is refused until that ends", dir, who)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	path := filepath.Join(dir, InUseName)
 	if old, err := readClaim(path); err == nil {
@@ -71,6 +88,31 @@ func Claim(c *runner.Context, dir string) error {
 	}
 	c.PushUndo(func() { release(dir, c.Inv.ConfigFile) })
 	return nil
+}
+
+// claimWait bounds how long a start waits for the layer's lock: another
+// start holds it for microseconds, a copy for as long as it copies.
+const claimWait = 3 * time.Second
+
+// LockForCopy takes the layer dir's lock shared for a copy of the layer
+// and refuses a layer a live container has claimed; unlock releases it. A
+// start of the container meanwhile is refused (Claim), so the copy never
+// reads a layer that overlayfs is writing.
+func LockForCopy(dir string) (unlock func(), err error) {
+	dir = filepath.Clean(dir)
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("layer %q is locked by a starting container: stop it first; nothing was copied", dir)
+	}
+	if old, err := readClaim(filepath.Join(dir, InUseName)); err == nil && liveNS(old.MountNSID) {
+		d.Close()
+		return nil, fmt.Errorf("layer %q is in use by container %s (%s), which is running: stop it first; nothing was copied", dir, old.Container, old.Config)
+	}
+	return func() { d.Close() }, nil
 }
 
 // Release drops the container's claim on the layer dir (post-stop); a

@@ -45,7 +45,12 @@ const (
 )
 
 // Pending is a started server waiting for the root to serve.
-type Pending struct{ ctl int }
+type Pending struct {
+	ctl int
+	// UserNS is the server's user namespace (Spawn's maps), open: the
+	// idmap for the layers' idmapped mounts. The caller closes it.
+	UserNS *os.File
+}
 
 // Send gives the server the mount to serve; it keeps its own copy.
 func (p *Pending) Send(mountFD int) error {
@@ -59,6 +64,9 @@ func (p *Pending) Send(mountFD int) error {
 // Abort ends the server: there is no root to serve.
 func (p *Pending) Abort() { unix.Close(p.ctl) }
 
+// Maps is the user namespace a server runs in: the container's lxc.idmap.
+type Maps struct{ UID, GID []syscall.SysProcIDMap }
+
 // Spawn starts the server for the runtime directory dir, before the root
 // exists (its start then overlaps building it): it listens on
 // dir/handover.sock (owned by uid:gid, the container's mapped root, mode
@@ -66,7 +74,18 @@ func (p *Pending) Abort() { unix.Close(p.ctl) }
 // ServeArg. If this process dies first, the server sees its control socket
 // close and exits. dir must be searchable by uid. The server's identity
 // goes into dir/handover.pid.
-func Spawn(exe, dir string, uid, gid uint32, args []string) (*Pending, error) {
+//
+// The server runs in a new user namespace with maps, which is also the
+// idmap of the layers (Pending.UserNS): the kernel makes no user namespace
+// without a process in it, and one process costs one start less than a
+// placeholder next to the server. Its credentials keep the host uid
+// (root, unmapped there, so without capabilities after exec): it opens no
+// file by path but what root owns (its own socket and record files), and
+// reads nothing in /proc of processes outside its namespace; so it gets
+// the LXC log as an open file (logFile, its fd 5; nil for none) and the
+// peer's mount namespace from the peer. SO_PEERCRED shows peers' uids
+// through its maps: the container's root as the uid it maps to.
+func Spawn(exe, dir string, uid, gid uint32, maps Maps, logFile *os.File, args []string) (*Pending, error) {
 	Stop(dir) // an earlier start's, if it is still there
 	sock := filepath.Join(dir, Socket)
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -98,7 +117,7 @@ func Spawn(exe, dir string, uid, gid uint32, args []string) (*Pending, error) {
 	ctl := os.NewFile(uintptr(pair[1]), "control")
 	defer ctl.Close()
 
-	argv := append([]string{exe, ServeArg, "--uid", strconv.FormatUint(uint64(uid), 10)}, args...)
+	argv := append([]string{exe, ServeArg, "--uid", strconv.FormatUint(uint64(inside(maps.UID, uid)), 10)}, args...)
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -108,9 +127,21 @@ func Spawn(exe, dir string, uid, gid uint32, args []string) (*Pending, error) {
 	// inherited pipe would hold the start. Its own session: LXC's signals to
 	// the hook's process group do not reach it. os.StartProcess, not
 	// os/exec: that package would add to every binary.
+	files := []*os.File{null, null, null, lf, ctl} // fds 3 and 4
+	if logFile != nil {
+		files = append(files, logFile) // fd 5
+	}
 	p, err := os.StartProcess(exe, argv, &os.ProcAttr{
-		Files: []*os.File{null, null, null, lf, ctl}, // fds 3 and 4
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Setsid:      true,
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: maps.UID,
+			GidMappings: maps.GID,
+			// The maps are written by this (root) process, so setgroups
+			// need not be denied.
+			GidMappingsEnableSetgroups: true,
+		},
 	})
 	if err != nil {
 		unix.Close(pair[0])
@@ -119,13 +150,38 @@ func Spawn(exe, dir string, uid, gid uint32, args []string) (*Pending, error) {
 	pid := p.Pid
 	st, _ := StartTime(pid)
 	_ = p.Release() // not waited for: it outlives this hook
-	id := fmt.Sprintf("%d %d\n", pid, st)
-	if err := os.WriteFile(filepath.Join(dir, PIDFile), []byte(id), 0o600); err != nil {
+	fail := func(err error) (*Pending, error) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		unix.Close(pair[0])
-		return nil, fmt.Errorf("recording the handover server: %w", err)
+		return nil, err
 	}
-	return &Pending{ctl: pair[0]}, nil
+	id := fmt.Sprintf("%d %d\n", pid, st)
+	if err := os.WriteFile(filepath.Join(dir, PIDFile), []byte(id), 0o600); err != nil {
+		return fail(fmt.Errorf("recording the handover server: %w", err))
+	}
+	// It waits on the control socket, so it is there to open, and its
+	// start time proves it is the process just started.
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/user")
+	if err == nil {
+		if now, serr := StartTime(pid); serr != nil || now != st {
+			ns.Close()
+			err = fmt.Errorf("it is gone")
+		}
+	}
+	if err != nil {
+		return fail(fmt.Errorf("opening the handover server's user namespace: %w", err))
+	}
+	return &Pending{ctl: pair[0], UserNS: ns}, nil
+}
+
+// inside is host id as the maps show it (itself without maps).
+func inside(maps []syscall.SysProcIDMap, id uint32) uint32 {
+	for _, r := range maps {
+		if int64(id) >= int64(r.HostID) && int64(id) < int64(r.HostID)+int64(r.Size) {
+			return uint32(r.ContainerID + int(id) - r.HostID)
+		}
+	}
+	return id
 }
 
 // StartTime is field 22 of /proc/PID/stat: with the PID, it names a
@@ -183,10 +239,11 @@ var ErrAborted = errors.New("pre-start sent no root")
 
 // Serve is the server's work: its fds 3 and 4 are the listening socket
 // and the control socket the root comes on. It returns when one
-// authenticated peer was served, or at deadline. reject is told about
-// peers that were turned away; onPeer about the one served, while it waits
-// for the root (so its /proc entries are there to read).
-func Serve(uid uint32, deadline time.Time, reject func(string), onPeer func(pid int)) (*Result, error) {
+// authenticated peer was served, or at deadline. uid is the container's
+// root as this process sees it (through its own user namespace). reject is
+// told about peers that were turned away; onPeer about the one served,
+// with an fd of its mount namespace.
+func Serve(uid uint32, deadline time.Time, reject func(string), onPeer func(nsFD int)) (*Result, error) {
 	const lfd, ctl = 3, 4
 	defer unix.Close(lfd)
 	setTimeout(ctl, time.Until(deadline))
@@ -242,7 +299,7 @@ func Serve(uid uint32, deadline time.Time, reject func(string), onPeer func(pid 
 	}
 }
 
-func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Time, onPeer func(pid int)) (*Result, string) {
+func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Time, onPeer func(nsFD int)) (*Result, string) {
 	cred, err := unix.GetsockoptUcred(cfd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return nil, fmt.Sprintf("SO_PEERCRED: %v", err)
@@ -250,14 +307,24 @@ func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Tim
 	if cred.Uid != uid {
 		return nil, fmt.Sprintf("turned away pid %d: uid %d is not the container's root (%d)", cred.Pid, cred.Uid, uid)
 	}
-	peerNS, err := mountNS(strconv.Itoa(int(cred.Pid)))
-	if err != nil || peerNS == hostNS {
+	setTimeout(cfd, time.Until(deadline))
+	// The peer's mount namespace comes from the peer, as an fd of its
+	// /proc/self/ns/mnt: the server, in a user namespace of its own, may
+	// not read another's /proc/PID/ns. An fd proves the peer can reach
+	// that namespace, as much as a /proc entry proved it ran there (both
+	// a process can make for itself: the uid is the authentication).
+	nsFD, err := recvFD(cfd, "mntns\n")
+	if err != nil {
+		return nil, fmt.Sprintf("turned away pid %d: %v", cred.Pid, err)
+	}
+	defer unix.Close(nsFD)
+	peerNS, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nsFD))
+	if err != nil || !strings.HasPrefix(peerNS, "mnt:") || peerNS == hostNS {
 		return nil, fmt.Sprintf("turned away pid %d: not in a container's mount namespace", cred.Pid)
 	}
 	if onPeer != nil {
-		onPeer(int(cred.Pid))
+		onPeer(nsFD)
 	}
-	setTimeout(cfd, time.Until(deadline))
 	if err := unix.Sendmsg(cfd, []byte("root\n"), unix.UnixRights(mountFD), nil, 0); err != nil {
 		return nil, fmt.Sprintf("sending the root to pid %d: %v", cred.Pid, err)
 	}
@@ -272,6 +339,31 @@ func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Tim
 		res.PeerErr = strings.TrimSpace(strings.TrimPrefix(line, "error "))
 	}
 	return res, ""
+}
+
+// recvFD receives one message that must be want with exactly one fd.
+func recvFD(fd int, want string) (int, error) {
+	buf := make([]byte, 16)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for i := range msgs {
+			if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	if len(fds) == 1 && string(buf[:n]) == want {
+		return fds[0], nil
+	}
+	for _, f := range fds {
+		unix.Close(f)
+	}
+	return -1, fmt.Errorf("sent %q with %d fds, not %q with one", buf[:n], len(fds), want)
 }
 
 // setTimeout bounds every read and write on fd.
@@ -333,27 +425,24 @@ func Receive(dir string, timeout time.Duration) (int, *Conn, error) {
 		return -1, nil, fmt.Errorf("handover socket %s: %w", sock, err)
 	}
 	setTimeout(fd, timeout)
-	buf := make([]byte, 16)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	// Which mount namespace this is, for the server to check and record.
+	ns, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(fd)
-		return -1, nil, fmt.Errorf("handover socket %s: %w", sock, err)
+		return -1, nil, fmt.Errorf("opening /proc/self/ns/mnt: %w", err)
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err == nil && len(msgs) == 1 {
-		fds, err := unix.ParseUnixRights(&msgs[0])
-		if err == nil && len(fds) == 1 && string(buf[:n]) == "root\n" {
-			return fds[0], &Conn{fd}, nil
-		}
-		if err == nil {
-			for _, f := range fds {
-				unix.Close(f)
-			}
-		}
+	err = unix.Sendmsg(fd, []byte("mntns\n"), unix.UnixRights(ns), nil, 0)
+	unix.Close(ns)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("handover socket %s: sending this mount namespace: %w", sock, err)
 	}
-	unix.Close(fd)
-	return -1, nil, fmt.Errorf("handover socket %s: the server sent no root (%q)", sock, buf[:n])
+	root, err := recvFD(fd, "root\n")
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("handover socket %s: the server sent no root: %w", sock, err)
+	}
+	return root, &Conn{fd}, nil
 }
 
 // Reply tells the server whether the root was attached (err nil) or why

@@ -3,67 +3,16 @@ package idmap
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// HoldArg is the hidden first argument that makes a hook binary the
-// placeholder process of UserNS: it waits until its stdin closes.
-const HoldArg = "__lxc-hooks-userns"
-
-// Hold is the placeholder's main: it only keeps its user namespace alive
-// until the parent has opened it.
-func Hold() int {
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return 0
-}
-
-// UserNS returns an fd of a new user namespace whose maps are m, for
-// MOUNT_ATTR_IDMAP. The kernel has no call that makes a user namespace
-// without a process in it, so, like containerd's GetUsernsFD, it starts a
-// placeholder (this binary again, exe) in a new user namespace, has the
-// maps written, opens /proc/PID/ns/user and ends the placeholder: the fd
-// keeps the namespace. The caller closes the file.
-func UserNS(exe string, m *Mapping) (*os.File, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	defer w.Close()
-	// os.StartProcess, not os/exec: that package would add to every binary.
-	p, err := os.StartProcess(exe, []string{exe, HoldArg}, &os.ProcAttr{
-		Files: []*os.File{r, nil, nil},
-		Sys: &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER,
-			UidMappings: sysMaps(m.UID),
-			GidMappings: sysMaps(m.GID),
-			// The maps are written by this (root) process, so setgroups
-			// need not be denied.
-			GidMappingsEnableSetgroups: true,
-			Pdeathsig:                  syscall.SIGKILL,
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("starting a process in a user namespace with the container's lxc.idmap (%s): %w", m, err)
-	}
-	// StartProcess returns once the maps are written and the program runs.
-	f, err := os.Open("/proc/" + strconv.Itoa(p.Pid) + "/ns/user")
-	w.Close()
-	st, werr := p.Wait()
-	if err != nil {
-		return nil, fmt.Errorf("opening the user namespace with the container's lxc.idmap: %w", err)
-	}
-	if werr != nil || !st.Success() {
-		// It exits 0 on EOF; anything else means it did not run as asked.
-		f.Close()
-		return nil, fmt.Errorf("the user namespace placeholder failed: %v %v", werr, st)
-	}
-	return f, nil
+// SysMaps is m as os.StartProcess takes it, for a process started in a
+// user namespace with the container's mapping.
+func SysMaps(m *Mapping) (uid, gid []syscall.SysProcIDMap) {
+	return sysMaps(m.UID), sysMaps(m.GID)
 }
 
 func sysMaps(rs []Range) []syscall.SysProcIDMap {

@@ -26,7 +26,10 @@ type Options struct {
 	// ParentPID is the LXC process that ran the hook; its open log file is
 	// used when the config names none (lxc-start -o FILE).
 	ParentPID int
-	Stderr    io.Writer
+	// File, if set, is the LXC log already open (by a hook that passed
+	// it on): used instead of looking for it.
+	File   *os.File
+	Stderr io.Writer
 }
 
 // New returns a logger writing to stderr and, where one is found, to the
@@ -73,14 +76,17 @@ func New(o Options) (*logrus.Entry, io.Closer, error) {
 	}
 
 	var closer io.Closer = nopCloser{}
-	if path := logFile(o, cfg); path != "" {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o640)
-		if err == nil {
-			closer = f
-			logger.AddHook(&fileHook{w: f, level: level, fmt: &LXCFormatter{Program: o.Program, Category: o.Category}})
-			if level > logger.Level {
-				logger.SetLevel(level)
-			}
+	f := o.File
+	if f == nil {
+		if path := logFile(o, cfg); path != "" {
+			f, _ = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o640)
+		}
+	}
+	if f != nil {
+		closer = f
+		logger.AddHook(&fileHook{w: f, level: level, fmt: &LXCFormatter{Program: o.Program, Category: o.Category}})
+		if level > logger.Level {
+			logger.SetLevel(level)
 		}
 	}
 	entry := logger.WithFields(logrus.Fields{FieldContainer: o.Container, FieldHook: o.Hook})

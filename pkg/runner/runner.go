@@ -20,7 +20,6 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
-	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
@@ -72,11 +71,14 @@ type Writable struct {
 
 // Context is one hook run.
 type Context struct {
-	Inv    *hook.Invocation
-	Log    *logrus.Entry
-	Common *Common
-	Run    state.Dir
-	Record *state.Record
+	Inv *hook.Invocation
+	Log *logrus.Entry
+	// LogFile is the LXC log Log writes to, nil for none: handed on to
+	// the handover server, which may not open it.
+	LogFile *os.File
+	Common  *Common
+	Run     state.Dir
+	Record  *state.Record
 	// Undo holds the steps that take back a failed pre-mount, run last
 	// first.
 	Undo []func()
@@ -98,8 +100,6 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		// Helpers the hook starts from its own binary (unprivileged
 		// containers): never an LXC invocation.
 		switch args[0] {
-		case idmap.HoldArg:
-			return idmap.Hold()
 		case handover.ServeArg:
 			return serveHandover(b, args[1:], stderr)
 		}
@@ -184,6 +184,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		Inv: inv, Log: log, Common: common,
 		Run: state.For(common.RunDir, inv.Name, inv.ConfigFile),
 	}
+	c.LogFile, _ = closer.(*os.File)
 	done := func() {
 		// The benchmarks read this line; at debug level a sysadmin sees
 		// what each hook run costs.

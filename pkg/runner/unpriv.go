@@ -121,18 +121,11 @@ func preStart(b Backend, c *Context) error {
 	if handover.Stop(c.Run.Path) {
 		c.Log.Warn("ended the handover server of an earlier start that was still waiting")
 	}
-	// The two processes pre-start needs start while the layers mount.
+	// The handover server starts while the layers mount; it runs in a
+	// user namespace with the container's mapping, which is also the idmap
+	// of the layers: one process for both.
 	nsc := make(chan usernsResult, 1)
-	go func() {
-		f, err := idmap.UserNS("/proc/self/exe", m)
-		nsc <- usernsResult{f, err}
-	}()
 	u := &unprivBuild{m: m, userns: nsc}
-	defer func() {
-		if f, err := u.userNS(); err == nil {
-			f.Close()
-		}
-	}()
 	type spawned struct {
 		p   *handover.Pending
 		err error
@@ -140,9 +133,23 @@ func preStart(b Backend, c *Context) error {
 	srv := make(chan spawned, 1)
 	go func() {
 		args := []string{"--name", c.Inv.Name, "--config", c.Inv.ConfigFile, "--dir", c.Run.Path,
-			"--parent-pid", strconv.Itoa(hostParentPID()), "--log-level", c.Common.LogLevel}
-		p, err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, args)
+			"--log-level", c.Common.LogLevel}
+		if c.LogFile != nil {
+			args = append(args, "--log-fd", "5")
+		}
+		uidMaps, gidMaps := idmap.SysMaps(m)
+		p, err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, handover.Maps{UID: uidMaps, GID: gidMaps}, c.LogFile, args)
+		if err != nil {
+			nsc <- usernsResult{nil, fmt.Errorf("starting the handover server in a user namespace with the container's lxc.idmap (%s): %w", m, err)}
+		} else {
+			nsc <- usernsResult{p.UserNS, nil}
+		}
 		srv <- spawned{p, err}
+	}()
+	defer func() {
+		if f, err := u.userNS(); err == nil {
+			f.Close()
+		}
 	}()
 	server := func() (*handover.Pending, error) {
 		s := <-srv
@@ -390,15 +397,21 @@ func serveHandover(b Backend, args []string, stderr io.Writer) int {
 	name := fs.String("name", "", "")
 	config := fs.String("config", "", "")
 	dir := fs.String("dir", "", "")
-	ppid := fs.Int("parent-pid", 0, "")
+	logFD := fs.Int("log-fd", -1, "")
 	level := fs.String("log-level", "", "")
 	if err := fs.Parse(args); err != nil || *dir == "" {
 		fmt.Fprintf(stderr, "%s: %s is internal to the hooks\n", b.Program(), handover.ServeArg)
 		return 2
 	}
+	// The LXC log comes open from pre-start: this process, in a user
+	// namespace of its own, may not look into LXC's /proc entries for it.
+	var logFile *os.File
+	if *logFD >= 0 {
+		logFile = os.NewFile(uintptr(*logFD), "lxc log")
+	}
 	log, closer, err := lxclog.New(lxclog.Options{
 		Program: b.Program(), Category: b.Category(), Container: *name, Hook: string(hook.PreMount),
-		ConfigFile: *config, EnvLevel: os.Getenv("LXC_LOG_LEVEL"), FlagLevel: *level, ParentPID: *ppid, Stderr: stderr,
+		ConfigFile: *config, EnvLevel: os.Getenv("LXC_LOG_LEVEL"), FlagLevel: *level, File: logFile, Stderr: stderr,
 	})
 	if err != nil {
 		return 1
@@ -407,8 +420,8 @@ func serveHandover(b Backend, args []string, stderr io.Writer) int {
 	// The container's mount namespace, known now: recorded so that
 	// post-stop can name what is still inside it after a stop.
 	var nsID uint64
-	onPeer := func(pid int) {
-		nsID, _ = holders.MountNSID(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	onPeer := func(nsFD int) {
+		nsID, _ = holders.MountNSID("/proc/self/fd/" + strconv.Itoa(nsFD))
 	}
 	res, err := handover.Serve(uint32(*uid), started.Add(handover.Timeout), func(why string) { log.Warn(why) }, onPeer)
 	if errors.Is(err, handover.ErrAborted) {

@@ -322,11 +322,13 @@ func serveOne(cfd int, uid uint32, hostNS string, mountFD int, deadline time.Tim
 	if err != nil || !strings.HasPrefix(peerNS, "mnt:") || peerNS == hostNS {
 		return nil, fmt.Sprintf("turned away pid %d: not in a container's mount namespace", cred.Pid)
 	}
-	if onPeer != nil {
-		onPeer(nsFD)
-	}
 	if err := unix.Sendmsg(cfd, []byte("root\n"), unix.UnixRights(mountFD), nil, 0); err != nil {
 		return nil, fmt.Sprintf("sending the root to pid %d: %v", cred.Pid, err)
+	}
+	// After the root is on its way: pre-mount, and the container's start,
+	// need not wait for it (the fd keeps the namespace to look at).
+	if onPeer != nil {
+		onPeer(nsFD)
 	}
 	line, err := readLine(cfd)
 	res := &Result{PeerPID: int(cred.Pid), PeerMountNS: peerNS}

@@ -9,8 +9,8 @@
 // /dev/null (LXC reads a hook's output until EOF). It holds the listening
 // socket, gets the root over a control socket (and exits if pre-start
 // fails or dies first), serves one peer whose SO_PEERCRED uid is the
-// container's mapped root and who runs in a mount namespace other than the
-// host's, sends the fd with SCM_RIGHTS, reads back whether the attach
+// container's mapped root and who sends an fd of its mount namespace, one
+// other than the host's, sends the fd with SCM_RIGHTS, reads back whether the attach
 // worked, and exits; or exits at its deadline. Its fds go with it, so a
 // server that is killed, or never served, leaves nothing mounted; post-stop
 // ends one that is still there, identified by PID and start time.

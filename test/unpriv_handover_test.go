@@ -71,3 +71,30 @@ func TestUnprivilegedStartExecs(t *testing.T) {
 		t.Log(m)
 	}
 }
+
+// With the log on lxc-start's -o (no lxc.log.file), the handover server
+// writes pre-mount's line to it: the file pre-start found open in LXC and
+// passed on, since the server (no capability, in a user namespace of its
+// own) may not look into LXC's /proc entries for it.
+func TestUnprivilegedServerLogsToStartLog(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	c := unprivCtrOpts(t, ctrOpts{hook: "lxc-hook-overlay", noLogFile: true,
+		args: []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}})
+	logFile := filepath.Join(dir, "start.log")
+	if out, err := c.lxc("lxc-start", "-o", logFile, "-l", "DEBUG"); err != nil {
+		t.Fatalf("lxc-start: %v %s", err, out)
+	}
+	defer c.stop(true)
+	// The server writes it after pre-mount's reply: a bounded wait.
+	re := regexp.MustCompile(`(?m)^lxc-hook-overlay ` + c.name + ` \S+ DEBUG +overlay - pre-mount - pre-mount done took=`)
+	var b []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if b, _ = os.ReadFile(logFile); re.Match(b) {
+			return
+		}
+	}
+	t.Fatalf("lxc-start -o log lacks the server's pre-mount line:\n%s", lastLines(string(b), 30))
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,9 +28,11 @@ func Dir(dir string) error {
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 		return fmt.Errorf("runtime directory %q is not a directory (a symlink?)", dir)
-	case int(st.Uid) != os.Geteuid() && st.Uid != 0 && st.Uid != overflowUID:
+	case int(st.Uid) != os.Geteuid() && st.Uid != 0 && (st.Uid != overflowUID || inInitialUserNS()):
 		// Root's, or root's seen from a container's user namespace (the
-		// overflow uid), is fine.
+		// overflow uid), is fine. On the host uid 65534 is a real user
+		// (nobody), whose directory (a --run-dir it made first in /tmp)
+		// would let it plant links: refused there.
 		return fmt.Errorf("runtime directory %q is owned by uid %d, not by this user: refused (chown it, or use another --run-dir)", dir, st.Uid)
 	case st.Mode&0o022 != 0:
 		return fmt.Errorf("runtime directory %q is writable by others (mode %o): refused (chmod go-w it, or use another --run-dir)", dir, st.Mode&0o7777)
@@ -39,6 +42,18 @@ func Dir(dir string) error {
 
 // overflowUID is how a user namespace shows an unmapped owner (host root).
 const overflowUID = 65534
+
+// inInitialUserNS tells whether this process is in the host's user
+// namespace, whose uid_map is the identity over all uids. A map that
+// cannot be read counts as the host's: the stricter answer.
+func inInitialUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) != 3 || (f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
 
 // Write replaces path with data atomically: written under a fresh random
 // name (O_EXCL: never through a link), synced, renamed over path (which

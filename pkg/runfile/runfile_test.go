@@ -40,3 +40,22 @@ func TestNeverFollowsSymlinks(t *testing.T) {
 		t.Fatalf("a world-writable runtime directory: %v", err)
 	}
 }
+
+// On the host, a runtime directory owned by uid 65534 (nobody, a real
+// user there) is someone else's: refused like any other user's.
+func TestNobodysDirRefusedOnHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown a directory to uid 65534")
+	}
+	if !inInitialUserNS() {
+		t.Skip("runs in a user namespace, where 65534 is root's overflow uid")
+	}
+	d := filepath.Join(t.TempDir(), "rd")
+	os.Mkdir(d, 0o755)
+	if err := os.Chown(d, overflowUID, overflowUID); err != nil {
+		t.Fatal(err)
+	}
+	if err := Dir(d); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Fatalf("a directory of nobody's accepted on the host: %v", err)
+	}
+}

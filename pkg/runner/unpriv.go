@@ -21,6 +21,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/runfile"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
 
@@ -254,10 +255,13 @@ func inPrivateMountNS(fn func() error) error {
 // root and the container's directory), which are 0700 otherwise.
 func searchable(dirs ...string) error {
 	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("runtime directory %q: %w", d, err)
+		// Checked like every runtime directory (no symlink, ours, not
+		// writable by others) before the chmod: a link planted there
+		// would have it give search permission to its target (/root).
+		if err := runfile.Dir(d); err != nil {
+			return err
 		}
-		fi, err := os.Stat(d)
+		fi, err := os.Lstat(d)
 		if err != nil {
 			return fmt.Errorf("runtime directory %q: %w", d, err)
 		}

@@ -716,3 +716,54 @@ func TestUnprivilegedEphemeral(t *testing.T) {
 		})
 	}
 }
+
+// The claim on an unprivileged container's layer names the container's
+// mount namespace, not the host's (pre-start builds the root from the
+// host): after a crash (no post-stop) it is stale and another container
+// given the layer takes it over, as for a privileged container.
+func TestUnprivilegedStaleClaimTakenOver(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	upper := filepath.Join(dir, "layer")
+	args := []string{"--lower", tplSquash, "--upper", upper}
+	a := unprivCtrOpts(t, ctrOpts{hook: "lxc-hook-overlay", args: args})
+	b := unprivCtrOpts(t, ctrOpts{hook: "lxc-hook-overlay", args: args})
+	a.mustStart()
+	a.mustSh("echo from-a > /root/a && sync")
+	if err := b.start(); err == nil {
+		b.stop(true)
+		t.Fatal("a second container started on the same --upper while A runs")
+	}
+	// B's refusal names A's live claim; B took it over (it judged the
+	// claim of A's gone pre-start namespace stale) and its undo removed it.
+	if line := strings.Join(b.hookLogLines("ERROR"), "\n"); !strings.Contains(line, "which is running") {
+		t.Fatalf("B's refusal is not for A's live claim:\n%s", line)
+	}
+	if cl, _ := os.ReadFile(filepath.Join(upper, "lxc-hook-in-use")); !strings.Contains(string(cl), a.name) {
+		t.Fatalf("A's claim is gone after B's refused start: %q", cl)
+	}
+	mon := monitorPID(t, a)
+	initPID := a.pid()
+	syscall.Kill(mon, syscall.SIGKILL)
+	for i := 0; i < 1000 && syscall.Kill(initPID, 0) == nil; i++ {
+		sleepBriefly()
+	}
+	if !exists(filepath.Join(upper, "lxc-hook-in-use")) {
+		t.Fatal("no claim left by the crash: the test does not test the takeover")
+	}
+	// A moves to a layer of its own (the owner record then lets B have
+	// this one): what is left to decide is the stale claim.
+	cfg := filepath.Join(a.dir, "config")
+	conf, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(string(conf), "--upper "+upper, "--upper "+upper+"-a")), 0o644)
+	if err := b.start(); err != nil {
+		t.Fatalf("the stale claim of a crashed unprivileged container blocks the layer: %v\n%s", err, strings.Join(b.hookLogLines("ERROR"), "\n"))
+	}
+	if got := b.mustSh("cat /root/a"); got != "from-a\n" {
+		t.Fatalf("B does not see A's layer: %q", got)
+	}
+	b.stop(false)
+	if exists(filepath.Join(upper, "lxc-hook-in-use")) {
+		t.Fatal("the claim is left after B's stop")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 )
 
@@ -33,6 +34,13 @@ type claim struct {
 	Container string `json:"container"`
 	Config    string `json:"config"`
 	MountNSID uint64 `json:"mount_ns_id"`
+	// An unprivileged container's pre-start builds the root in a private
+	// mount namespace of its own, gone when the hook ends, before the
+	// container's exists: its claim names LXC's monitor instead (the
+	// hook's parent, which lives as long as the container), by PID and
+	// start time.
+	MonitorPID   int    `json:"monitor_pid,omitempty"`
+	MonitorStart uint64 `json:"monitor_start,omitempty"`
 }
 
 // Claim records the container of c as the layer dir's user, refusing a
@@ -67,7 +75,7 @@ func Claim(c *runner.Context, dir string) error {
 	}
 	path := filepath.Join(dir, InUseName)
 	if old, err := readClaim(path); err == nil {
-		if old.Config != c.Inv.ConfigFile && liveNS(old.MountNSID) {
+		if old.Config != c.Inv.ConfigFile && old.live() {
 			return fmt.Errorf("--upper %q is the writable layer of container %s (%s), which is running: two containers writing one layer mix their writes, so the start is refused; give this container its own --upper", dir, old.Container, old.Config)
 		}
 		if old.Config != c.Inv.ConfigFile {
@@ -76,8 +84,14 @@ func Claim(c *runner.Context, dir string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		c.Log.WithError(err).Warnf("--upper %s: unreadable %s, replaced", dir, InUseName)
 	}
-	nsID, _ := holders.MountNSID("/proc/self/ns/mnt")
-	b, _ := json.Marshal(claim{Container: c.Inv.Name, Config: c.Inv.ConfigFile, MountNSID: nsID})
+	cl := claim{Container: c.Inv.Name, Config: c.Inv.ConfigFile}
+	if c.Inv.Type == hook.PreStart {
+		cl.MonitorPID = os.Getppid()
+		cl.MonitorStart = holders.StartTime(cl.MonitorPID)
+	} else {
+		cl.MountNSID, _ = holders.MountNSID("/proc/self/ns/mnt")
+	}
+	b, _ := json.Marshal(cl)
 	tmp := path + ".tmp"
 	if err := writeNoFollow(tmp, append(b, '\n')); err != nil {
 		return fmt.Errorf("--upper %q: %w", dir, err)
@@ -108,7 +122,7 @@ func LockForCopy(dir string) (unlock func(), err error) {
 		d.Close()
 		return nil, fmt.Errorf("layer %q is locked by a starting container: stop it first; nothing was copied", dir)
 	}
-	if old, err := readClaim(filepath.Join(dir, InUseName)); err == nil && liveNS(old.MountNSID) {
+	if old, err := readClaim(filepath.Join(dir, InUseName)); err == nil && old.live() {
 		d.Close()
 		return nil, fmt.Errorf("layer %q is in use by container %s (%s), which is running: stop it first; nothing was copied", dir, old.Container, old.Config)
 	}
@@ -149,6 +163,14 @@ func writeNoFollow(path string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// live reports whether the claimant still runs.
+func (cl claim) live() bool {
+	if cl.MountNSID == 0 && cl.MonitorPID > 1 && cl.MonitorStart != 0 {
+		return holders.StartTime(cl.MonitorPID) == cl.MonitorStart
+	}
+	return liveNS(cl.MountNSID)
 }
 
 // liveNS reports whether the mount namespace with this id still exists:

@@ -194,3 +194,7 @@ func startTime(pid int) uint64 {
 	n, _ := strconv.ParseUint(f[19], 10, 64)
 	return n
 }
+
+// StartTime is the process's start time in clock ticks since boot, 0 when
+// it is gone: with its PID, what names a process that cannot be reused.
+func StartTime(pid int) uint64 { return startTime(pid) }

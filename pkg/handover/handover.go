@@ -101,14 +101,16 @@ func Spawn(exe, dir string, uid, gid uint32, maps Maps, logFile *os.File, args [
 	if err := unix.Bind(lfd, &unix.SockaddrUnix{Name: sock}); err != nil {
 		return nil, fmt.Errorf("handover socket %s: %w", sock, err)
 	}
-	if err := unix.Listen(lfd, 4); err != nil {
-		return nil, fmt.Errorf("handover socket %s: %w", sock, err)
-	}
+	// Owner and mode before listen: until then a connect is refused, so
+	// no one gets in while the socket still has the umask's mode.
 	if err := os.Chown(sock, int(uid), int(gid)); err != nil {
 		return nil, fmt.Errorf("handover socket: %w", err)
 	}
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return nil, fmt.Errorf("handover socket: %w", err)
+	}
+	if err := unix.Listen(lfd, 4); err != nil {
+		return nil, fmt.Errorf("handover socket %s: %w", sock, err)
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

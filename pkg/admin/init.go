@@ -7,12 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
@@ -285,37 +282,21 @@ func templateUsesSystemd(l layer.Lower) (bool, error) {
 		return false, err
 	}
 	defer dev.Close()
-	done := make(chan struct {
-		ok  bool
-		err error
-	}, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with its namespace
-		var res struct {
-			ok  bool
-			err error
-		}
-		defer func() { done <- res }()
-		if res.err = unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); res.err != nil {
-			return
-		}
-		if res.err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); res.err != nil {
-			return
-		}
+	ok := false
+	err = mount.InPrivateNamespace(func() error {
 		mp, err := os.MkdirTemp("", "lxc-hook-init-")
 		if err != nil {
-			res.err = err
-			return
+			return err
 		}
 		defer os.Remove(mp)
-		if res.err = mount.Block(l.FSType, dev.Path, mp, true); res.err != nil {
-			return
+		if err := mount.Block(l.FSType, dev.Path, mp, true); err != nil {
+			return err
 		}
-		res.ok = isSystemd(mp)
-		mount.Unmount(mp)
-	}()
-	r := <-done
-	return r.ok, r.err
+		ok = isSystemd(mp)
+		mount.Unmount(mp) // the namespace goes with the thread anyway
+		return nil
+	})
+	return ok, err
 }
 
 // isSystemd reports whether the root at dir boots systemd.

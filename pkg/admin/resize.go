@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -219,37 +218,26 @@ func growOnline(f *os.File, found *loop.Status, size int64, preallocate bool) er
 		return err
 	}
 	blocks := uint64(size / sb.BlockSize)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with its namespace
-		done <- func() error {
-			if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-				return err
-			}
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				return err
-			}
-			mp, err := os.MkdirTemp("", "lxc-hook-resize-")
-			if err != nil {
-				return err
-			}
-			defer os.Remove(mp)
-			if err := mount.Block("ext4", dev.Path, mp, false); err != nil {
-				return err
-			}
-			defer mount.Unmount(mp)
-			d, err := os.Open(mp)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			if _, _, errno := unix.Syscall(unix.SYS_IOCTL, d.Fd(), ext4IocResizeFS, uintptr(unsafe.Pointer(&blocks))); errno != 0 {
-				return fmt.Errorf("EXT4_IOC_RESIZE_FS to %d blocks: %w", blocks, errno)
-			}
-			return nil
-		}()
-	}()
-	return <-done
+	return mount.InPrivateNamespace(func() error {
+		mp, err := os.MkdirTemp("", "lxc-hook-resize-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(mp)
+		if err := mount.Block("ext4", dev.Path, mp, false); err != nil {
+			return err
+		}
+		defer mount.Unmount(mp)
+		d, err := os.Open(mp)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, d.Fd(), ext4IocResizeFS, uintptr(unsafe.Pointer(&blocks))); errno != 0 {
+			return fmt.Errorf("EXT4_IOC_RESIZE_FS to %d blocks: %w", blocks, errno)
+		}
+		return nil
+	})
 }
 
 // updateSizeFlag rewrites "--size X" on the container's lxc-hook-loopimg

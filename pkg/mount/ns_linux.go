@@ -113,3 +113,26 @@ func DetachRoot() error {
 	}
 	return nil
 }
+
+// InPrivateNamespace runs fn on an OS thread of its own in a new mount
+// namespace whose mounts are all private: what fn mounts is seen by fn and
+// the tools it starts (they inherit the thread's namespace), by nobody
+// else, and nothing propagates to or from the host. The thread is never
+// unlocked, so it ends with fn, and the namespace goes with it, with every
+// mount fn left there (and the autoclear loop devices under them).
+func InPrivateNamespace(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+			done <- fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			done <- fmt.Errorf("making the new mount namespace private: %w", err)
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -159,7 +158,7 @@ func preStart(b Backend, c *Context) error {
 
 	var rootFD int
 	var target string
-	err = inPrivateMountNS(func() (err error) {
+	err = mount.InPrivateNamespace(func() (err error) {
 		if target, err = c.Run.Mountpoint("root"); err != nil {
 			return err
 		}
@@ -228,27 +227,6 @@ func reachable(what, dir string, uid, gid uint32, self bool) error {
 			return nil
 		}
 	}
-}
-
-// inPrivateMountNS runs fn on a thread of its own in a new, private mount
-// namespace (nothing propagates to or from the host's). The thread is
-// never unlocked, so it ends with fn, and the namespace, with every mount
-// fn left in it, with the thread.
-func inPrivateMountNS(fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
-			done <- fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			done <- fmt.Errorf("making a private mount namespace: %w", err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
 }
 
 // searchable adds search permission for others to dirs (the runtime

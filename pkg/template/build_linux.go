@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -120,7 +119,7 @@ func Build(src Source, file string, f Format) error {
 	case src.Tarball != "":
 		err = buildFromTarball(src.Tarball, dir, base, tmp, f)
 	default:
-		err = inPrivateNamespace(func() error {
+		err = mount.InPrivateNamespace(func() error {
 			root, cleanup, err := mountSource(src, dir, base)
 			if err != nil {
 				return err
@@ -340,29 +339,6 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "; ")
-}
-
-// inPrivateNamespace runs fn on a locked OS thread in a new mount
-// namespace whose mounts are all private: what fn mounts is seen by fn and
-// the tools it starts (they inherit the thread's namespace), by nobody
-// else. The thread is never unlocked, so it ends with fn and its namespace
-// (and with it every mount left, and the autoclear loop devices under
-// them) goes too.
-func inPrivateNamespace(fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			done <- fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			done <- fmt.Errorf("make / private in the new mount namespace: %w", err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
 }
 
 // mountSource mounts src read-only under a directory next to the template

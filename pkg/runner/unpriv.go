@@ -255,10 +255,14 @@ func searchable(dirs ...string) error {
 // idmapLowers replaces each lower by an idmapped clone of it, attached on
 // a mountpoint of the private namespace.
 func (u *unprivBuild) idmapLowers(c *Context, lowers []layer.Lower, dirs []string) ([]string, error) {
+	t0 := time.Now()
 	userns, err := u.userNS()
 	if err != nil {
 		return nil, err
 	}
+	// How long the build stood still for the server's start (it delivers
+	// the user namespace only once it has exec'd): the figure to watch.
+	c.Log.WithField("waited", time.Since(t0).Round(10*time.Microsecond)).Debug("user namespace for the idmap ready")
 	out := make([]string, len(dirs))
 	for i, d := range dirs {
 		fd, err := idmap.Clone(d, userns)

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The demo on a fresh Debian 12 as root: installs what it needs, builds the
-# hooks, builds a busybox template as a squashfs image, and boots a container
+# hooks, builds a busybox template image with the hooks' own `template`
+# command (the default format, erofs), and boots a container
 # from it with lxc-hook-loopimg and a 64M cap. It shows the cap (df inside, a
 # write that hits ENOSPC), persistence over a restart, and that nothing is
 # left mounted or attached after lxc-stop. Run it again: the layer persists.
@@ -13,14 +14,14 @@ GO=$GO ./scripts/build.sh bin
 demo=${DEMO_DIR:-/var/lib/lxc-hooks-demo}
 lxcpath=$demo/lxc
 name=capped-demo
-tpl=$demo/busybox.squashfs
+tpl=$demo/busybox.erofs
 img=$lxcpath/$name/layer.img
 mkdir -p "$lxcpath"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 if [ ! -f "$tpl" ]; then
-	say "building the template $tpl (busybox-static in a squashfs)"
+	say "$repo/bin/lxc-hook-loopimg template $tpl --from DIR (busybox-static)"
 	stage=$(mktemp -d)
 	mkdir -p "$stage"/{bin,sbin,etc,proc,sys,dev,tmp,root,run,var}
 	cp /bin/busybox "$stage/bin/busybox"
@@ -32,7 +33,7 @@ while :; do sleep 3600 & wait $!; done
 INIT
 	chmod 755 "$stage/sbin/init"
 	echo "busybox template" > "$stage/etc/motd"
-	mksquashfs "$stage" "$tpl" -noappend -quiet -no-progress
+	"$repo/bin/lxc-hook-loopimg" template "$tpl" --from "$stage"
 	rm -rf "$stage"
 fi
 

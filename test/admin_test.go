@@ -28,30 +28,7 @@ func admin(t *testing.T, hook string, args ...string) (string, error) {
 // config that has no network (no lxcbr0 in CI) and no AppArmor.
 func initCtr(t *testing.T, hook string, extra ...string) *ctr {
 	t.Helper()
-	lxcpath := filepath.Join(workRoot, "lxc")
-	os.MkdirAll(lxcpath, 0o755)
-	defaults := filepath.Join(workRoot, "default.conf")
-	os.WriteFile(defaults, []byte("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n"), 0o644)
-	name := uniqueName("init")
-	args := append([]string{"init", name, "--template", tplSquash, "-P", lxcpath, "--default-config", defaults}, extra...)
-	if out, err := admin(t, hook, args...); err != nil {
-		t.Fatalf("%s init: %v\n%s", hook, err, out)
-	}
-	c := &ctr{t: t, name: name, lxcpath: lxcpath, dir: filepath.Join(lxcpath, name), logFile: filepath.Join(lxcpath, name, name+".log")}
-	// The test wants the LXC log in a file it can read.
-	f, _ := os.OpenFile(filepath.Join(c.dir, "config"), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString("lxc.log.file = " + c.logFile + "\nlxc.log.level = INFO\n")
-	f.Close()
-	t.Cleanup(func() {
-		if c.state() != "STOPPED" {
-			exec.Command("lxc-stop", "-k", "-n", c.name, "-P", c.lxcpath).Run()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(c.logFile)
-			t.Logf("LXC log of %s:\n%s", c.name, lastLines(string(b), 30))
-		}
-	})
-	return c
+	return initAt(t, hook, filepath.Join(workRoot, "lxc"), tplSquash, extra...)
 }
 
 // init for each hook, then lxc-start, a write, stop, restart: the write is

@@ -25,6 +25,7 @@ func initAt(t *testing.T, hook, lxcpath, tpl string, extra ...string) *ctr {
 		t.Fatalf("%s init: %v\n%s", hook, err, out)
 	}
 	c := &ctr{t: t, name: name, lxcpath: lxcpath, dir: filepath.Join(lxcpath, name), logFile: filepath.Join(lxcpath, name, name+".log")}
+	// The test wants the LXC log in a file it can read.
 	f, _ := os.OpenFile(filepath.Join(c.dir, "config"), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString("lxc.log.file = " + c.logFile + "\nlxc.log.level = INFO\n")
 	f.Close()

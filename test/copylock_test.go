@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,10 +56,7 @@ func copyHoldsLayerLock(t *testing.T, hook string, extra []string) {
 			t.Fatalf("copy ended before its stop point: %v %s", err, out.String())
 		case <-time.After(10 * time.Millisecond):
 		}
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
-		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
-			stopped = true
-		}
+		stopped = processStopped(cmd.Process.Pid)
 	}
 	if !stopped {
 		t.Fatal("copy never reached its stop point")

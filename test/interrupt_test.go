@@ -42,10 +42,7 @@ func TestTemplateInterrupted(t *testing.T) {
 			t.Fatalf("template ended before its stop point: %v %s", err, out.String())
 		case <-time.After(10 * time.Millisecond):
 		}
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
-		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
-			stopped = true
-		}
+		stopped = processStopped(cmd.Process.Pid)
 	}
 	if !stopped {
 		cmd.Process.Kill()
@@ -122,4 +119,13 @@ func TestCopyInterrupted(t *testing.T) {
 	c.mustStart() // SRC untouched, its image not left locked
 	c.stop(false)
 	assertNoLoops(t, workRoot, "after the interrupted copy")
+}
+
+// processStopped reports whether pid is stopped (state T in /proc/PID/stat,
+// read after the command name, which may hold spaces and parentheses): a
+// test-only kill point "POINT/stop" stops the process there.
+func processStopped(pid int) bool {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && len(b) > i+2 && b[i+2] == 'T'
 }

@@ -4,7 +4,9 @@
 # Sourced by demo.sh and test.sh: sets GO.
 set -euo pipefail
 
-packages=(lxc squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace)
+# rsync: lxc-copy and lxc-snapshot copy a rootfs with it; lxc only Recommends
+# it, and --no-install-recommends below leaves it out.
+packages=(lxc rsync squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

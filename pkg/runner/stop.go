@@ -3,8 +3,10 @@ package runner
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -347,7 +349,7 @@ func finish(b Backend, c *Context, rec *state.Record, loadErr error) {
 		}
 	}
 	killpoint.At("stop:before-detach")
-	var held []state.Loop
+	var bound []state.Loop
 	for _, l := range append(append([]state.Loop{}, rec.Loops...), rec.Leftovers...) {
 		if !sameBinding(l) {
 			continue
@@ -361,6 +363,10 @@ func finish(b Backend, c *Context, rec *state.Record, loadErr error) {
 			c.Log.WithField("device", l.Device).Debug("detached a loop device nothing held")
 			continue
 		}
+		bound = append(bound, l)
+	}
+	var held []state.Loop
+	for _, l := range waitTransient(c, bound) {
 		held = append(held, l)
 		c.Log.Errorf("loop device %s (%s) is still attached after the container stopped%s; it goes when they end (autoclear is armed)", l.Device, l.Backing, HeldBy(c.Common.RunDir, l))
 	}
@@ -375,4 +381,72 @@ func finish(b Backend, c *Context, rec *state.Record, loadErr error) {
 	if err := c.Run.Save(rec); err != nil {
 		c.Log.WithError(err).Warn("could not save the runtime state")
 	}
+}
+
+// transientWait bounds how long the stop hook waits for copies of the
+// container's mounts that other mount namespaces hold.
+var transientWait = 3 * time.Second
+
+// waitTransient returns the loops that stay bound, waiting (bounded) for
+// those held only by copies of the container's mounts in other mount
+// namespaces. Every new mount namespace starts as a copy of its parent's:
+// an unprivileged container's root is attached in the host's namespace
+// while it runs, so a container (of any kind) whose start began before this
+// stop holds a copy of it from LXC's clone until LXC pivots into its own
+// root and detaches the old one (milliseconds; longer under load), and so
+// does a start hook's private namespace while it builds. Those copies go by
+// themselves, and the device with them (autoclear). A holder of another
+// kind (a process inside the container's namespace or with a file on its
+// mounts, a bind mount of the namespace, the device open) is reported at
+// once; a copy that outlives the wait (a namespace made with private
+// propagation while the container ran) is reported then, by its process.
+func waitTransient(c *Context, loops []state.Loop) []state.Loop {
+	if len(loops) == 0 {
+		return nil
+	}
+	t0 := time.Now()
+	deadline := t0.Add(transientWait)
+	for {
+		var still []state.Loop
+		waiting := false
+		for _, l := range loops {
+			if !sameBinding(l) {
+				continue
+			}
+			if l.Shared && usedByOthers(c, l) {
+				// A template device another container's start adopted
+				// meanwhile: its users' now.
+				continue
+			}
+			still = append(still, l)
+			if onlyCopies(FindHolders(c.Common.RunDir, l)) {
+				waiting = true
+			}
+		}
+		if len(still) == 0 {
+			c.Log.WithField("waited", time.Since(t0).Round(time.Millisecond)).Debug("the loop devices went with the copies other mount namespaces held")
+			return nil
+		}
+		if !waiting || time.Now().After(deadline) {
+			return still
+		}
+		time.Sleep(2 * time.Millisecond)
+		loops = still
+	}
+}
+
+// onlyCopies reports whether h names no holder but copies of mounts in
+// other namespaces, or start hooks that have a template device open while
+// they adopt it.
+func onlyCopies(h Holders) bool {
+	if len(h.Binds) > 0 {
+		return false
+	}
+	for _, p := range h.Procs {
+		first, _, _ := strings.Cut(p.Command, " ")
+		if !strings.HasPrefix(filepath.Base(first), "lxc-hook-") {
+			return false
+		}
+	}
+	return true
 }

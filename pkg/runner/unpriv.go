@@ -35,10 +35,10 @@ import (
 // path from there. No other hook process runs at start: no pre-mount, no
 // server. Only that one overlay mount is ever in the host's namespace (the
 // images, lowers and idmapped clones stay in pre-start's private one, which
-// goes when it ends: the overlay holds them). It inherits the propagation
-// of the directory it is mounted on: under a shared mount (systemd's "/"),
-// copies of it that other mount namespaces get (systemd services started
-// meanwhile) are its slaves, and go when the stop hook unmounts it.
+// goes when it ends: the overlay holds them). It is made shared: copies
+// of it that mount namespaces made meanwhile get (systemd's services, the
+// hooks' private namespaces) are its slaves, and go when the stop hook
+// unmounts it.
 // The stop hook detaches the container's root inside its namespace, then
 // the host's mount (by its unique mount id), then verifies the loop devices.
 
@@ -200,6 +200,14 @@ func attachHostRoot(c *Context, rootFD int, rootfs string) error {
 		c.undoHost()
 		return fmt.Errorf("attaching the prepared root onto %s: %w", rootfs, err)
 	}
+	// Shared, even under a private parent (a host without systemd):
+	// every mount namespace made while the container runs starts with a
+	// copy of it, and one made as a slave (systemd's services, the hooks'
+	// own private namespaces) then gets the stop hook's unmount too,
+	// instead of keeping the container's layers.
+	if err := unix.Mount("", rootfs, "", unix.MS_SHARED, ""); err != nil {
+		c.Log.WithError(err).Warnf("could not make the root on %s shared; mount namespaces made while the container runs may keep a copy of it", rootfs)
+	}
 	killpoint.At("pre-start:after-attach")
 	c.Log.WithField("mount_id", c.Record.HostRoot.MountID).Debugf("attached the unprivileged root onto %s for LXC to take", rootfs)
 	return nil
@@ -230,6 +238,15 @@ func detachLeftoverRoot(c *Context, prev *state.Record, rootfs string) error {
 			return fmt.Errorf("the root of an earlier run of this container is still mounted on %s: %w", rootfs, err)
 		} else if !gone {
 			c.Log.Warnf("the root of an earlier run of this container was still mounted on %s (no stop hook ran: LXC's monitor was killed?); detached it", rootfs)
+			// Copies of it that mount namespaces made meanwhile hold go
+			// by themselves: waited for, as the stop hook would have.
+			var own []state.Loop
+			for _, l := range append(append([]state.Loop{}, prev.Loops...), prev.Leftovers...) {
+				if sameBinding(l) && !(l.Shared && usedByOthers(c, l)) {
+					own = append(own, l)
+				}
+			}
+			waitTransient(c, own)
 		}
 	}
 	if isMountRoot(rootfs) {

@@ -96,10 +96,12 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		}
 	}()
 
+	c.Mark("prepare")
 	w, err := b.PrepareWritable(c)
 	if err != nil {
 		return err
 	}
+	c.Mark("writable")
 	if err := checkLayerOwner(w, u); err != nil {
 		return err
 	}
@@ -122,10 +124,12 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		}
 	}
 
+	c.Mark("lowers")
 	if u != nil {
 		if dirs, err = u.idmapLowers(c, lowers, dirs); err != nil {
 			return err
 		}
+		c.Mark("idmap")
 	}
 	if err := b.MountUnion(c, dirs, w, target); err != nil {
 		if u != nil {
@@ -135,6 +139,7 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 	}
 	c.PushUndo(func() { _ = mount.Unmount(target) })
 
+	c.Mark("union")
 	killpoint.At("pre-mount:before-save")
 	// The mounts made here; stop adds those LXC made of them (the
 	// container's "/").
@@ -162,6 +167,7 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 	if err := c.Run.Save(c.Record); err != nil {
 		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
 	}
+	c.Mark("save")
 	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", target)
 	return nil
 }

@@ -34,13 +34,16 @@ func stop(b Backend, c *Context) {
 	if err != nil {
 		c.Log.WithError(err).Warn("unreadable runtime state; unmounting by mount source only")
 	}
+	c.Mark("load")
 	if c.Inv.MountNS != "" {
 		detachInNamespace(b, c, rec)
 	} else {
 		c.Log.Debug("LXC passed no mount namespace to the stop hook (the start failed before it existed); nothing to unmount there")
 	}
+	c.Mark("unmount")
 	if rec != nil && rec.HostRoot != nil {
 		detachRecordedHostRoot(c, rec)
+		c.Mark("host")
 	}
 	killpoint.At("stop:before-verify")
 	finish(b, c, rec, err)
@@ -365,6 +368,7 @@ func finish(b Backend, c *Context, rec *state.Record, loadErr error) {
 		}
 		bound = append(bound, l)
 	}
+	c.Mark("verify")
 	var held []state.Loop
 	for _, l := range waitTransient(c, bound) {
 		held = append(held, l)
@@ -397,7 +401,7 @@ var transientWait = 3 * time.Second
 // does a start hook's private namespace while it builds. Those copies go by
 // themselves, and the device with them (autoclear). A holder of another
 // kind (a process inside the container's namespace or with a file on its
-// mounts, a bind mount of the namespace, the device open) is reported at
+// mounts, the device open by a process that is not a start hook) is reported at
 // once; a copy that outlives the wait (a namespace made with private
 // propagation while the container ran) is reported then, by its process.
 func waitTransient(c *Context, loops []state.Loop) []state.Loop {
@@ -437,11 +441,10 @@ func waitTransient(c *Context, loops []state.Loop) []state.Loop {
 
 // onlyCopies reports whether h names no holder but copies of mounts in
 // other namespaces, or start hooks that have a template device open while
-// they adopt it.
+// they adopt it. A bind mount of the container's namespace is not a
+// holder here: the stop hook detached everything in that namespace (it
+// said so if it could not), so what the bind keeps alive holds no device.
 func onlyCopies(h Holders) bool {
-	if len(h.Binds) > 0 {
-		return false
-	}
 	for _, p := range h.Procs {
 		first, _, _ := strings.Cut(p.Command, " ")
 		if !strings.HasPrefix(filepath.Base(first), "lxc-hook-") {

@@ -209,6 +209,7 @@ func attachHostRoot(c *Context, rootFD int, rootfs string) error {
 		c.Log.WithError(err).Warnf("could not make the root on %s shared; mount namespaces made while the container runs may keep a copy of it", rootfs)
 	}
 	killpoint.At("pre-start:after-attach")
+	c.Mark("attach")
 	c.Log.WithField("mount_id", c.Record.HostRoot.MountID).Debugf("attached the unprivileged root onto %s for LXC to take", rootfs)
 	return nil
 }

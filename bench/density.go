@@ -25,8 +25,8 @@ func densityMarkdown(ds []densityResult) string {
 	var b strings.Builder
 	w := func(f string, a ...interface{}) { fmt.Fprintf(&b, f, a...) }
 	w("## Density: K containers from one template, started and stopped all at once\n\n")
-	w("The middle columns are LXC with `/bin/true` on the same three hook keys: what running hooks at all costs LXC, before any hook does work.\n\n")
-	w("| K | no hook: start all | /bin/true hooks | loopimg: start all | ratio (target ≤ 1.5) | no hook: stop all | /bin/true hooks | loopimg: stop all | ratio (target ≤ 1.2) | loopimg started | loop devices while running (target 1 + K) | left after stop | memory used, no hook / loopimg |\n")
+	w("The middle columns are LXC with `/bin/true` on the same two hook keys (pre-mount, stop): what running hooks at all costs LXC, before any hook does work.\n\n")
+	w("| K | no hook: start all | /bin/true hooks | loopimg: start all | ratio (target ≤ 1.5) | no hook: stop all | /bin/true hooks | loopimg: stop all | ratio (target ≤ 1.5) | loopimg started | loop devices while running (target 1 + K) | left after stop | memory used, no hook / loopimg |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, d := range ds {
 		w("| %d | %s | %s (%.2f) | %s | %.2f | %s | %s (%.2f) | %s | %.2f | %d of %d | %d | %d | %.1f / %.1f GiB |\n", d.k,

@@ -40,6 +40,7 @@ type bench struct {
 	bin     string
 	tpl     string // squashfs template
 	tplDir  string // the same, extracted
+	tplExt4 string // the same as an ext4 image (LXC's loop backend)
 	report  *report
 }
 
@@ -146,6 +147,12 @@ func (b *bench) build() {
 	cmd := exec.Command(filepath.Join(*repo, "scripts", "build.sh"), b.bin)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	must(cmd.Run())
+	// The floor's hook: built as scripts/build.sh builds the hooks.
+	cmd = exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(b.bin, "noop-hook"), "./bench/noop")
+	cmd.Dir = *repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	must(cmd.Run())
 	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var"} {
 		must(os.MkdirAll(filepath.Join(b.tplDir, d), 0o755))
 	}
@@ -158,6 +165,10 @@ func (b *bench) build() {
 	must(os.WriteFile(filepath.Join(b.tplDir, "sbin", "init"), []byte("#!/bin/sh\ntrap 'sync; exit 0' USR2 PWR TERM\nwhile :; do sleep 3600 & wait $!; done\n"), 0o755))
 	_, err = run("mksquashfs", b.tplDir, b.tpl, "-noappend", "-quiet", "-no-progress")
 	must(err)
+	// LXC's own loop backend boots from an ext4 image of the template.
+	b.tplExt4 = filepath.Join(*workDir, "template.ext4")
+	_, err = run("mke2fs", "-q", "-F", "-t", "ext4", "-d", b.tplDir, b.tplExt4, "64M")
+	must(err)
 }
 
 // ---- containers ----
@@ -169,27 +180,50 @@ type ctr struct {
 	dir     string
 }
 
-// newCtr writes a container of a variant: floor (LXC's own dir rootfs on the
-// extracted template, no hook), shell (the reference shell hook), overlay,
-// loopimg, loopimg-dio (direct I/O).
+// newCtr writes a container of a variant:
+//   - floor: LXC's own dir rootfs on the extracted template, no hook;
+//   - noop: the floor with a static Go binary that does nothing on the keys
+//     the hooks use (pre-mount and stop): what any Go hook costs before it
+//     does any work, the floor each hook is measured against;
+//   - true-hooks: the floor with /bin/true on those keys (LXC's own cost of
+//     running hooks at all);
+//   - shell: the reference shell hook on pre-mount;
+//   - overlay, loopimg, loopimg-dirtpl (over the extracted template): the
+//     hooks, on the keys init writes;
+//   - lxc-overlay, lxc-loop: LXC's own overlay backend (directory template,
+//     directory upper) and loop backend (an ext4 image of the template), no
+//     hook: what the hooks replace.
 //
 // A "-unpriv" suffix makes the variant an unprivileged container
 // (lxc.idmap): floor-unpriv is LXC's own idmapped dir rootfs
-// (lxc.rootfs.options = idmap=container), the hooks also run on pre-start.
+// (lxc.rootfs.options = idmap=container), noop-unpriv that with the no-op
+// on pre-start and stop, and the hooks are on pre-start and stop.
 func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	c := &ctr{b: b, name: name, variant: variant, dir: filepath.Join(b.lxcpath, name)}
 	must(os.MkdirAll(filepath.Join(c.dir, "rootfs"), 0o755))
-	rootfs := filepath.Join(c.dir, "rootfs")
+	rootfs := "dir:" + filepath.Join(c.dir, "rootfs")
 	hook := ""
 	base, unpriv := strings.CutSuffix(variant, "-unpriv")
 	switch base {
 	case "floor":
-		rootfs = b.tplDir
+		rootfs = "dir:" + b.tplDir
+	case "noop":
+		rootfs = "dir:" + b.tplDir
+		hook = filepath.Join(b.bin, "noop-hook")
 	case "true-hooks":
-		// LXC's own cost of running hooks at all: the floor with /bin/true
-		// on the three hook keys.
-		rootfs = b.tplDir
+		rootfs = "dir:" + b.tplDir
 		hook = "/bin/true"
+	case "lxc-overlay":
+		upper := filepath.Join(c.dir, "delta")
+		must(os.MkdirAll(upper, 0o755))
+		rootfs = "overlay:" + b.tplDir + ":" + upper
+	case "lxc-loop":
+		img := filepath.Join(c.dir, "rootfs.img")
+		if _, err := os.Stat(img); err != nil {
+			_, err := run("cp", "--sparse=always", b.tplExt4, img)
+			must(err)
+		}
+		rootfs = "loop:" + img
 	case "shell":
 		img := filepath.Join(c.dir, "layer.img")
 		if _, err := os.Stat(img); err != nil {
@@ -215,23 +249,27 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	default:
 		fatalf("unknown variant %s", variant)
 	}
-	if hook != "" && hook != "/bin/true" {
+	if strings.Contains(hook, "lxc-hook-") {
 		for _, a := range extraHookArgs {
 			hook += " " + a
 		}
 	}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "lxc.uts.name = %s\nlxc.rootfs.path = dir:%s\n", name, rootfs)
+	fmt.Fprintf(&cfg, "lxc.uts.name = %s\nlxc.rootfs.path = %s\n", name, rootfs)
 	cfg.WriteString("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /sbin/init\nlxc.signal.halt = SIGUSR2\n")
 	cfg.WriteString("lxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n")
 	fmt.Fprintf(&cfg, "lxc.log.file = %s\nlxc.log.level = WARN\n", filepath.Join(c.dir, name+".log"))
-	hookTypes := []string{"pre-mount", "stop", "post-stop"}
+	// The keys init writes: one hook process per start and one per stop.
+	hookTypes := []string{"pre-mount", "stop"}
 	if unpriv {
 		cfg.WriteString("lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n")
-		if base == "floor" {
+		if base == "floor" || base == "noop" {
 			cfg.WriteString("lxc.rootfs.options = idmap=container\n")
 		}
-		hookTypes = append([]string{"pre-start"}, hookTypes...)
+		hookTypes = []string{"pre-start", "stop"}
+		// As init makes it: only the container's root may pass.
+		must(os.Chown(c.dir, 0, 100000))
+		must(os.Chmod(c.dir, 0o710))
 	}
 	if hook != "" {
 		for _, t := range hookTypes {
@@ -271,7 +309,7 @@ func (c *ctr) sh(script string) (string, error) {
 }
 
 // hookTimes reads the "TYPE done took=..." lines the hooks log at debug.
-var doneRe = regexp.MustCompile(` - (pre-start|pre-mount|stop|post-stop) done took=(\S+)`)
+var doneRe = regexp.MustCompile(` - (pre-start|pre-mount|stop) done took=(\S+)`)
 
 func (c *ctr) hookTimes() map[string][]time.Duration {
 	out := map[string][]time.Duration{}
@@ -318,7 +356,8 @@ func (b *bench) attachTime(n int) time.Duration {
 	return median(ds)
 }
 
-var variants = []string{"floor", "true-hooks", "shell", "overlay", "loopimg", "loopimg-dirtpl", "floor-unpriv", "overlay-unpriv", "loopimg-unpriv"}
+var variants = []string{"floor", "noop", "true-hooks", "shell", "overlay", "loopimg", "loopimg-dirtpl", "lxc-overlay", "lxc-loop",
+	"floor-unpriv", "noop-unpriv", "overlay-unpriv", "loopimg-unpriv"}
 
 func (b *bench) startStop() {
 	r := b.report
@@ -352,7 +391,7 @@ func (b *bench) startStop() {
 	for _, v := range variants {
 		row := startStopRow{variant: v, start: median(starts[v]), stop: median(stops[v])}
 		ht := cs[v].hookTimes()
-		row.preStart, row.preMount, row.stopHook, row.postStop = median(ht["pre-start"]), median(ht["pre-mount"]), median(ht["stop"]), median(ht["post-stop"])
+		row.preStart, row.preMount, row.stopHook = median(ht["pre-start"]), median(ht["pre-mount"]), median(ht["stop"])
 		r.startStop = append(r.startStop, row)
 	}
 }

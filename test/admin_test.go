@@ -39,10 +39,13 @@ func TestInitThenStart(t *testing.T) {
 		t.Run(hook, func(t *testing.T) {
 			c := initCtr(t, hook, map[string][]string{"lxc-hook-loopimg": {"--size", "48M"}}[hook]...)
 			cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
-			for _, want := range []string{"lxc.hook.pre-mount = " + filepath.Join(binDir, hook), "lxc.hook.stop = ", "lxc.hook.post-stop = ", "--lower " + tplSquash, "lxc.mount.auto = proc:rw", "lxc.net.0.type = empty"} {
+			for _, want := range []string{"lxc.hook.pre-mount = " + filepath.Join(binDir, hook), "lxc.hook.stop = ", "--lower " + tplSquash, "lxc.mount.auto = proc:rw", "lxc.net.0.type = empty"} {
 				if !strings.Contains(string(cfg), want) {
 					t.Fatalf("config lacks %q:\n%s", want, cfg)
 				}
+			}
+			if strings.Contains(string(cfg), "lxc.hook.post-stop") {
+				t.Fatalf("init wrote lxc.hook.post-stop: one hook process per stop is the stop hook's:\n%s", cfg)
 			}
 			for _, line := range strings.Split(string(cfg), "\n") {
 				if strings.HasPrefix(line, "lxc.cap.drop") && strings.Contains(line, "sys_boot") {

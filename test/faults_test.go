@@ -207,10 +207,10 @@ func TestFaults(t *testing.T) {
 		})
 	}
 
-	// The stop and post-stop hooks killed (at a point, at a random moment),
-	// with a normal stop and with lxc-stop -k.
-	for _, p := range []string{"stop:before-unmount", fmt.Sprintf("stop:after=%dms", rng.Intn(20)),
-		"post-stop:before-detach", "post-stop:before-remove", fmt.Sprintf("post-stop:after=%dms", rng.Intn(20))} {
+	// The stop hook killed (at a point, at a random moment), with a normal
+	// stop and with lxc-stop -k.
+	for _, p := range []string{"stop:before-unmount", "stop:before-verify", "stop:before-detach", "stop:before-remove",
+		fmt.Sprintf("stop:after=%dms", rng.Intn(20))} {
 		for _, kill := range []bool{false, true} {
 			// No parentheses or blanks: the name becomes part of paths on the
 			// test's hook lines.
@@ -366,12 +366,12 @@ func TestFaults(t *testing.T) {
 		f.t = t
 		tally := map[string]int{}
 		all := []string{"", "pre-mount:after-attach", "pre-mount:after-image-mount", "pre-mount:before-save",
-			"stop:before-unmount", "post-stop:before-detach", "post-stop:before-remove", "init"}
+			"stop:before-unmount", "stop:before-verify", "stop:before-detach", "stop:before-remove", "init"}
 		for i := 0; i < cycles; i++ {
 			p := all[rng.Intn(len(all))]
 			switch {
 			case rng.Intn(4) == 0:
-				p = fmt.Sprintf("%s:after=%dms", []string{"pre-mount", "stop", "post-stop"}[rng.Intn(3)], rng.Intn(30))
+				p = fmt.Sprintf("%s:after=%dms", []string{"pre-mount", "stop"}[rng.Intn(2)], rng.Intn(30))
 			case p == "init":
 				f.c.mustStart()
 				f.write()

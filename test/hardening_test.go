@@ -41,7 +41,7 @@ func TestReleaseAfterNamespaceNumberReuse(t *testing.T) {
 
 	a.stop(false)
 	if errs := strings.Join(a.hookLogLines("ERROR"), "\n"); !strings.Contains(errs, who) {
-		t.Fatalf("post-stop did not name the host process holding A's files (%s):\n%s", who, errs)
+		t.Fatalf("the stop hook did not name the host process holding A's files (%s):\n%s", who, errs)
 	}
 
 	b := initCtr(t, "lxc-hook-loopimg", "--size", "64M")
@@ -246,7 +246,7 @@ func TestNameWithSpaceVersion0(t *testing.T) {
 
 // Issue 13 item 5: two overlay containers on one --upper. The second is
 // refused, naming the first, while the first runs; once the first is gone
-// (here a crash: no post-stop ran), the second starts.
+// (here a crash: no stop hook ran), the second starts.
 func TestOverlaySharedUpperRefused(t *testing.T) {
 	requireEnv(t)
 	dir := testDir(t)

@@ -252,7 +252,7 @@ type ctrOpts struct {
 	hookVersion int
 	rootfs      string // default: an empty directory in the container's dir
 	extra       []string
-	hookTypes   []string // default: pre-mount, stop, post-stop
+	hookTypes   []string // default: pre-mount, stop (as init writes them)
 	noLogFile   bool     // no lxc.log.file: the log is lxc-start's -o
 }
 
@@ -305,7 +305,7 @@ func (c *ctr) writeConfig(o ctrOpts) {
 	}
 	types := o.hookTypes
 	if types == nil {
-		types = []string{"pre-mount", "stop", "post-stop"}
+		types = []string{"pre-mount", "stop"}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "lxc.uts.name = %s\n", c.name)
@@ -352,7 +352,7 @@ func (c *ctr) mustStart() {
 	}
 }
 
-// stop runs lxc-stop, which returns after post-stop; kill uses -k.
+// stop runs lxc-stop, which returns after the stop hooks; kill uses -k.
 func (c *ctr) stop(kill bool) {
 	c.t.Helper()
 	args := []string{}
@@ -566,7 +566,7 @@ func pinNamespace(t *testing.T, c *ctr, dir string) {
 }
 
 // holdNamespace starts "sleep 600" inside the container's mount namespace
-// and returns once it is there, with the command line post-stop should name.
+// and returns once it is there, with the command line the stop hook should name.
 func holdNamespace(t *testing.T, c *ctr) (*exec.Cmd, string) {
 	t.Helper()
 	holder := exec.Command("nsenter", "-t", strconv.Itoa(c.pid()), "-m", "/bin/sleep", "600")

@@ -114,7 +114,7 @@ func TestLoopimgCap(t *testing.T) {
 }
 
 // monitorPID finds the LXC monitor of a running container; it exits after
-// the stop and post-stop hooks.
+// the stop hook.
 func monitorPID(t *testing.T, c *ctr) int {
 	t.Helper()
 	want := "[lxc monitor] " + c.lxcpath + " " + c.name
@@ -231,7 +231,7 @@ func TestLoopimgNamespacePinnedByBindMount(t *testing.T) {
 	c.stop(true)
 }
 
-// A process kept inside the namespace holds the image: post-stop names it,
+// A process kept inside the namespace holds the image: the stop hook names it,
 // a restart is refused instead of attaching the image a second time, and
 // once the process ends nothing is left and the image fscks clean.
 func TestLoopimgNamespaceHeldByProcess(t *testing.T) {
@@ -245,7 +245,7 @@ func TestLoopimgNamespaceHeldByProcess(t *testing.T) {
 	c.stop(false)
 
 	if errs := strings.Join(c.hookLogLines("ERROR"), "\n"); !strings.Contains(errs, who) {
-		t.Fatalf("post-stop did not name %s:\n%s", who, errs)
+		t.Fatalf("the stop hook did not name %s:\n%s", who, errs)
 	}
 	imageLoops := func() int {
 		n := 0

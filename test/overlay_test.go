@@ -152,7 +152,7 @@ func TestOverlayNamespacePinnedByBindMount(t *testing.T) {
 	}
 }
 
-// A process inside the namespace keeps the layers; post-stop names it, and
+// A process inside the namespace keeps the layers; the stop hook names it, and
 // everything goes when it ends.
 func TestOverlayNamespaceHeldByProcess(t *testing.T) {
 	requireEnv(t)
@@ -166,7 +166,7 @@ func TestOverlayNamespaceHeldByProcess(t *testing.T) {
 
 	errs := strings.Join(c.hookLogLines("ERROR"), "\n")
 	if !strings.Contains(errs, "still attached") || !strings.Contains(errs, want) {
-		t.Fatalf("post-stop did not name the holder %q:\n%s", want, errs)
+		t.Fatalf("the stop hook did not name the holder %q:\n%s", want, errs)
 	}
 	holder.Process.Kill()
 	holder.Wait()

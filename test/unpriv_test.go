@@ -23,7 +23,12 @@ const (
 	unprivGMap = "g 0 100000 65536"
 )
 
-var unprivHookTypes = []string{"pre-start", "pre-mount", "stop", "post-stop"}
+// unprivHookTypes are the keys init writes for an unprivileged container;
+// legacyUnprivHookTypes those of earlier versions (still working).
+var (
+	unprivHookTypes       = []string{"pre-start", "stop"}
+	legacyUnprivHookTypes = []string{"pre-start", "pre-mount", "stop", "post-stop"}
+)
 
 // unprivCtr is a container with lxc.idmap and the hook on the four keys an
 // unprivileged container needs. The container's root must reach its
@@ -38,9 +43,26 @@ func unprivCtrOpts(t *testing.T, o ctrOpts) *ctr {
 	if err := os.Chmod(workRoot, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	o.hookTypes = unprivHookTypes
+	if o.hookTypes == nil {
+		o.hookTypes = unprivHookTypes
+	}
 	o.extra = append(o.extra, "lxc.idmap = "+unprivMap, "lxc.idmap = "+unprivGMap)
-	return newCtr(t, o)
+	c := newCtr(t, o)
+	closeToOthers(t, c.dir)
+	return c
+}
+
+// closeToOthers gives dir the mode init gives an unprivileged container's
+// directory: search by the container's root group only (its root is
+// mounted in it on the host while it runs).
+func closeToOthers(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Chown(dir, 0, 100000); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o710); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func ownerOf(t *testing.T, p string) (uint32, uint32) {
@@ -100,8 +122,9 @@ func TestUnprivilegedStartsFromRootOwnedTemplate(t *testing.T) {
 					t.Fatalf("cp: %v %s", err, out)
 				}
 				rootfs = tpl
-				// The container's root must reach its rootfs directory.
-				os.Chmod(dir, 0o711)
+				// The container's root must reach its rootfs directory,
+				// no other user.
+				closeToOthers(t, dir)
 			}
 			sum := func() string {
 				if tc.dirLower {
@@ -181,24 +204,22 @@ func TestUnprivilegedStartsFromRootOwnedTemplate(t *testing.T) {
 			if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
 				t.Fatalf("hook logged errors on a clean run: %v", errs)
 			}
-			if ps := handoverServers(c); len(ps) > 0 {
-				t.Fatalf("handover servers left: %v", ps)
+			if isMountpoint(t, c.rootfs) {
+				t.Fatalf("the root is still mounted on %s on the host after the stop", c.rootfs)
 			}
 		})
 	}
 }
 
-// handoverServers lists processes still serving this container's root.
-func handoverServers(c *ctr) []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && strings.Contains(string(b), "__lxc-hooks-handover") && strings.Contains(string(b), c.runDir()) {
-			out = append(out, e.Name())
-		}
+// isMountpoint reports whether something is mounted on p in this (the
+// host's) mount namespace.
+func isMountpoint(t *testing.T, p string) bool {
+	t.Helper()
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, 0, &st); err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
 }
 
 // An unprivileged container's root mount is locked to its namespace by the
@@ -242,7 +263,7 @@ func TestUnprivilegedPinnedNamespaceLeaksNothing(t *testing.T) {
 }
 
 // waitLog waits, bounded, for a hook line containing all of want: after a
-// failed start, lxc-start returns before LXC's post-stop has run.
+// failed start, lxc-start returns before LXC's stop hook has run.
 func waitLog(t *testing.T, c *ctr, level string, want ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -276,13 +297,8 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		}
 		waitLog(t, c, "ERROR", "pre-start", missing, "does not exist")
 		assertNoLoops(t, dir, "after the refused start")
-		// The server started alongside the build ends with the refusal.
-		deadline := time.Now().Add(5 * time.Second)
-		for len(handoverServers(c)) > 0 && time.Now().Before(deadline) {
-			sleepBriefly()
-		}
-		if ps := handoverServers(c); len(ps) > 0 {
-			t.Fatalf("handover servers left after a refused start: %v", ps)
+		if isMountpoint(t, c.rootfs) {
+			t.Fatal("a refused start left something mounted on the rootfs directory")
 		}
 		if run := c.runDir(); exists(run) {
 			t.Fatalf("runtime directory %s left after a refused start", run)
@@ -313,7 +329,7 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		if err := c.start(); err == nil {
 			t.Fatal("started with a rootfs its root cannot reach")
 		}
-		waitLog(t, c, "ERROR", "pre-start", "out of reach of the container's root", "chmod o+x "+dir)
+		waitLog(t, c, "ERROR", "pre-start", "out of reach of the container's root", "chgrp 100000 "+dir)
 	})
 	t.Run("no pre-start line", func(t *testing.T) {
 		dir := testDir(t)
@@ -348,6 +364,7 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		if err := os.Chmod(workRoot, 0o711); err != nil {
 			t.Fatal(err)
 		}
+		closeToOthers(t, c.dir)
 		c.writeConfig(unprivOpts(upper))
 		if err := c.start(); err == nil {
 			t.Fatal("a privileged container's layer started unprivileged")
@@ -451,7 +468,18 @@ func TestUnprivilegedInit(t *testing.T) {
 		}
 	})
 	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
-	for _, want := range []string{"lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536", "lxc.hook.pre-start = " + bin, "lxc.hook.pre-mount = " + bin} {
+	for _, unwanted := range []string{"lxc.hook.pre-mount", "lxc.hook.post-stop"} {
+		if strings.Contains(string(cfg), unwanted) {
+			t.Fatalf("init wrote %s for an unprivileged container (one hook process per start and per stop):\n%s", unwanted, cfg)
+		}
+	}
+	if u, g := ownerOf(t, c.dir); u != 0 || g != 100000 {
+		t.Fatalf("the container's directory is %d:%d, want 0:100000 (search by the container's root only)", u, g)
+	}
+	if fi, _ := os.Stat(c.dir); fi.Mode().Perm() != 0o710 {
+		t.Fatalf("the container's directory has mode %o, want 0710", fi.Mode().Perm())
+	}
+	for _, want := range []string{"lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536", "lxc.hook.pre-start = " + bin, "lxc.hook.stop = " + bin} {
 		if !strings.Contains(string(cfg), want+"\n") && !strings.Contains(string(cfg), want+" ") {
 			t.Fatalf("config lacks %q:\n%s", want, cfg)
 		}
@@ -486,22 +514,13 @@ func runHook(t *testing.T, c *ctr, hook, typ string, args ...string) (string, er
 	return string(out), err
 }
 
-// handoverPID is the recorded handover server of c, if any.
-func handoverPID(c *ctr) int {
-	b, err := os.ReadFile(filepath.Join(c.runDir(), "handover.pid"))
-	if err != nil {
-		return 0
-	}
-	var pid int
-	fmt.Sscan(string(b), &pid)
-	return pid
-}
-
-// A pre-start whose container never came (LXC or the start died between
-// pre-start and pre-mount) leaves a server holding the prepared root. It
-// ends by itself; killed, it leaves nothing attached; and a start meanwhile
-// ends it and starts normally.
-func TestUnprivilegedUnservedHandover(t *testing.T) {
+// A pre-start whose container never came (LXC's monitor killed after
+// pre-start: no stop hook ran) leaves the root attached on the rootfs
+// directory in the host's namespace, holding template and image. The next
+// start detaches that very mount (by its unique id) and starts; release
+// detaches it too; something else mounted on the rootfs directory is
+// refused, never detached.
+func TestUnprivilegedPreStartWithoutStart(t *testing.T) {
 	requireEnv(t)
 	dir := testDir(t)
 	tpl := filepath.Join(dir, "tpl.squashfs")
@@ -509,39 +528,53 @@ func TestUnprivilegedUnservedHandover(t *testing.T) {
 	args := []string{"--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M"}
 	c := unprivCtr(t, "lxc-hook-loopimg", args...)
 
-	if out, err := runHook(t, c, "lxc-hook-loopimg", "pre-start", args...); err != nil {
-		t.Fatalf("pre-start by hand: %v %s", err, out)
-	}
-	pid := handoverPID(c)
-	if pid == 0 || len(loopsUnder(dir)) != 2 {
-		t.Fatalf("after pre-start: server %d, loops %v; want a server holding template and image", pid, loopsUnder(dir))
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitNoLoops(t, dir, "after kill -9 of the handover server")
-
-	if out, err := runHook(t, c, "lxc-hook-loopimg", "pre-start", args...); err != nil {
-		t.Fatalf("pre-start by hand: %v %s", err, out)
-	}
-	stale := handoverPID(c)
-	c.mustStart()
-	if err := syscall.Kill(stale, 0); err == nil {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", stale)); strings.Contains(string(b), "__lxc-hooks-handover") {
-			t.Fatalf("the stale handover server %d still runs after a start", stale)
+	preStart := func() {
+		t.Helper()
+		if out, err := runHook(t, c, "lxc-hook-loopimg", "pre-start", args...); err != nil {
+			t.Fatalf("pre-start by hand: %v %s", err, out)
+		}
+		if !isMountpoint(t, c.rootfs) || len(loopsUnder(dir)) != 2 {
+			t.Fatalf("after pre-start: mounted on rootfs %v, loops %v; want the root there holding template and image", isMountpoint(t, c.rootfs), loopsUnder(dir))
 		}
 	}
-	c.mustSh("echo ok > /root/ok")
+	preStart()
+	c.mustStart()
+	waitLog(t, c, "WARN", "was still mounted on "+c.rootfs)
+	c.mustSh("echo ok > /root/ok && sync")
 	c.stop(false)
 	assertNoLoops(t, dir, "after lxc-stop")
-	if ps := handoverServers(c); len(ps) > 0 {
-		t.Fatalf("handover servers left: %v", ps)
+	if isMountpoint(t, c.rootfs) {
+		t.Fatal("the root is still mounted on the host after the stop")
 	}
+
+	preStart()
+	out, err := admin(t, "lxc-hook-loopimg", "release", c.name, "-P", c.lxcpath)
+	if err != nil || !strings.Contains(out, "detached the container's root from "+c.rootfs) {
+		t.Fatalf("release: %v %s", err, out)
+	}
+	assertNoLoops(t, dir, "after release")
+	if isMountpoint(t, c.rootfs) || exists(c.runDir()) {
+		t.Fatalf("after release: mounted %v, runtime directory %v", isMountpoint(t, c.rootfs), exists(c.runDir()))
+	}
+
+	if err := unix.Mount("tmpfs", c.rootfs, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(c.rootfs, unix.MNT_DETACH)
+	if err := c.start(); err == nil {
+		t.Fatal("started over a foreign mount on the rootfs directory")
+	}
+	waitLog(t, c, "ERROR", "has something mounted on it", "umount "+c.rootfs)
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(c.rootfs, &sfs); err != nil || sfs.Type != unix.TMPFS_MAGIC {
+		t.Fatalf("the foreign tmpfs on the rootfs directory is gone (%v): the hook detached what it did not mount", err)
+	}
+	assertNoLoops(t, dir, "after the refused start")
 }
 
 // kill -9 of the LXC monitor, then of the container's init: no hook runs
-// at the end, yet the devices go with the container's last process, and
-// the next start cleans up and starts.
+// at the end; the next start detaches the root left on the host, cleans
+// up and starts, with the data.
 func TestUnprivilegedMonitorKilled(t *testing.T) {
 	requireEnv(t)
 	dir := testDir(t)
@@ -555,11 +588,17 @@ func TestUnprivilegedMonitorKilled(t *testing.T) {
 	waitGone(t, mon, "the LXC monitor after kill -9")
 	syscall.Kill(init, syscall.SIGKILL)
 	waitGone(t, init, "the container's init after kill -9")
-	waitNoLoops(t, dir, "after the container's last process died")
 	if c.state() == "RUNNING" {
 		t.Fatal("still RUNNING")
 	}
+	// No stop hook ran: the root pre-start attached on the host for LXC
+	// stays, holding the devices, until the next start (or release)
+	// detaches it.
+	if !isMountpoint(t, c.rootfs) {
+		t.Fatal("the root is no longer mounted on the host: nothing should have detached it")
+	}
 	c.mustStart()
+	waitLog(t, c, "WARN", "was still mounted on "+c.rootfs)
 	if got := c.mustSh("cat /root/before"); got != "before\n" {
 		t.Fatalf("after the kill: %q", got)
 	}
@@ -573,7 +612,7 @@ func TestUnprivilegedMonitorKilled(t *testing.T) {
 // A process kept in an unprivileged container's mount namespace: the stop
 // hook's pivot gives it the empty root too, so its devices go unless it
 // holds something of the old root open (its working directory here, as
-// nsenter keeps the container's); then post-stop names it, and they go
+// nsenter keeps the container's); then the stop hook names it, and they go
 // when it does.
 func TestUnprivilegedNamespaceHeldByProcessNamed(t *testing.T) {
 	requireEnv(t)
@@ -585,7 +624,7 @@ func TestUnprivilegedNamespaceHeldByProcessNamed(t *testing.T) {
 	holder, who := holdNamespace(t, c)
 	c.stop(false)
 	if len(loopsUnder(dir)) > 0 {
-		waitLog(t, c, "ERROR", "post-stop", who)
+		waitLog(t, c, "ERROR", "stop", who)
 	} else {
 		t.Log("the holder kept nothing of the old root: its devices went at the stop")
 	}
@@ -598,7 +637,7 @@ func TestUnprivilegedNamespaceHeldByProcessNamed(t *testing.T) {
 }
 
 // Unprivileged containers started at once share one template device, each
-// gets its own root through its own handover; all stop clean.
+// gets its own root, attached by its own pre-start; all stop clean.
 func TestUnprivilegedParallelStartsShareTemplate(t *testing.T) {
 	requireEnv(t)
 	const n = 8
@@ -717,10 +756,11 @@ func TestUnprivilegedEphemeral(t *testing.T) {
 	}
 }
 
-// The claim on an unprivileged container's layer names the container's
-// mount namespace, not the host's (pre-start builds the root from the
-// host): after a crash (no post-stop) it is stale and another container
-// given the layer takes it over, as for a privileged container.
+// The claim on an unprivileged container's layer names LXC's monitor (the
+// container's namespace does not exist at pre-start): after a crash (no
+// stop hook) it is stale once the root left on the host is detached, and
+// another container given the layer takes it over, as for a privileged
+// container.
 func TestUnprivilegedStaleClaimTakenOver(t *testing.T) {
 	requireEnv(t)
 	dir := testDir(t)
@@ -756,6 +796,19 @@ func TestUnprivilegedStaleClaimTakenOver(t *testing.T) {
 	cfg := filepath.Join(a.dir, "config")
 	conf, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.ReplaceAll(string(conf), "--upper "+upper, "--upper "+upper+"-a")), 0o644)
+	// But A's root, with this layer in it, is still mounted on the host
+	// (pre-start attached it there; no stop hook ran): B is refused, with
+	// the remedy, until it is detached.
+	if err := b.start(); err == nil {
+		b.stop(true)
+		t.Fatal("B started on the layer while the crashed A's root still had it mounted")
+	}
+	if line := strings.Join(b.hookLogLines("ERROR"), "\n"); !strings.Contains(line, "still mounted on "+a.rootfs) || !strings.Contains(line, "release "+a.name) {
+		t.Fatalf("B's refusal does not name A's mounted root and the remedy:\n%s", line)
+	}
+	if out, err := admin(t, "lxc-hook-overlay", "release", a.name, "-P", a.lxcpath); err != nil {
+		t.Fatalf("release %s: %v %s", a.name, err, out)
+	}
 	if err := b.start(); err != nil {
 		t.Fatalf("the stale claim of a crashed unprivileged container blocks the layer: %v\n%s", err, strings.Join(b.hookLogLines("ERROR"), "\n"))
 	}
@@ -765,5 +818,151 @@ func TestUnprivilegedStaleClaimTakenOver(t *testing.T) {
 	b.stop(false)
 	if exists(filepath.Join(upper, "lxc-hook-in-use")) {
 		t.Fatal("the claim is left after B's stop")
+	}
+}
+
+// mountedIn reports whether the mount namespace of pid has something
+// mounted on path.
+func mountedIn(t *testing.T, pid int, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
+}
+
+// inNewMountNS starts a process that only waits, in a new mount namespace
+// with the given propagation (as unshare(1) sets it: systemd's services get
+// "slave", a shell's `unshare -m` "private").
+func inNewMountNS(t *testing.T, propagation string) int {
+	t.Helper()
+	cmd := exec.Command("unshare", "-m", "--propagation", propagation, "sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Its namespace exists once it runs sleep (unshare execs it).
+	for i := 0; i < 500; i++ {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)); strings.TrimSpace(string(b)) == "sleep" {
+			return cmd.Process.Pid
+		}
+		sleepBriefly()
+	}
+	t.Fatal("unshare never ran sleep")
+	return 0
+}
+
+// An unprivileged container's root is attached on the host, where LXC
+// takes it. On a host whose mounts are shared (systemd makes "/" shared),
+// mount namespaces made as slaves (systemd's services) before the start or
+// while it runs get a copy of it; the stop hook's unmount reaches those
+// copies too, so nothing of the container is left anywhere when lxc-stop
+// returns. A namespace that cut itself off (private: `unshare -m` by hand)
+// keeps its copy, and with it the devices: the stop hook names it. The CI
+// machine's mounts are private, so the test makes the container's
+// directory a shared mount of its own.
+func TestUnprivilegedRootPropagation(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	tpl := filepath.Join(dir, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	c := unprivCtr(t, "lxc-hook-loopimg", "--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M")
+	if err := unix.Mount(c.dir, c.dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(c.dir, unix.MNT_DETACH) })
+	if err := unix.Mount("", c.dir, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	before := inNewMountNS(t, "slave")
+	c.mustStart()
+	during := inNewMountNS(t, "slave")
+	for _, pid := range []int{before, during} {
+		if !mountedIn(t, pid, c.rootfs) {
+			t.Fatalf("the slave namespace of pid %d has no copy of the root: the test tests nothing", pid)
+		}
+	}
+	c.mustSh("echo shared > /root/f && sync")
+	c.stop(false)
+	for _, pid := range []int{before, during} {
+		if mountedIn(t, pid, c.rootfs) {
+			t.Fatalf("the stop left the container's root in the slave namespace of pid %d", pid)
+		}
+	}
+	assertNoLoops(t, dir, "at lxc-stop return, with slave namespaces made before and during the run")
+	if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+
+	c.mustStart()
+	private := inNewMountNS(t, "private")
+	c.stop(false)
+	if !mountedIn(t, private, c.rootfs) {
+		t.Fatal("the private namespace lost its copy: the test does not test what it names")
+	}
+	waitLog(t, c, "ERROR", "still attached", fmt.Sprintf("pid %d", private))
+	syscall.Kill(private, syscall.SIGKILL)
+	waitNoLoops(t, dir, "after the private namespace's process ended")
+	c.mustStart()
+	if got := c.mustSh("cat /root/f"); got != "shared\n" {
+		t.Fatalf("after the restarts: %q", got)
+	}
+	c.stop(false)
+	assertNoLoops(t, dir, "after the last stop")
+}
+
+// Configs written by earlier versions (the hook on pre-mount, stop and
+// post-stop; unprivileged: also pre-start) start and stop as before: the
+// redundant hooks return at once, and nothing is left.
+func TestLegacyHookLines(t *testing.T) {
+	requireEnv(t)
+	for _, tc := range []struct {
+		name, hook string
+		unpriv     bool
+	}{
+		{"overlay", "lxc-hook-overlay", false},
+		{"loopimg", "lxc-hook-loopimg", false},
+		{"overlay-unprivileged", "lxc-hook-overlay", true},
+		{"loopimg-unprivileged", "lxc-hook-loopimg", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := testDir(t)
+			tpl := filepath.Join(dir, "tpl.squashfs")
+			copyFile(t, tplSquash, tpl)
+			args := []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}
+			if tc.hook == "lxc-hook-loopimg" {
+				args = []string{"--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M"}
+			}
+			var c *ctr
+			if tc.unpriv {
+				c = unprivCtrOpts(t, ctrOpts{hook: tc.hook, args: args, hookTypes: legacyUnprivHookTypes})
+			} else {
+				c = newCtr(t, ctrOpts{hook: tc.hook, args: args, hookTypes: []string{"pre-mount", "stop", "post-stop"}})
+			}
+			for i := 0; i < 2; i++ {
+				c.mustStart()
+				c.mustSh(fmt.Sprintf("echo %d > /root/n && sync", i))
+				c.stop(i == 1)
+				assertNoLoops(t, dir, fmt.Sprintf("round %d", i))
+				if exists(c.runDir()) {
+					t.Fatalf("round %d: runtime directory left", i)
+				}
+			}
+			c.mustStart()
+			if got := c.mustSh("cat /root/n"); got != "1\n" {
+				t.Fatalf("after the restarts: %q", got)
+			}
+			c.stop(false)
+			if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
+				t.Fatalf("errors with the legacy lines: %v", errs)
+			}
+		})
 	}
 }

@@ -63,8 +63,9 @@ func buildPackage(t *testing.T, src string, vars ...string) string {
 // Containers started under the 0.1.0 package stop cleanly after the package
 // was upgraded under them: dpkg swaps the binaries (and the layout: files in
 // /usr/share/lxc/hooks become symlinks to /usr/bin) while they run, and the
-// new stop and post-stop hooks read the runtime records the old pre-mount
-// wrote. Then they start and stop again under the new version.
+// new stop hook (and the post-stop hook their lines still have) read the
+// runtime records the old pre-mount wrote. Then they start and stop again
+// under the new version, and again after migrate rewrote their lines.
 func TestUpgradeWhileRunning(t *testing.T) {
 	requireEnv(t)
 	for _, tool := range []string{"git", "tar", "make", "dpkg-deb", "dpkg"} {
@@ -100,9 +101,11 @@ func TestUpgradeWhileRunning(t *testing.T) {
 	if fi, err := os.Lstat(hookOf("lxc-hook-loopimg")); err != nil || !fi.Mode().IsRegular() {
 		t.Fatalf("the 0.1.0 package should install the hooks as files: %v %v", fi, err)
 	}
+	// The hook lines 0.1.0 wrote: three keys.
+	legacy := []string{"pre-mount", "stop", "post-stop"}
 	cs := []*ctr{
-		newCtr(t, ctrOpts{hookPath: hookOf("lxc-hook-loopimg"), args: []string{"--lower", tpl, "--image", img, "--size", "64M"}}),
-		newCtr(t, ctrOpts{hookPath: hookOf("lxc-hook-overlay"), args: []string{"--lower", tpl, "--upper", filepath.Join(dir, "upper")}}),
+		newCtr(t, ctrOpts{hookPath: hookOf("lxc-hook-loopimg"), hookTypes: legacy, args: []string{"--lower", tpl, "--image", img, "--size", "64M"}}),
+		newCtr(t, ctrOpts{hookPath: hookOf("lxc-hook-overlay"), hookTypes: legacy, args: []string{"--lower", tpl, "--upper", filepath.Join(dir, "upper")}}),
 	}
 	for _, c := range cs {
 		c.mustStart()
@@ -146,6 +149,42 @@ func TestUpgradeWhileRunning(t *testing.T) {
 		}
 		checkLeftNothing(t, cs, dir, img, when)
 	}
+
+	// migrate rewrites the 0.1.0 lines to the current ones (no post-stop),
+	// and the containers run and stop clean on them.
+	for _, c := range cs {
+		prog := filepath.Base(strings.Fields(hookLineOf(t, c))[0])
+		out := mustExec(t, hookOf(prog), "migrate", c.name, "-P", c.lxcpath)
+		if !strings.Contains(out, "lxc.hook.post-stop removed") {
+			t.Fatalf("migrate %s: %s", c.name, out)
+		}
+		cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
+		if strings.Contains(string(cfg), "lxc.hook.post-stop") || !strings.Contains(string(cfg), "lxc.hook.clone") {
+			t.Fatalf("%s after migrate:\n%s", c.name, cfg)
+		}
+		c.mustStart()
+		if out := c.mustSh("cat /root/kept"); strings.TrimSpace(out) != "written-under-0.1.0" {
+			t.Fatalf("%s: /root/kept after migrate: %q", c.name, out)
+		}
+		c.stop(false)
+	}
+	checkLeftNothing(t, cs, dir, img, "stop after migrate")
+}
+
+// hookLineOf is the container's lxc.hook.pre-mount line.
+func hookLineOf(t *testing.T, c *ctr) string {
+	t.Helper()
+	cfg, err := os.ReadFile(filepath.Join(c.dir, "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(cfg), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "lxc.hook.pre-mount" {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("%s has no lxc.hook.pre-mount line", c.name)
+	return ""
 }
 
 // checkLeftNothing: no loop device backed by a file of the test, nothing of

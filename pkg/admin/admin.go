@@ -32,7 +32,7 @@ type Kind struct {
 }
 
 // Commands are the words that make a hook binary an operator command.
-var Commands = []string{"init", "status", "resize", "release", "copy", "template", "manpage"}
+var Commands = []string{"init", "status", "resize", "release", "copy", "template", "migrate", "manpage"}
 
 // IsCommand reports whether args ask for an operator command rather than a
 // hook run: the first argument is a command word and LXC did not run us.
@@ -80,6 +80,8 @@ func Main(k Kind, args []string, stdout, stderr io.Writer) int {
 		err = cmdManpage(k, stdout)
 	case "template":
 		err = cmdTemplate(k, args[1:], stdout)
+	case "migrate":
+		err = cmdMigrate(k, args[1:], stdout)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -154,7 +156,8 @@ type container struct {
 	Err error
 }
 
-// hookLine is what a container's lxc.hook.pre-mount line says.
+// hookLine is what a container's hook line says (the same line is on each
+// hook key it uses: hook.LineKeys).
 type hookLine struct {
 	Program     string // base name of the binary
 	Binary      string
@@ -227,26 +230,29 @@ func loadConfig(lxcpath, name, cfg string) (*container, error) {
 		}
 		return nil, err
 	}
-	v := hook.ConfigValues(f, "lxc.hook.pre-mount", "lxc.rootfs.path")
+	v := hook.ConfigValues(f, append([]string{"lxc.rootfs.path"}, hook.LineKeys...)...)
 	f.Close()
-	// A container may have several pre-mount hooks; ours is the one named
-	// lxc-hook-*.
-	for _, line := range v["lxc.hook.pre-mount"] {
-		h, err := parseHookLine(line, cfg)
-		if errors.Is(err, errNotOurs) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("container %q (%s): lxc.hook.pre-mount = %s: %w", name, cfg, line, err)
-		}
-		if len(h.Lowers) == 0 {
-			if rootfs := strings.TrimPrefix(hook.Last(v["lxc.rootfs.path"]), "dir:"); rootfs != "" {
-				h.Lowers = []string{rootfs}
+	// A container may have several hooks on a key; ours is the one named
+	// lxc-hook-*: on pre-mount (privileged), pre-start (unprivileged), or
+	// stop and post-stop.
+	for _, key := range hook.LineKeys {
+		for _, line := range v[key] {
+			h, err := parseHookLine(line, cfg)
+			if errors.Is(err, errNotOurs) {
+				continue
 			}
+			if err != nil {
+				return nil, fmt.Errorf("container %q (%s): %s = %s: %w", name, cfg, key, line, err)
+			}
+			if len(h.Lowers) == 0 {
+				if rootfs := strings.TrimPrefix(hook.Last(v["lxc.rootfs.path"]), "dir:"); rootfs != "" {
+					h.Lowers = []string{rootfs}
+				}
+			}
+			return &container{Name: name, LXCPath: lxcpath, Dir: filepath.Dir(cfg), Config: cfg, Hook: h}, nil
 		}
-		return &container{Name: name, LXCPath: lxcpath, Dir: filepath.Dir(cfg), Config: cfg, Hook: h}, nil
 	}
-	return nil, fmt.Errorf("container %q (%s) does not use an lxc-hook-* on lxc.hook.pre-mount", name, cfg)
+	return nil, fmt.Errorf("container %q (%s) does not use an lxc-hook-* on lxc.hook.pre-mount, lxc.hook.pre-start or lxc.hook.stop", name, cfg)
 }
 
 // containers lists the containers under lxcpath that use the hooks. A
@@ -278,7 +284,7 @@ func mentionsHooks(cfg string) bool {
 		return false
 	}
 	defer f.Close()
-	for _, line := range hook.ConfigValues(f, "lxc.hook.pre-mount")["lxc.hook.pre-mount"] {
+	for _, line := range hook.HookLines(f) {
 		if strings.Contains(line, "lxc-hook-") {
 			return true
 		}

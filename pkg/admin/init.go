@@ -20,8 +20,8 @@ import (
 )
 
 const initAbout = `Writes a complete LXC container NAME under the LXC path: its directory, an
-empty rootfs directory, and a config with the three hook lines over the
-template FILE (and lxc.hook.clone, so that lxc-copy and lxc-snapshot copy the
+empty rootfs directory, and a config with the hook lines (pre-mount and stop;
+pre-start and stop for --unprivileged) over the template FILE (and lxc.hook.clone, so that lxc-copy and lxc-snapshot copy the
 writable layer too; --config on each line refuses a copy made without it) (a squashfs, erofs or ext4 image, or a directory), the
 distribution's common config where LXC ships one, the host's LXC default
 config (networking), a writable /proc, sys_boot kept so that halt and reboot
@@ -45,7 +45,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if !k.Image && k.Program == "lxc-hook-overlay" {
 		fs.StringVar(&size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer (default: half of RAM, tmpfs's own)")
 	}
-	unpriv := fs.Bool("unprivileged", false, "an unprivileged container: lxc.idmap from root's ranges in /etc/subuid and /etc/subgid, and the hook on lxc.hook.pre-start too")
+	unpriv := fs.Bool("unprivileged", false, "an unprivileged container: lxc.idmap from root's ranges in /etc/subuid and /etc/subgid, and the hook on lxc.hook.pre-start instead of lxc.hook.pre-mount")
 	defaults := fs.String("default-config", "/etc/lxc/default.conf", "the host's LXC default config `FILE` to copy (networking)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -164,13 +164,12 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 		words = append(words, "--ephemeral")
 	}
 	line := hook.JoinWords(words)
-	hookTypes := []string{"pre-mount", "stop", "post-stop", "clone"}
+	hookTypes := HookTypes(idm != nil)
 	if idm != nil {
 		b.WriteString("\n# Unprivileged: the container's root is host uid/gid " + idm.String() + ";\n# its pre-mount cannot mount, so pre-start prepares the root (see " + k.Program + " --help)\n")
 		for _, l := range idm.Lines() {
 			fmt.Fprintf(&b, "lxc.idmap = %s\n", l)
 		}
-		hookTypes = append([]string{"pre-start"}, hookTypes...)
 	}
 	b.WriteString("\n# The writable layer: see " + k.Program + " --help\n")
 	b.WriteString("# lxc.hook.clone copies the layer when lxc-copy or lxc-snapshot copies this container;\n")
@@ -190,9 +189,15 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 		return err
 	}
 	if idm != nil {
-		// The container's root (its pre-mount) must reach rootfs/: search
-		// permission, no listing.
-		if err := os.Chmod(dir, 0o711); err != nil {
+		// LXC bind-mounts rootfs/ as the container's root, which must
+		// search this directory; no other user may (the container's root
+		// is mounted on rootfs/ on the host while it runs): search by the
+		// group of the container's root only, no listing.
+		gid, _ := idm.RootGID()
+		if err := os.Chown(dir, 0, int(gid)); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o710); err != nil {
 			return err
 		}
 	}
@@ -308,4 +313,15 @@ func isSystemd(dir string) bool {
 		}
 	}
 	return false
+}
+
+// HookTypes are the LXC hook keys a container's line goes on: one hook
+// process per start (pre-mount; pre-start for an unprivileged container,
+// whose pre-mount runs as its root and can mount nothing) and one per stop,
+// and the clone hook that copies the layer with lxc-copy and lxc-snapshot.
+func HookTypes(unprivileged bool) []string {
+	if unprivileged {
+		return []string{"pre-start", "stop", "clone"}
+	}
+	return []string{"pre-mount", "stop", "clone"}
 }

@@ -21,8 +21,9 @@ import (
 const releaseAbout = `For a stopped container NAME whose image or template devices are still held
 (a process left inside its mount namespace, a bind mount of that namespace),
 shows the holders; with --kill, ends those processes, removes those bind
-mounts and detaches the devices, verified. Never acts on a running
-container.`
+mounts and detaches the devices, verified. An unprivileged container's root
+left mounted on the host (its stop hook never ran: LXC's monitor was killed)
+is detached first. Never acts on a running container.`
 
 func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 	fs := flags(k, "release", "NAME [--kill] [-P LXCPATH]", releaseAbout, stdout)
@@ -50,6 +51,20 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 	rec, err := run.Load()
 	if err != nil {
 		return err
+	}
+	// An unprivileged container's root, attached on the host by its
+	// pre-start, stays there when no stop hook ran (LXC's monitor was
+	// killed); the container is stopped, so it is a leftover, and its
+	// unique mount id proves it is the one pre-start attached.
+	if rec != nil && rec.HostRoot != nil {
+		gone, err := runner.DetachHostMount(*rec.HostRoot)
+		if err != nil {
+			return err
+		}
+		if !gone {
+			fmt.Fprintf(stdout, "detached the container's root from %s (its stop hook never ran)\n", rec.HostRoot.Path)
+		}
+		rec.HostRoot = nil
 	}
 	var held []state.Loop
 	if rec != nil {

@@ -96,9 +96,9 @@ func markerOf(dir string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// PostStop removes AuFS's xino file: it only maps inode numbers for a live
+// AfterStop removes AuFS's xino file: it only maps inode numbers for a live
 // mount, and left behind it keeps its size on the host.
-func (a *Aufs) PostStop(c *runner.Context) {
+func (a *Aufs) AfterStop(c *runner.Context) {
 	Release(c, a.Upper)
 	p := filepath.Join(filepath.Clean(a.Upper), XinoName)
 	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {

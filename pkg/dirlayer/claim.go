@@ -13,10 +13,11 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
 
 // InUseName is the file in a directory layer that names the container
-// using it, from its pre-mount to its post-stop: two overlayfs mounts on
+// using it, from its start hook to its stop hook: two overlayfs mounts on
 // one upper directory mix their writes ("undefined behavior", says the
 // kernel, and lets it happen).
 //
@@ -26,7 +27,7 @@ import (
 // it names the container's mount namespace by its 64-bit id (never
 // reused), and a namespace with a process in it, or bind-mounted, is a
 // container still running (or still held). A claim whose namespace is gone
-// is a crash's leftover (no post-stop ran) and is taken over: a dead
+// is a crash's leftover (no stop hook ran) and is taken over: a dead
 // container never blocks the layer.
 const InUseName = "lxc-hook-in-use"
 
@@ -75,8 +76,10 @@ func Claim(c *runner.Context, dir string) error {
 	}
 	path := filepath.Join(dir, InUseName)
 	if old, err := readClaim(path); err == nil {
-		if old.Config != c.Inv.ConfigFile && old.live() {
-			return fmt.Errorf("--upper %q is the writable layer of container %s (%s), which is running: two containers writing one layer mix their writes, so the start is refused; give this container its own --upper", dir, old.Container, old.Config)
+		if old.Config != c.Inv.ConfigFile {
+			if live, why := old.live(); live {
+				return fmt.Errorf("--upper %q is the writable layer of container %s (%s), %s: two containers writing one layer mix their writes, so the start is refused; give this container its own --upper", dir, old.Container, old.Config, why)
+			}
 		}
 		if old.Config != c.Inv.ConfigFile {
 			c.Log.Infof("--upper %s: taking over the claim of container %s (%s), which is no longer running", dir, old.Container, old.Config)
@@ -122,14 +125,16 @@ func LockForCopy(dir string) (unlock func(), err error) {
 		d.Close()
 		return nil, fmt.Errorf("layer %q is locked by a starting container: stop it first; nothing was copied", dir)
 	}
-	if old, err := readClaim(filepath.Join(dir, InUseName)); err == nil && old.live() {
-		d.Close()
-		return nil, fmt.Errorf("layer %q is in use by container %s (%s), which is running: stop it first; nothing was copied", dir, old.Container, old.Config)
+	if old, err := readClaim(filepath.Join(dir, InUseName)); err == nil {
+		if live, why := old.live(); live {
+			d.Close()
+			return nil, fmt.Errorf("layer %q is in use by container %s (%s), %s: stop it first; nothing was copied", dir, old.Container, old.Config, why)
+		}
 	}
 	return func() { d.Close() }, nil
 }
 
-// Release drops the container's claim on the layer dir (post-stop); a
+// Release drops the container's claim on the layer dir (stop); a
 // claim by another container is left alone.
 func Release(c *runner.Context, dir string) { release(filepath.Clean(dir), c.Inv.ConfigFile) }
 
@@ -165,12 +170,30 @@ func writeNoFollow(path string, b []byte) error {
 	return f.Close()
 }
 
-// live reports whether the claimant still runs.
-func (cl claim) live() bool {
+// live reports whether the claimant still runs, or still has the layer
+// mounted, and says which.
+func (cl claim) live() (bool, string) {
 	if cl.MountNSID == 0 && cl.MonitorPID > 1 && cl.MonitorStart != 0 {
-		return holders.StartTime(cl.MonitorPID) == cl.MonitorStart
+		if holders.StartTime(cl.MonitorPID) == cl.MonitorStart {
+			return true, "which is running"
+		}
+		// An unprivileged container's root stays attached on the host,
+		// with this layer in it, when its monitor died before its stop
+		// hook ran: its record names that mount. A start checks this
+		// from its private mount namespace, a copy of the host's, where
+		// the mount has another id but the same filesystem.
+		if rec, err := state.For(state.DefaultRoot, cl.Container, cl.Config).Load(); err == nil && rec != nil && rec.HostRoot != nil {
+			var st unix.Stat_t
+			if unix.Stat(rec.HostRoot.Path, &st) == nil && fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)) == rec.HostRoot.Dev {
+				return true, fmt.Sprintf("whose root is still mounted on %s (its stop hook never ran: LXC's monitor was killed; detach it with \"%s release %s\")", rec.HostRoot.Path, filepath.Base(os.Args[0]), cl.Container)
+			}
+		}
+		return false, ""
 	}
-	return liveNS(cl.MountNSID)
+	if liveNS(cl.MountNSID) {
+		return true, "which is running"
+	}
+	return false, ""
 }
 
 // liveNS reports whether the mount namespace with this id still exists:

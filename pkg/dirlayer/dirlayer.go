@@ -87,8 +87,8 @@ func PrepareEphemeral(c *runner.Context, size string) (*runner.Writable, error) 
 	return PrepareIn(mp, layer.Overlay, "ephemeral layer")
 }
 
-// PostStop drops the container's claim on its layer.
-func (o *Overlay) PostStop(c *runner.Context) { Release(c, o.Upper) }
+// AfterStop drops the container's claim on its layer.
+func (o *Overlay) AfterStop(c *runner.Context) { Release(c, o.Upper) }
 
 func (o *Overlay) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
 	return mount.MountOverlay(mount.Overlay{Source: o.MountSource(), Lowers: lowers, Upper: w.Upper, Work: w.Work}, target)

@@ -159,6 +159,58 @@ func mountinfoHas(path, devField, source string) bool {
 	return false
 }
 
+// WithUnionMounted returns one process per mount namespace that has a
+// union filesystem of these hooks (overlay or aufs, its source an
+// lxc-hook-* name) with the device number devField ("major:minor")
+// mounted: a copy of a container's root that another namespace took, which
+// keeps the layers and their loop devices. The number alone could be a
+// newer filesystem's; the caller asks only while the loop device under it
+// is verified still bound, and the type and source narrow it to ours.
+func WithUnionMounted(devField string) []Process {
+	var out []Process
+	seen := map[string]bool{}
+	self := selfPID()
+	for _, pid := range pids() {
+		if pid == self {
+			continue
+		}
+		ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+		if err != nil || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		if unionMounted("/proc/"+strconv.Itoa(pid)+"/mountinfo", devField) {
+			out = append(out, describe(pid))
+		}
+	}
+	return out
+}
+
+func unionMounted(path, devField string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || fields[2] != devField {
+			continue
+		}
+		for i, f := range fields {
+			if f == "-" && i+2 < len(fields) {
+				if (fields[i+1] == "overlay" || fields[i+1] == "aufs") && strings.HasPrefix(fields[i+2], "lxc-hook-") {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
+}
+
 // NamespaceBindMounts lists the paths, in the host's mount table, where the
 // mount namespace with this id is bind-mounted (which keeps it alive with
 // no process in it). The table shows only the namespace's inode number,

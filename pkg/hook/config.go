@@ -41,3 +41,19 @@ func Last(vals []string) string {
 	}
 	return vals[len(vals)-1]
 }
+
+// LineKeys are the hook keys a hook line of these binaries may be on, in
+// the order a reader should take the line from: pre-mount (privileged
+// containers), pre-start (unprivileged ones), stop, and post-stop (configs
+// written by earlier versions). The same line is on each key it uses.
+var LineKeys = []string{"lxc.hook.pre-mount", "lxc.hook.pre-start", "lxc.hook.stop", "lxc.hook.post-stop"}
+
+// HookLines returns the values of LineKeys in a config, in LineKeys order.
+func HookLines(r io.Reader) []string {
+	v := ConfigValues(r, LineKeys...)
+	var out []string
+	for _, k := range LineKeys {
+		out = append(out, v[k]...)
+	}
+	return out
+}

@@ -121,3 +121,13 @@ func TestCheckLayer(t *testing.T) {
 		t.Fatalf("privileged start of an unprivileged layer: %v", err)
 	}
 }
+
+func TestPinName(t *testing.T) {
+	m, err := ParseLXC([]string{"u 0 100000 65536", "g 0 100000 65536", "u 65536 300000 10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pinName(m); got != "u0-100000-65536_u65536-300000-10.g0-100000-65536" {
+		t.Fatalf("pinName = %q", got)
+	}
+}

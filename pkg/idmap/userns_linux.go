@@ -69,3 +69,67 @@ func InUserNS() bool {
 	}
 	return !IsIdentity(string(b))
 }
+
+// HolderArg is the hidden first argument that makes a hook binary the
+// placeholder process of NewUserNS: it only waits for its stdin to close.
+const HolderArg = "__lxc-hooks-userns"
+
+// HoldUntilEOF is the placeholder's main: it returns when its stdin
+// closes (NewUserNS closes it, or kills the process, whichever comes first).
+func HoldUntilEOF() int {
+	b := make([]byte, 1)
+	for {
+		if _, err := os.Stdin.Read(b); err != nil {
+			return 0
+		}
+	}
+}
+
+// NewUserNS returns an open user namespace with the mapping m, for
+// idmapped mounts (MOUNT_ATTR_IDMAP takes a user namespace fd, and holds
+// the namespace as long as the mount lives). The kernel makes no user
+// namespace without a process (a multi-threaded process such as a Go
+// program may not unshare(CLONE_NEWUSER)), so exe (the hook binary,
+// /proc/self/exe) is started in a new one with HolderArg, the namespace is
+// opened through it, and the process is killed and reaped at once: it
+// never does anything. Its PID names it safely until it is reaped: no other
+// process can take the PID of an unreaped child.
+func NewUserNS(exe string, m *Mapping) (*os.File, error) {
+	stdin, holdOpen, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer holdOpen.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		stdin.Close()
+		return nil, err
+	}
+	defer null.Close()
+	uidMaps, gidMaps := SysMaps(m)
+	p, err := os.StartProcess(exe, []string{exe, HolderArg}, &os.ProcAttr{
+		// Stdout/stderr on /dev/null: LXC reads a hook's output until EOF,
+		// and this process must never hold that pipe.
+		Files: []*os.File{stdin, null, null},
+		Sys: &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: uidMaps,
+			GidMappings: gidMaps,
+			// The maps are written by this (root) process, so setgroups
+			// need not be denied.
+			GidMappingsEnableSetgroups: true,
+			Pdeathsig:                  syscall.SIGKILL,
+		},
+	})
+	stdin.Close()
+	if err != nil {
+		return nil, fmt.Errorf("starting a process in a user namespace with the mapping %s: %w", m, err)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", p.Pid))
+	p.Kill()
+	p.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("opening the user namespace with the mapping %s: %w", m, err)
+	}
+	return ns, nil
+}

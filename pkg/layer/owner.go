@@ -108,7 +108,7 @@ func claims(cfg, layerPath, defaultName string) bool {
 		return false // gone: the container was moved, renamed or destroyed
 	}
 	defer f.Close()
-	for _, line := range hook.ConfigValues(f, "lxc.hook.pre-mount")["lxc.hook.pre-mount"] {
+	for _, line := range hook.HookLines(f) {
 		if !strings.Contains(line, "lxc-hook-") {
 			continue
 		}

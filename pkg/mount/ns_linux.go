@@ -115,11 +115,15 @@ func DetachRoot() error {
 }
 
 // InPrivateNamespace runs fn on an OS thread of its own in a new mount
-// namespace whose mounts are all private: what fn mounts is seen by fn and
-// the tools it starts (they inherit the thread's namespace), by nobody
-// else, and nothing propagates to or from the host. The thread is never
-// unlocked, so it ends with fn, and the namespace goes with it, with every
-// mount fn left there (and the autoclear loop devices under them).
+// namespace whose mounts are all slaves of the host's: what fn mounts is
+// seen by fn and the tools it starts (they inherit the thread's
+// namespace), by nobody else, and nothing propagates to the host. What the
+// host unmounts meanwhile does reach it (for the host's shared mounts): the
+// namespace starts as a copy of the host's, with a copy of every
+// unprivileged container's root attached there, and must not keep one
+// that container's stop has unmounted. The thread is never unlocked, so it
+// ends with fn, and the namespace goes with it, with every mount fn left
+// there (and the autoclear loop devices under them).
 func InPrivateNamespace(fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
@@ -128,8 +132,8 @@ func InPrivateNamespace(fn func() error) error {
 			done <- fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
 			return
 		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			done <- fmt.Errorf("making the new mount namespace private: %w", err)
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+			done <- fmt.Errorf("making the new mount namespace a slave of the host's: %w", err)
 			return
 		}
 		done <- fn()

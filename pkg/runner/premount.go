@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
@@ -14,20 +13,28 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+	"golang.org/x/sys/unix"
 )
 
 // preMount runs in the container's new mount namespace before LXC mounts
 // the rootfs: it stacks the layers onto the rootfs directory, which LXC
 // then bind-mounts as the container's root. Mounts made here are the
 // container's alone (LXC made every shared mount a slave first).
-func preMount(b Backend, c *Context, started time.Time) (err error) {
+func preMount(b Backend, c *Context) (err error) {
 	if err := CheckConfig(c.Common.Config, c.Inv.ConfigFile, b.Program()); err != nil {
 		return err
 	}
 	rootfs := c.Inv.RootfsPath
 	if idmap.InUserNS() {
-		// An unprivileged container: pre-start built the root as host root.
-		return attachPrepared(c, rootfs, started)
+		// An unprivileged container: pre-start built the root as host root
+		// and attached it on the rootfs path before LXC copied the host's
+		// mounts into this namespace. A pre-mount line written by an
+		// earlier version has nothing left to do.
+		if isMountRoot(rootfs) && fsTypeOf(rootfs) == "overlayfs" {
+			c.Log.Debug("pre-start attached the root; nothing to do at pre-mount")
+			return nil
+		}
+		return fmt.Errorf("this is an unprivileged container (lxc.idmap) and no lxc.hook.pre-start attached its root on %s: its root is built by lxc.hook.pre-start (pre-mount runs as the container's root, which can mount nothing); put the hook line on lxc.hook.pre-start and lxc.hook.stop (%s migrate NAME rewrites the lines)", rootfs, b.Program())
 	}
 	if err := checkRootfs(rootfs); err != nil {
 		return err
@@ -89,10 +96,12 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		}
 	}()
 
+	c.Mark("prepare")
 	w, err := b.PrepareWritable(c)
 	if err != nil {
 		return err
 	}
+	c.Mark("writable")
 	if err := checkLayerOwner(w, u); err != nil {
 		return err
 	}
@@ -115,10 +124,12 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		}
 	}
 
+	c.Mark("lowers")
 	if u != nil {
 		if dirs, err = u.idmapLowers(c, lowers, dirs); err != nil {
 			return err
 		}
+		c.Mark("idmap")
 	}
 	if err := b.MountUnion(c, dirs, w, target); err != nil {
 		if u != nil {
@@ -128,6 +139,7 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 	}
 	c.PushUndo(func() { _ = mount.Unmount(target) })
 
+	c.Mark("union")
 	killpoint.At("pre-mount:before-save")
 	// The mounts made here; stop adds those LXC made of them (the
 	// container's "/").
@@ -142,13 +154,20 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 			ids = append(ids, id)
 		}
 	}
+	unionDev := ""
+	var st unix.Stat_t
+	if unix.Stat(target, &st) == nil {
+		unionDev = fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	}
 	for i := range c.Record.Loops {
 		c.Record.Loops[i].MountNSID = nsID
 		c.Record.Loops[i].Mounts = ids
+		c.Record.Loops[i].UnionDev = unionDev
 	}
 	if err := c.Run.Save(c.Record); err != nil {
 		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
 	}
+	c.Mark("save")
 	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", target)
 	return nil
 }

@@ -1,7 +1,10 @@
 // Package runner is the life cycle every hook shares: read how LXC invoked
-// it, log where the user reads, and dispatch pre-mount (build the layered
-// root), stop (unmount it inside the container's namespace) and post-stop
-// (verify every loop device is gone, name who holds one that is not).
+// it, log where the user reads, and dispatch the one hook process of a
+// start (pre-mount builds the layered root inside the container's mount
+// namespace; for an unprivileged container pre-start builds it and attaches
+// it where LXC takes it) and the one of a stop (stop unmounts it inside the
+// container's namespace, then verifies every loop device is gone and names
+// who holds one that is not).
 // The binaries differ only in their Backend: where the writable layer lives
 // and which union filesystem stacks it.
 package runner
@@ -18,8 +21,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
@@ -56,10 +59,11 @@ type Backend interface {
 	MountSource() string
 }
 
-// PostStopper is a Backend with cleanup of its own at post-stop, after the
-// loop devices were verified.
-type PostStopper interface {
-	PostStop(c *Context)
+// AfterStopper is a Backend with cleanup of its own at the end of the stop
+// hook, after the loop devices were verified (idempotent: the stop hook
+// may run again, and after a failed start).
+type AfterStopper interface {
+	AfterStop(c *Context)
 }
 
 // Writable is a prepared writable layer.
@@ -71,17 +75,25 @@ type Writable struct {
 
 // Context is one hook run.
 type Context struct {
-	Inv *hook.Invocation
-	Log *logrus.Entry
-	// LogFile is the LXC log Log writes to, nil for none: handed on to
-	// the handover server, which may not open it.
-	LogFile *os.File
-	Common  *Common
-	Run     state.Dir
-	Record  *state.Record
+	Inv    *hook.Invocation
+	Log    *logrus.Entry
+	Common *Common
+	Run    state.Dir
+	Record *state.Record
 	// Undo holds the steps that take back a failed pre-mount, run last
 	// first.
 	Undo []func()
+	// phases is where the run's time went, for the debug "done" line
+	// (and the benchmarks' report): Mark ends a phase.
+	phases   []string
+	lastMark time.Time
+}
+
+// Mark ends the phase name: the time since the previous mark goes to it.
+func (c *Context) Mark(name string) {
+	now := time.Now()
+	c.phases = append(c.phases, fmt.Sprintf("%s:%.2f", name, float64(now.Sub(c.lastMark))/float64(time.Millisecond)))
+	c.lastMark = now
 }
 
 // PushUndo registers a step to take back if pre-mount fails later.
@@ -96,13 +108,10 @@ func (c *Context) undo() {
 
 // Main runs a hook binary and returns its exit status.
 func Main(b Backend, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		// Helpers the hook starts from its own binary (unprivileged
-		// containers): never an LXC invocation.
-		switch args[0] {
-		case handover.ServeArg:
-			return serveHandover(b, args[1:], stderr)
-		}
+	if len(args) > 0 && args[0] == idmap.HolderArg {
+		// The placeholder process of a user namespace (idmap.NewUserNS),
+		// started from this binary: never an LXC invocation.
+		return idmap.HoldUntilEOF()
 	}
 	started := time.Now()
 	common := &Common{}
@@ -184,11 +193,13 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		Inv: inv, Log: log, Common: common,
 		Run: state.For(common.RunDir, inv.Name, inv.ConfigFile),
 	}
-	c.LogFile, _ = closer.(*os.File)
+	c.lastMark = started
+	c.Mark("setup")
 	done := func() {
 		// The benchmarks read this line; at debug level a sysadmin sees
-		// what each hook run costs.
-		log.WithField("took", time.Since(started).Round(10*time.Microsecond)).Debugf("%s done", inv.Type)
+		// what each hook run costs, and where it went (ms per phase).
+		c.Mark("rest")
+		log.WithField("took", time.Since(started).Round(10*time.Microsecond)).WithField("phases", strings.Join(c.phases, ",")).Debugf("%s done", inv.Type)
 	}
 	switch inv.Type {
 	case hook.PreStart:
@@ -199,7 +210,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		done()
 		return 0
 	case hook.PreMount:
-		if err := preMount(b, c, started); err != nil {
+		if err := preMount(b, c); err != nil {
 			log.Error(err)
 			return 1
 		}
@@ -217,7 +228,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		log.Errorf("%s must run as lxc.hook.pre-mount, not lxc.hook.mount: in the mount hook LXC has already mounted the rootfs, and LXC 5 refuses to start a container whose rootfs was mounted over (\"Rootfs overmounted\")", b.Program())
 		return 1
 	default:
-		log.Errorf("%s does nothing as lxc.hook.%s: use it as lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop (and lxc.hook.pre-start for unprivileged containers)", b.Program(), inv.Type)
+		log.Errorf("%s does nothing as lxc.hook.%s: use it as lxc.hook.pre-mount and lxc.hook.stop (unprivileged containers: lxc.hook.pre-start and lxc.hook.stop)", b.Program(), inv.Type)
 		return 1
 	}
 }
@@ -254,7 +265,7 @@ func printUsage(b Backend, fs *flag.FlagSet, w io.Writer) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
-	fmt.Fprintf(w, "\nUnprivileged containers (lxc.idmap): put the same line on lxc.hook.pre-start too;\nthe template is idmapped, never chowned (Linux %s or newer).\n", MinKernel)
+	fmt.Fprintf(w, "\nPut the same line on lxc.hook.pre-mount and lxc.hook.stop. Unprivileged containers\n(lxc.idmap): on lxc.hook.pre-start and lxc.hook.stop instead; the template is idmapped,\nnever chowned (Linux %s or newer).\n", MinKernel)
 	fmt.Fprintf(w, "\nRun by hand: %s init|status|resize|release|copy ... (each with --help)\n", b.Program())
 }
 

@@ -3,13 +3,14 @@ package runner
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
-	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
@@ -17,27 +18,58 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
 
-// stop runs after the container's init exited, while LXC's monitor still
-// holds the container's namespaces. It enters the mount namespace and
-// detaches every mount the hook made there (after pivot_root that is the
-// container's "/" itself), deepest first. Then nothing but a process
-// still inside the namespace can keep the layers, and their loop devices,
-// alive: a bind mount of the namespace file, or a stray fd on it, no
-// longer can.
+// stop is the one hook process of a container's stop. It runs after the
+// container's init exited, while LXC's monitor still holds the container's
+// namespaces (and also after a failed start, where they may not exist).
+// It enters the mount namespace and detaches every mount the hook made
+// there (after pivot_root that is the container's "/" itself), deepest
+// first; for an unprivileged container it then detaches the root pre-start
+// attached in the host's namespace. Then nothing but a process still
+// inside the namespace (or with a file on the layers) can keep the layers,
+// and their loop devices, alive: a bind mount of the namespace file, or a
+// stray fd on it, no longer can. Last, it verifies that every loop device
+// the start attached is gone (finish).
 func stop(b Backend, c *Context) {
-	if c.Inv.MountNS == "" {
-		c.Log.Warn("LXC passed no mount namespace to the stop hook; nothing to unmount there (post-stop still checks the loop devices)")
-		return
-	}
 	rec, err := c.Run.Load()
 	if err != nil {
 		c.Log.WithError(err).Warn("unreadable runtime state; unmounting by mount source only")
 	}
-	devs := loopDevNumbers(rec)
+	c.Mark("load")
+	if c.Inv.MountNS != "" {
+		detachInNamespace(b, c, rec)
+	} else {
+		c.Log.Debug("LXC passed no mount namespace to the stop hook (the start failed before it existed); nothing to unmount there")
+	}
+	c.Mark("unmount")
+	if rec != nil && rec.HostRoot != nil {
+		detachRecordedHostRoot(c, rec)
+		c.Mark("host")
+	}
+	killpoint.At("stop:before-verify")
+	finish(b, c, rec, err)
+}
 
+// detachRecordedHostRoot detaches an unprivileged container's root from
+// the host's mount namespace, if the mount on the rootfs path is still the
+// one pre-start attached.
+func detachRecordedHostRoot(c *Context, rec *state.Record) {
+	gone, err := DetachHostMount(*rec.HostRoot)
+	switch {
+	case err != nil:
+		c.Log.WithError(err).Errorf("could not detach the container's root from %s in the host's mount namespace", rec.HostRoot.Path)
+	case !gone:
+		c.Log.Debugf("detached the container's root from %s in the host's mount namespace", rec.HostRoot.Path)
+	}
+}
+
+// detachInNamespace enters the container's mount namespace and detaches
+// the hook's mounts there; the ids of what it found, and the namespace's
+// own id, go into rec for the holder search.
+func detachInNamespace(b Backend, c *Context, rec *state.Record) {
+	devs := loopDevNumbers(rec)
 	var failed []string
 	var ids []uint64
-	err = mount.InNamespace(c.Inv.MountNS, func(hostProc *os.File) error {
+	err := mount.InNamespace(c.Inv.MountNS, func(hostProc *os.File) error {
 		mounts, err := mount.ThreadMounts(hostProc)
 		if err != nil {
 			return err
@@ -45,42 +77,34 @@ func stop(b Backend, c *Context) {
 		ours := selectOurs(mounts, b.MountSource(), c.Run.Path, devs)
 		ids = mountIDs(ours)
 		killpoint.At("stop:before-unmount")
-		root := false
+		root := ""
 		for _, m := range ours {
+			if m.Mountpoint == "/" {
+				root = m.FSType
+				continue
+			}
 			if err := mount.Unmount(m.Mountpoint); err != nil {
 				failed = append(failed, err.Error())
 				continue
 			}
-			if m.Mountpoint == "/" {
-				root = true // checked below
-				continue
-			}
 			c.Log.WithField("fstype", m.FSType).Debugf("detached %s in the container's mount namespace", m.Mountpoint)
 		}
-		if !root {
+		if root == "" {
 			return nil
 		}
-		// umount(2) says EINVAL, taken as "already gone", for a locked
-		// mount too: the root of an unprivileged container is locked to its
-		// namespace (MNT_LOCKED, pivot_root moved the lock of the copied
-		// host root onto it), and no one can unmount it. mount.DetachRoot
-		// takes it out all the same.
-		after, err := mount.ThreadMounts(hostProc)
-		if err != nil {
-			return err
-		}
-		for _, m := range selectOurs(after, b.MountSource(), c.Run.Path, devs) {
-			if m.Mountpoint != "/" {
-				continue
-			}
-			if err := mount.DetachRoot(); err != nil {
-				failed = append(failed, fmt.Sprintf("detaching the container's root, locked to its namespace: %v", err))
-				return nil
-			}
-			c.Log.WithField("fstype", m.FSType).Debug("detached the container's root, locked to its namespace, by pivoting the namespace into an empty tmpfs")
+		// The container's root is detached by pivoting the namespace into
+		// an empty tmpfs and detaching the old root (mount.DetachRoot), not
+		// by umount("/"): an unprivileged container's root is locked to its
+		// namespace (MNT_LOCKED: pivot_root moved the lock of the copied
+		// host root onto it), so umount(2) cannot take it out, whoever
+		// asks; and this thread's own root and working directory, which
+		// setns put there, would keep a plain lazily detached root alive
+		// until the thread is gone, after this hook checked the devices.
+		if err := mount.DetachRoot(); err != nil {
+			failed = append(failed, fmt.Sprintf("detaching the container's root: %v", err))
 			return nil
 		}
-		c.Log.Debug("detached / in the container's mount namespace")
+		c.Log.WithField("fstype", root).Debug("detached the container's root by pivoting its namespace into an empty tmpfs")
 		return nil
 	})
 	if err != nil {
@@ -90,7 +114,18 @@ func stop(b Backend, c *Context) {
 	if len(failed) > 0 {
 		c.Log.Errorf("unmounting in the container's mount namespace: %s", strings.Join(failed, "; "))
 	}
-	recordMounts(c, rec, ids)
+	if rec == nil {
+		return
+	}
+	// An unprivileged container's namespace did not exist when its
+	// pre-start made the record: known now, it names who is still inside.
+	nsID, _ := holders.MountNSID(c.Inv.MountNS)
+	for i := range rec.Loops {
+		rec.Loops[i].Mounts = appendNew(rec.Loops[i].Mounts, ids)
+		if rec.Loops[i].MountNSID == 0 {
+			rec.Loops[i].MountNSID = nsID
+		}
+	}
 }
 
 // mountIDs returns the unique ids (never reused) of mounts, read from the
@@ -104,22 +139,6 @@ func mountIDs(ms []*mountinfo.Info) []uint64 {
 		}
 	}
 	return ids
-}
-
-// recordMounts adds the container's mounts, as stop found them (LXC's bind
-// of the union that became the container's "/" among them), to the record's
-// loops: after the stop, a process with a file on one of them (even from
-// the host, through /proc/PID/root) is what holds the layers.
-func recordMounts(c *Context, rec *state.Record, ids []uint64) {
-	if rec == nil || len(ids) == 0 {
-		return
-	}
-	for i := range rec.Loops {
-		rec.Loops[i].Mounts = appendNew(rec.Loops[i].Mounts, ids)
-	}
-	if err := c.Run.Save(rec); err != nil {
-		c.Log.WithError(err).Warn("could not save the runtime state")
-	}
 }
 
 func appendNew(have, add []uint64) []uint64 {
@@ -227,6 +246,12 @@ func FindHolders(runRoot string, l state.Loop) Holders {
 	if dev != 0 {
 		h.Procs = append(h.Procs, holders.WithFileOpen(l.Device)...)
 		h.Mounters = holders.WithMountOf(int(unix.Major(dev)), int(unix.Minor(dev)), "")
+		if l.UnionDev != "" {
+			// A copy of the container's root that another namespace took
+			// (one made while an unprivileged container's root was
+			// attached on the host, and cut off from its propagation).
+			h.Mounters = append(h.Mounters, holders.WithUnionMounted(l.UnionDev)...)
+		}
 		// The device was verified before the search; if it was detached
 		// and reused meanwhile, what the search found is someone else's.
 		if !sameBinding(l) {
@@ -288,24 +313,34 @@ func dedupe(ps []holders.Process) []holders.Process {
 	return out
 }
 
-// postStop runs last, after LXC closed the container's namespaces (also
-// after a failed start). It checks each loop device the hook attached for
-// this container: detached, or reused by someone else since (another disk
-// sequence number), is fine; still bound is an error naming the holders.
-// Devices still held are kept in the record, so the next start knows them.
+// postStop is lxc.hook.post-stop, which configs of earlier versions have:
+// the stop hook now does all, so it returns at once, unless the stop hook
+// did not finish (it was killed, or the line is missing), when it does
+// what the stop hook left.
 func postStop(b Backend, c *Context) {
-	// An unprivileged start's handover server that was never served (a
-	// start that failed before pre-mount) holds the prepared root.
-	if handover.Stop(c.Run.Path) {
-		c.Log.Warn("ended the handover server of this start: pre-mount never took the prepared root")
-	}
 	rec, err := c.Run.Load()
-	if err != nil {
-		c.Log.WithError(err).Error("unreadable runtime state; cannot verify the loop devices")
+	if rec == nil && err == nil {
 		return
 	}
-	if ps, ok := b.(PostStopper); ok {
-		defer ps.PostStop(c)
+	if rec != nil && rec.HostRoot != nil {
+		detachRecordedHostRoot(c, rec)
+	}
+	finish(b, c, rec, err)
+}
+
+// finish checks each loop device the start attached for this container:
+// detached, or reused by someone else since (another disk sequence
+// number), is fine; still bound is an error naming the holders. Devices
+// still held are kept in the record, so the next start knows them.
+// Otherwise the record goes. Idempotent: with no record it has nothing to
+// verify.
+func finish(b Backend, c *Context, rec *state.Record, loadErr error) {
+	if loadErr != nil {
+		c.Log.WithError(loadErr).Error("unreadable runtime state; cannot verify the loop devices")
+		return
+	}
+	if as, ok := b.(AfterStopper); ok {
+		defer as.AfterStop(c)
 	}
 	if rec == nil {
 		checkPreStartConfigured(b, c)
@@ -316,8 +351,8 @@ func postStop(b Backend, c *Context) {
 			state.UsersOf(l.Dev, l.Ino).Remove(c.Run)
 		}
 	}
-	killpoint.At("post-stop:before-detach")
-	var held []state.Loop
+	killpoint.At("stop:before-detach")
+	var bound []state.Loop
 	for _, l := range append(append([]state.Loop{}, rec.Loops...), rec.Leftovers...) {
 		if !sameBinding(l) {
 			continue
@@ -331,11 +366,16 @@ func postStop(b Backend, c *Context) {
 			c.Log.WithField("device", l.Device).Debug("detached a loop device nothing held")
 			continue
 		}
+		bound = append(bound, l)
+	}
+	c.Mark("verify")
+	var held []state.Loop
+	for _, l := range waitTransient(c, bound) {
 		held = append(held, l)
 		c.Log.Errorf("loop device %s (%s) is still attached after the container stopped%s; it goes when they end (autoclear is armed)", l.Device, l.Backing, HeldBy(c.Common.RunDir, l))
 	}
 	if len(held) == 0 {
-		killpoint.At("post-stop:before-remove")
+		killpoint.At("stop:before-remove")
 		if err := c.Run.Remove(rec); err != nil {
 			c.Log.WithError(err).Warnf("could not remove the runtime directory %s", c.Run.Path)
 		}
@@ -345,4 +385,71 @@ func postStop(b Backend, c *Context) {
 	if err := c.Run.Save(rec); err != nil {
 		c.Log.WithError(err).Warn("could not save the runtime state")
 	}
+}
+
+// transientWait bounds how long the stop hook waits for copies of the
+// container's mounts that other mount namespaces hold.
+var transientWait = 3 * time.Second
+
+// waitTransient returns the loops that stay bound, waiting (bounded) for
+// those held only by copies of the container's mounts in other mount
+// namespaces. Every new mount namespace starts as a copy of its parent's:
+// an unprivileged container's root is attached in the host's namespace
+// while it runs, so a container (of any kind) whose start began before this
+// stop holds a copy of it from LXC's clone until LXC pivots into its own
+// root and detaches the old one (milliseconds; longer under load), and so
+// does a start hook's private namespace while it builds. Those copies go by
+// themselves, and the device with them (autoclear). A holder of another
+// kind (a process inside the container's namespace or with a file on its
+// mounts, the device open by a process that is not a start hook) is reported at
+// once; a copy that outlives the wait (a namespace made with private
+// propagation while the container ran) is reported then, by its process.
+func waitTransient(c *Context, loops []state.Loop) []state.Loop {
+	if len(loops) == 0 {
+		return nil
+	}
+	t0 := time.Now()
+	deadline := t0.Add(transientWait)
+	for {
+		var still []state.Loop
+		waiting := false
+		for _, l := range loops {
+			if !sameBinding(l) {
+				continue
+			}
+			if l.Shared && usedByOthers(c, l) {
+				// A template device another container's start adopted
+				// meanwhile: its users' now.
+				continue
+			}
+			still = append(still, l)
+			if onlyCopies(FindHolders(c.Common.RunDir, l)) {
+				waiting = true
+			}
+		}
+		if len(still) == 0 {
+			c.Log.WithField("waited", time.Since(t0).Round(time.Millisecond)).Debug("the loop devices went with the copies other mount namespaces held")
+			return nil
+		}
+		if !waiting || time.Now().After(deadline) {
+			return still
+		}
+		time.Sleep(2 * time.Millisecond)
+		loops = still
+	}
+}
+
+// onlyCopies reports whether h names no holder but copies of mounts in
+// other namespaces, or start hooks that have a template device open while
+// they adopt it. A bind mount of the container's namespace is not a
+// holder here: the stop hook detached everything in that namespace (it
+// said so if it could not), so what the bind keeps alive holds no device.
+func onlyCopies(h Holders) bool {
+	for _, p := range h.Procs {
+		first, _, _ := strings.Cut(p.Command, " ")
+		if !strings.HasPrefix(filepath.Base(first), "lxc-hook-") {
+			return false
+		}
+	}
+	return true
 }

@@ -2,25 +2,20 @@ package runner
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lxc-hooks/lxc-hooks/pkg/handover"
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
-	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
-	"github.com/lxc-hooks/lxc-hooks/pkg/runfile"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
 
@@ -29,17 +24,23 @@ import (
 // Their pre-mount runs as the container's root (host uid 100000 with the
 // usual mapping): it can attach no loop device, mount no block filesystem
 // and read no root-only file. So the root is built earlier, by
-// lxc.hook.pre-start, which runs as host root in the host's namespaces:
-// in a private mount namespace of its own (nothing is ever mounted in the
-// host's), it mounts the template images and the writable layer as the
-// privileged pre-mount does, clones each lower as an idmapped mount (host
-// uid 0 shows as the container's root), stacks overlayfs over them, and
-// keeps a detached clone of that overlay mount. A handover server (package
-// handover) passes it to pre-mount, which attaches it onto the rootfs
-// directory in the container's mount namespace. When pre-start's private
-// namespace goes, so do its mounts: the detached root, then the
-// container's namespace, are the only things holding the layers.
-// stop and post-stop work as for privileged containers.
+// lxc.hook.pre-start, which runs as host root in the host's namespaces,
+// before LXC makes the container's: in a private mount namespace of its own
+// it mounts the template images and the writable layer as the privileged
+// pre-mount does, clones each lower as an idmapped mount (host uid 0 shows
+// as the container's root), stacks overlayfs over them, and attaches a
+// detached clone of that overlay mount onto the rootfs directory in the
+// host's mount namespace. LXC's dir rootfs then takes it: the container's
+// mount namespace is a copy of the host's, and LXC bind-mounts the rootfs
+// path from there. No other hook process runs at start: no pre-mount, no
+// server. Only that one overlay mount is ever in the host's namespace (the
+// images, lowers and idmapped clones stay in pre-start's private one, which
+// goes when it ends: the overlay holds them). It is made shared: copies
+// of it that mount namespaces made meanwhile get (systemd's services, the
+// hooks' private namespaces) are its slaves, and go when the stop hook
+// unmounts it.
+// The stop hook detaches the container's root inside its namespace, then
+// the host's mount (by its unique mount id), then verifies the loop devices.
 
 // MinKernel is what the unprivileged mode needs: overlayfs over idmapped
 // layers (5.19); idmapped mounts themselves arrived in 5.12, and each
@@ -48,8 +49,9 @@ const MinKernel = "5.19"
 
 type unprivBuild struct {
 	m *idmap.Mapping
-	// userns delivers the user namespace with the container's mapping,
-	// made while the layers are mounted (it starts a process).
+	// userns delivers the user namespace with the container's mapping
+	// (pinned, or made while the layers are mounted: that starts a
+	// process).
 	userns <-chan usernsResult
 	ns     *os.File
 }
@@ -86,9 +88,11 @@ func ConfigMapping(configFile string) (*idmap.Mapping, error) {
 	return m, nil
 }
 
-// preStart builds an unprivileged container's root; for a privileged one
-// it has nothing to do (the same hook line may be on every key).
-func preStart(b Backend, c *Context) error {
+// preStart builds an unprivileged container's root and attaches it onto
+// the rootfs directory in the host's mount namespace; for a privileged
+// container it has nothing to do (pre-mount builds its root inside the
+// container's namespace).
+func preStart(b Backend, c *Context) (err error) {
 	m, err := ConfigMapping(c.Inv.ConfigFile)
 	if err != nil {
 		return err
@@ -106,57 +110,42 @@ func preStart(b Backend, c *Context) error {
 	}
 	uid, _ := m.RootUID()
 	gid, _ := m.RootGID()
+	// LXC bind-mounts the rootfs path as the container's root.
 	if err := reachable("rootfs directory", rootfs, uid, gid, false); err != nil {
 		return err
 	}
-	// The container's root must reach its socket: search permission only,
-	// no listing; the socket itself is its alone (0600, its owner).
-	if err := searchable(c.Common.RunDir, c.Run.Path); err != nil {
+	// While the container runs its root is mounted there on the host: no
+	// other local user may reach it (they could run the container's setuid
+	// programs, which belong to the container's root on the host).
+	if err := guardRootfs(c, rootfs, gid); err != nil {
 		return err
 	}
-	if err := reachable("runtime directory (--run-dir)", c.Run.Path, uid, gid, true); err != nil {
+	prev, err := c.Run.Load()
+	if err != nil {
+		c.Log.WithError(err).Warn("ignoring unreadable runtime state of an earlier run")
+		prev = nil
+	}
+	if err := detachLeftoverRoot(c, prev, rootfs); err != nil {
 		return err
 	}
-	// An earlier start's server, if any, must not serve this start.
-	if handover.Stop(c.Run.Path) {
-		c.Log.Warn("ended the handover server of an earlier start that was still waiting")
-	}
-	// The handover server starts while the layers mount; it runs in a
-	// user namespace with the container's mapping, which is also the idmap
-	// of the layers: one process for both.
+
+	// The user namespace for the idmap is made while the layers mount.
 	nsc := make(chan usernsResult, 1)
 	u := &unprivBuild{m: m, userns: nsc}
-	type spawned struct {
-		p   *handover.Pending
-		err error
-	}
-	srv := make(chan spawned, 1)
 	go func() {
-		args := []string{"--name", c.Inv.Name, "--config", c.Inv.ConfigFile, "--dir", c.Run.Path,
-			"--log-level", c.Common.LogLevel}
-		if c.LogFile != nil {
-			args = append(args, "--log-fd", "5")
+		f, note, err := idmap.PinnedUserNS(idmap.UserNSDir, "/proc/self/exe", m)
+		if note != "" {
+			c.Log.Debug(note)
 		}
-		uidMaps, gidMaps := idmap.SysMaps(m)
-		p, err := handover.Spawn("/proc/self/exe", c.Run.Path, uid, gid, handover.Maps{UID: uidMaps, GID: gidMaps}, c.LogFile, args)
-		if err != nil {
-			nsc <- usernsResult{nil, fmt.Errorf("starting the handover server in a user namespace with the container's lxc.idmap (%s): %w", m, err)}
-		} else {
-			nsc <- usernsResult{p.UserNS, nil}
-		}
-		srv <- spawned{p, err}
+		nsc <- usernsResult{f, err}
 	}()
 	defer func() {
 		if f, err := u.userNS(); err == nil {
 			f.Close()
 		}
 	}()
-	server := func() (*handover.Pending, error) {
-		s := <-srv
-		return s.p, s.err
-	}
 
-	var rootFD int
+	var rootFD int = -1
 	var target string
 	err = mount.InPrivateNamespace(func() (err error) {
 		if target, err = c.Run.Mountpoint("root"); err != nil {
@@ -169,6 +158,7 @@ func preStart(b Backend, c *Context) error {
 		// namespace, and all that holds the layers once it is gone.
 		rootFD, err = unix.OpenTree(unix.AT_FDCWD, target, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 		if err != nil {
+			c.undo()
 			return fmt.Errorf("open_tree %s: %w", target, err)
 		}
 		return nil
@@ -177,36 +167,122 @@ func preStart(b Backend, c *Context) error {
 		// Its private namespace is gone, so are the mounts: the mountpoints
 		// are empty directories again.
 		if c.Record != nil {
-			for _, mp := range c.Record.Mountpoints {
-				os.Remove(mp)
-			}
-		}
-		if target != "" {
+			c.Run.Remove(c.Record)
+		} else if target != "" {
 			os.Remove(target)
 		}
-		if p, serr := server(); serr == nil {
-			p.Abort()
-		}
-		handover.Stop(c.Run.Path)
 		os.Remove(c.Run.Path) // only if empty: an earlier run's record stays
 		return err
 	}
 	defer unix.Close(rootFD)
-	p, err := server()
-	if err != nil {
-		return err
+	return attachHostRoot(c, rootFD, rootfs)
+}
+
+// attachHostRoot attaches the detached root onto the rootfs directory in
+// the host's mount namespace (this thread's: only pre-start's private
+// namespace thread left it). The mount's unique id is saved first: a
+// start killed after the attach leaves a record that names the mount, so
+// the stop hook, or the next start, detaches exactly that one.
+func attachHostRoot(c *Context, rootFD int, rootfs string) error {
+	var st unix.Statx_t
+	if err := unix.Statx(rootFD, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID_UNIQUE, &st); err != nil || st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
+		c.undoHost()
+		return fmt.Errorf("the unique id of the prepared root mount (statx STATX_MNT_ID_UNIQUE, Linux 6.8 or newer; this kernel: %s): %v", kernelRelease(), err)
 	}
-	if err := p.Send(rootFD); err != nil {
-		return err
+	c.Record.HostRoot = &state.HostMount{Path: rootfs, MountID: st.Mnt_id, Dev: fmt.Sprintf("%d:%d", st.Dev_major, st.Dev_minor)}
+	if err := c.Run.Save(c.Record); err != nil {
+		c.undoHost()
+		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
 	}
-	c.Log.WithField("idmap", m.String()).Debug("unprivileged root prepared; waiting for pre-mount to take it")
+	killpoint.At("pre-start:before-attach")
+	if err := unix.MoveMount(rootFD, "", unix.AT_FDCWD, rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		c.Record.HostRoot = nil
+		c.undoHost()
+		return fmt.Errorf("attaching the prepared root onto %s: %w", rootfs, err)
+	}
+	// Shared, even under a private parent (a host without systemd):
+	// every mount namespace made while the container runs starts with a
+	// copy of it, and one made as a slave (systemd's services, the hooks'
+	// own private namespaces) then gets the stop hook's unmount too,
+	// instead of keeping the container's layers.
+	if err := unix.Mount("", rootfs, "", unix.MS_SHARED, ""); err != nil {
+		c.Log.WithError(err).Warnf("could not make the root on %s shared; mount namespaces made while the container runs may keep a copy of it", rootfs)
+	}
+	killpoint.At("pre-start:after-attach")
+	c.Mark("attach")
+	c.Log.WithField("mount_id", c.Record.HostRoot.MountID).Debugf("attached the unprivileged root onto %s for LXC to take", rootfs)
 	return nil
 }
 
+// undoHost takes back, after a failed attach, what the build left outside
+// its private namespace (a template device's user entry, the runtime
+// record): its mounts went with that namespace.
+func (c *Context) undoHost() {
+	if c.Record == nil {
+		return
+	}
+	for _, l := range c.Record.Loops {
+		if l.Shared {
+			state.UsersOf(l.Dev, l.Ino).Remove(c.Run)
+		}
+	}
+	c.Run.Remove(c.Record)
+}
+
+// detachLeftoverRoot detaches the root an earlier run of this container
+// left attached on the host (LXC's monitor was killed: no stop hook ran),
+// found by the unique mount id its record gives. Anything else mounted on
+// the rootfs directory is refused: the root would be stacked on it.
+func detachLeftoverRoot(c *Context, prev *state.Record, rootfs string) error {
+	if prev != nil && prev.HostRoot != nil {
+		if gone, err := DetachHostMount(*prev.HostRoot); err != nil {
+			return fmt.Errorf("the root of an earlier run of this container is still mounted on %s: %w", rootfs, err)
+		} else if !gone {
+			c.Log.Warnf("the root of an earlier run of this container was still mounted on %s (no stop hook ran: LXC's monitor was killed?); detached it", rootfs)
+			// Copies of it that mount namespaces made meanwhile hold go
+			// by themselves: waited for, as the stop hook would have.
+			var own []state.Loop
+			for _, l := range append(append([]state.Loop{}, prev.Loops...), prev.Leftovers...) {
+				if sameBinding(l) && !(l.Shared && usedByOthers(c, l)) {
+					own = append(own, l)
+				}
+			}
+			waitTransient(c, own)
+		}
+	}
+	if isMountRoot(rootfs) {
+		return fmt.Errorf("rootfs directory %q (lxc.rootfs.path) has something mounted on it that is not this container's root: unmount it (umount %s); the hook mounts the layered root there", rootfs, rootfs)
+	}
+	return nil
+}
+
+// DetachHostMount detaches the host's mount m if the mount on m.Path is
+// still that very mount (its unique id); gone says it was not there.
+func DetachHostMount(m state.HostMount) (gone bool, err error) {
+	id, _, err := holders.MountID(m.Path)
+	if err != nil || id != m.MountID {
+		return true, nil
+	}
+	if err := unix.Unmount(m.Path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+		return false, &mount.Error{Op: "umount", Target: m.Path, Err: err}
+	}
+	return false, nil
+}
+
+// isMountRoot reports whether path is the root of a mount (something is
+// mounted on it).
+func isMountRoot(path string) bool {
+	var st unix.Statx_t
+	if unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, 0, &st) != nil {
+		return false
+	}
+	return st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
+}
+
 // reachable checks that the container's root (host uid:gid) may search
-// every directory on the way to dir (and dir itself with self): its
-// pre-mount attaches the root onto the rootfs directory and takes it from
-// the runtime directory, and could only say on stderr that it cannot.
+// every directory on the way to dir (and dir itself with self): LXC
+// bind-mounts the rootfs path as the container's root, and says only
+// "Permission denied" when it cannot.
 func reachable(what, dir string, uid, gid uint32, self bool) error {
 	for p := dir; ; p = filepath.Dir(p) {
 		var st unix.Stat_t
@@ -221,7 +297,7 @@ func reachable(what, dir string, uid, gid uint32, self bool) error {
 			x = 0o010
 		}
 		if st.Mode&x == 0 && (p != dir || self) {
-			return fmt.Errorf("%s %q is out of reach of the container's root (host uid %d): %s (mode %04o, owner %d:%d) gives it no search permission; allow it, e.g. chmod o+x %s (LXC's own unprivileged containers need the same)", what, dir, uid, p, st.Mode&0o7777, st.Uid, st.Gid, p)
+			return fmt.Errorf("%s %q is out of reach of the container's root (host uid %d): %s (mode %04o, owner %d:%d) gives it no search permission; allow it by group, e.g. chgrp %d %s && chmod g+x %s (LXC's own unprivileged containers need the same)", what, dir, uid, p, st.Mode&0o7777, st.Uid, st.Gid, gid, p, p)
 		}
 		if p == "/" {
 			return nil
@@ -229,27 +305,50 @@ func reachable(what, dir string, uid, gid uint32, self bool) error {
 	}
 }
 
-// searchable adds search permission for others to dirs (the runtime
-// root and the container's directory), which are 0700 otherwise.
-func searchable(dirs ...string) error {
-	for _, d := range dirs {
-		// Checked like every runtime directory (no symlink, ours, not
-		// writable by others) before the chmod: a link planted there
-		// would have it give search permission to its target (/root).
-		if err := runfile.Dir(d); err != nil {
-			return err
-		}
-		fi, err := os.Lstat(d)
-		if err != nil {
-			return fmt.Errorf("runtime directory %q: %w", d, err)
-		}
-		if fi.Mode().Perm()&0o001 == 0 {
-			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
-				return fmt.Errorf("runtime directory %q: %w", d, err)
-			}
+// guardRootfs makes sure no local user but root and the container's root
+// can reach the rootfs directory, on which the container's root is mounted
+// on the host while it runs: every directory above it searchable by
+// "others" would let any user in. The layout earlier versions of init
+// wrote (the container's directory root:root 0711) is tightened to
+// root:GID 0710 (search by the container's root group only), as LXC itself
+// keeps an unprivileged container's directory closed to others (0770, its
+// root's); any other open layout is refused with the fix.
+func guardRootfs(c *Context, rootfs string, gid uint32) error {
+	dirs := []string{}
+	for p := filepath.Dir(rootfs); ; p = filepath.Dir(p) {
+		dirs = append(dirs, p)
+		if p == "/" {
+			break
 		}
 	}
-	return nil
+	for _, p := range dirs {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return fmt.Errorf("rootfs directory %q: %s: %w", rootfs, p, err)
+		}
+		if st.Mode&0o001 == 0 {
+			return nil // others stop here
+		}
+	}
+	ctrDir := dirs[0]
+	var st unix.Stat_t
+	if unix.Lstat(ctrDir, &st) == nil && st.Uid == 0 && st.Gid == 0 && st.Mode&0o7777 == 0o711 &&
+		ctrDir == filepath.Dir(c.Inv.ConfigFile) {
+		fd, err := unix.Open(ctrDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			defer unix.Close(fd)
+			path := fmt.Sprintf("/proc/self/fd/%d", fd)
+			if err = unix.Chown(path, 0, int(gid)); err == nil {
+				err = unix.Chmod(path, 0o710)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("the container's directory %s is open to every local user (mode 0711), and the container's root is mounted in it while it runs; closing it (chgrp %d, chmod 0710) failed: %w", ctrDir, gid, err)
+		}
+		c.Log.Warnf("the container's directory %s was open to every local user (mode 0711, as earlier versions of init made it); it is now 0710 root:%d (only the container's root may pass): its root is mounted in it while it runs", ctrDir, gid)
+		return nil
+	}
+	return fmt.Errorf("rootfs directory %q can be reached by every local user (every directory above it is searchable by others), and the container's root is mounted on it while the container runs (its setuid programs belong to the container's root): close one directory to others, e.g. chgrp %d %s && chmod o-rwx %s", rootfs, gid, ctrDir, ctrDir)
 }
 
 // idmapLowers replaces each lower by an idmapped clone of it, attached on
@@ -347,101 +446,10 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// attachPrepared is an unprivileged container's pre-mount: it takes the
-// root pre-start prepared and attaches it onto the rootfs directory, in
-// the container's mount namespace. What goes wrong is sent back to the
-// server, which writes it to the container's LXC log (this process, the
-// container's root, cannot open it).
-func attachPrepared(c *Context, rootfs string, started time.Time) error {
-	fd, conn, err := handover.Receive(c.Run.Path, 10*time.Second)
-	if errors.Is(err, handover.ErrNoServer) {
-		return fmt.Errorf("this is an unprivileged container (lxc.idmap) and no lxc.hook.pre-start prepared its root (%v): put the same hook line on lxc.hook.pre-start as on lxc.hook.pre-mount", err)
-	}
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	err = checkRootfs(rootfs)
-	if err == nil {
-		if err = idmap.Attach(fd, rootfs); err != nil {
-			err = fmt.Errorf("attaching the prepared root onto %s: %w", rootfs, err)
-		}
-	}
-	conn.Reply(err, time.Since(started))
-	if err == nil {
-		c.Log.Debugf("attached the prepared root onto %s", rootfs)
-	}
-	return err
-}
-
-// serveHandover is the handover server's main (see package handover).
-func serveHandover(b Backend, args []string, stderr io.Writer) int {
-	started := time.Now()
-	fs := flag.NewFlagSet(handover.ServeArg, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	uid := fs.Uint("uid", 0, "")
-	name := fs.String("name", "", "")
-	config := fs.String("config", "", "")
-	dir := fs.String("dir", "", "")
-	logFD := fs.Int("log-fd", -1, "")
-	level := fs.String("log-level", "", "")
-	if err := fs.Parse(args); err != nil || *dir == "" {
-		fmt.Fprintf(stderr, "%s: %s is internal to the hooks\n", b.Program(), handover.ServeArg)
-		return 2
-	}
-	// The LXC log comes open from pre-start: this process, in a user
-	// namespace of its own, may not look into LXC's /proc entries for it.
-	var logFile *os.File
-	if *logFD >= 0 {
-		logFile = os.NewFile(uintptr(*logFD), "lxc log")
-	}
-	log, closer, err := lxclog.New(lxclog.Options{
-		Program: b.Program(), Category: b.Category(), Container: *name, Hook: string(hook.PreMount),
-		ConfigFile: *config, EnvLevel: os.Getenv("LXC_LOG_LEVEL"), FlagLevel: *level, File: logFile, Stderr: stderr,
-	})
-	if err != nil {
-		return 1
-	}
-	defer closer.Close()
-	// The container's mount namespace, known now: recorded so that
-	// post-stop can name what is still inside it after a stop.
-	var nsID uint64
-	onPeer := func(nsFD int) {
-		nsID, _ = holders.MountNSID("/proc/self/fd/" + strconv.Itoa(nsFD))
-	}
-	res, err := handover.Serve(uint32(*uid), started.Add(handover.Timeout), func(why string) { log.Warn(why) }, onPeer)
-	if errors.Is(err, handover.ErrAborted) {
-		return 0 // pre-start failed, and said why
-	}
-	if err != nil {
-		log.Warn(err)
-		return 1
-	}
-	if res.PeerErr != "" {
-		log.Error(res.PeerErr)
-		return 1
-	}
-	// pre-mount's own "done" line, which it cannot write (see runner.Main).
-	log.WithField("took", res.PeerTook).Debugf("%s done", hook.PreMount)
-	if nsID != 0 {
-		run := state.Dir{Path: *dir}
-		if rec, err := run.Load(); err == nil && rec != nil {
-			for i := range rec.Loops {
-				rec.Loops[i].MountNSID = nsID
-			}
-			if err := run.Save(rec); err != nil {
-				log.WithError(err).Warn("could not record the container's mount namespace")
-			}
-		}
-	}
-	os.Remove(*dir + "/" + handover.Socket)
-	os.Remove(*dir + "/" + handover.PIDFile)
-	return 0
-}
-
-// checkPreStartConfigured explains, at post-stop, why an unprivileged
-// container's pre-mount failed when pre-start lacks this hook: pre-mount
-// could only say so on stderr, which LXC logs at DEBUG.
+// checkPreStartConfigured explains, at stop, why an unprivileged
+// container did not start when pre-start lacks this hook: its pre-mount,
+// the container's root, could only say so on stderr, which LXC logs at
+// DEBUG.
 func checkPreStartConfigured(b Backend, c *Context) {
 	f, err := os.Open(c.Inv.ConfigFile)
 	if err != nil {
@@ -457,5 +465,5 @@ func checkPreStartConfigured(b Backend, c *Context) {
 			return
 		}
 	}
-	c.Log.Errorf("this container is unprivileged (lxc.idmap) and lxc.hook.pre-start does not run %s: unprivileged containers need the same hook line on lxc.hook.pre-start as on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop", b.Program())
+	c.Log.Errorf("this container is unprivileged (lxc.idmap) and lxc.hook.pre-start does not run %s: an unprivileged container's root is built by lxc.hook.pre-start (its pre-mount runs as the container's root, which can mount nothing): put the hook line on lxc.hook.pre-start and lxc.hook.stop (%s migrate NAME rewrites the lines)", b.Program(), b.Program())
 }

@@ -1,8 +1,8 @@
 // Package state keeps, per container, what a hook attached and where it
-// mounted, between its pre-mount and its post-stop: post-stop runs in
-// another process after LXC closed the container's namespaces, and must
-// verify the very loop devices pre-mount attached, not others that happen to
-// use the same template.
+// mounted, between the start hook (pre-mount, or pre-start for an
+// unprivileged container) and the stop hook: the stop hook runs in another
+// process, and must detach and verify the very mounts and loop devices the
+// start attached, not others that happen to use the same template.
 package state
 
 import (
@@ -45,9 +45,13 @@ type Loop struct {
 	Mounts []uint64 `json:"mounts,omitempty"`
 	// Shared marks a read-only device other containers may hold too.
 	Shared bool `json:"shared"`
+	// UnionDev is the device number ("major:minor") of the run's union
+	// filesystem over the layers: another mount namespace with it mounted
+	// (a copy of the container's root) holds this device too.
+	UnionDev string `json:"union_dev,omitempty"`
 }
 
-// Record is what pre-mount leaves for stop and post-stop.
+// Record is what the start hook leaves for the stop hook.
 type Record struct {
 	Container  string `json:"container"`
 	ConfigFile string `json:"config"`
@@ -55,10 +59,28 @@ type Record struct {
 	MountNS uint64 `json:"mount_ns,omitempty"`
 	Loops   []Loop `json:"loops,omitempty"`
 	// Leftovers are devices of an earlier run still held when this run
-	// started; post-stop keeps checking them.
+	// started; the stop hook keeps checking them.
 	Leftovers []Loop `json:"leftovers,omitempty"`
 	// Mountpoints the hook created under its runtime directory.
 	Mountpoints []string `json:"mountpoints,omitempty"`
+	// HostRoot is an unprivileged container's root as pre-start attached it
+	// in the host's mount namespace, at the rootfs path, for LXC to take
+	// (nil for a privileged container, whose root never leaves its own
+	// namespace). The stop hook detaches it, and only if the mount there
+	// still has this unique id: the path alone names whatever is mounted
+	// there now.
+	HostRoot *HostMount `json:"host_root,omitempty"`
+}
+
+// HostMount is a mount in the host's mount namespace, by its path and its
+// unique 64-bit mount id (statx STATX_MNT_ID_UNIQUE), which the kernel
+// never reuses.
+type HostMount struct {
+	Path    string `json:"path"`
+	MountID uint64 `json:"mount_id"`
+	// Dev is its filesystem's device number ("major:minor"), which copies
+	// of the mount in other namespaces share (their mount ids differ).
+	Dev string `json:"dev,omitempty"`
 }
 
 // Dir is one container's runtime directory.

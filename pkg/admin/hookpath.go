@@ -26,7 +26,7 @@ func hookExecutable(program string) (string, error) {
 	}
 	p := hookPath(lxcHookDir, self, program)
 	if _, err := trusted.Executable(p); err != nil {
-		return "", fmt.Errorf("%v; LXC would run it as root at every start, stop and copy of the container, so it is not written on hook lines: %s, and run %s from there (e.g. /usr/bin/%s); nothing was written", err, trusted.Fix, program, program)
+		return "", fmt.Errorf("%v; LXC runs the binary on the hook lines as root at every start, stop and copy of the container, so init does not write this one: %s (e.g. /usr/bin/%s init ...); nothing was written", err, trusted.Fix, program)
 	}
 	return p, nil
 }

@@ -75,6 +75,11 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 		}
 		*tpl = abs
 	}
+	// First: a binary LXC must not run as root makes everything else moot.
+	self, err := hookExecutable(k.Program)
+	if err != nil {
+		return err
+	}
 	lower, err := layer.ResolveLower(*tpl)
 	if err != nil {
 		return err
@@ -110,10 +115,6 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	dir := filepath.Join(*lxcpath, name)
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
-	}
-	self, err := hookExecutable(k.Program)
-	if err != nil {
-		return err
 	}
 	var idm *idmap.Mapping
 	if *unpriv {

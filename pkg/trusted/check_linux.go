@@ -55,6 +55,11 @@ func running() error {
 		return fmt.Errorf("reading /proc/self/exe: %w", err)
 	}
 	path := strings.TrimSuffix(exe, " (deleted)")
+	// From / down, as Executable does: the first thing at fault is named.
+	if _, err := walk(path, filepath.Dir(path), false); err != nil {
+		return err
+	}
+	// The file that runs, whatever its path leads to now.
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return fmt.Errorf("stat /proc/self/exe: %w", err)
@@ -64,9 +69,6 @@ func running() error {
 	}
 	if e := checkFS(path, "/proc/self/exe", &st); e != nil {
 		return e
-	}
-	if _, err := walk(path, filepath.Dir(path), false); err != nil {
-		return err
 	}
 	if a := os.Args[0]; filepath.IsAbs(a) && a != path {
 		if _, err := walk(a, a, true); err != nil {

@@ -22,7 +22,7 @@ import (
 )
 
 // Fix is the remedy every refusal gives.
-const Fix = "install the hooks into a root-owned directory (make install, which puts them in /usr/bin with links in /usr/share/lxc/hooks; PREFIX=/usr/local or any root-owned prefix works too; or the lxc-hooks package) and use that binary"
+const Fix = "install the hooks into root-owned directories with make install (binaries in /usr/bin, links in /usr/share/lxc/hooks; PREFIX=/usr/local or another root-owned prefix works too) or the lxc-hooks package, and use the installed binary"
 
 // Error says why a path is not trusted.
 type Error struct {

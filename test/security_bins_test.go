@@ -171,7 +171,8 @@ func TestReplaceableBinaryInConfig(t *testing.T) {
 	bin := userBinary(t, user, uid, "lxc-hook-loopimg")
 	dir := testDir(t)
 	img := filepath.Join(dir, "layer.img")
-	c := newCtr(t, ctrOpts{hookPath: bin, args: []string{"--lower", tplSquash, "--image", img, "--size", "48M"}})
+	c := newCtr(t, ctrOpts{hookPath: bin, args: []string{"--lower", tplSquash, "--image", img, "--size", "48M"},
+		hookTypes: []string{"pre-mount", "stop", "post-stop", "clone"}})
 
 	// status, as text and JSON (run from the trusted test build).
 	out, err := admin(t, "lxc-hook-loopimg", "status", c.name, "-P", c.lxcpath)
@@ -214,6 +215,23 @@ func TestReplaceableBinaryInConfig(t *testing.T) {
 	}
 	if exists(filepath.Join(c.lxcpath, dst)) {
 		t.Fatalf("the refused copy left %s", filepath.Join(c.lxcpath, dst))
+	}
+
+	// lxc-copy runs the clone hook from that binary: the hook refuses,
+	// so LXC refuses the copy and removes it; the reason is in the
+	// source's log.
+	if _, err := exec.LookPath("lxc-copy"); err == nil {
+		clone := c.name + "-clone"
+		out, err := exec.Command("lxc-copy", "-n", c.name, "-N", clone, "-P", c.lxcpath).CombinedOutput()
+		if err == nil {
+			t.Fatalf("lxc-copy through the clone hook of %s succeeded: %s", bin, out)
+		}
+		if exists(filepath.Join(c.lxcpath, clone)) {
+			t.Fatalf("the refused lxc-copy left %s", filepath.Join(c.lxcpath, clone))
+		}
+		if !strings.Contains(c.log(), " - clone - copy of "+c.name+" to "+clone+" refused: "+bin+" can be replaced by a non-root user") {
+			t.Fatalf("no clone refusal in %s's log:\n%s", c.name, lastLines(c.log(), 10))
+		}
 	}
 
 	// The control: the same config with the installed binary starts.
@@ -314,7 +332,8 @@ func TestReleaseBuildHasNoKillPoints(t *testing.T) {
 	const point = "pre-mount:after-attach"
 	start := func(bin string) (*ctr, error) {
 		img := filepath.Join(testDir(t), "layer.img")
-		c := newCtr(t, ctrOpts{hookPath: bin, args: []string{"--lower", tplSquash, "--image", img, "--size", "48M"}})
+		c := newCtr(t, ctrOpts{hookPath: bin, args: []string{"--lower", tplSquash, "--image", img, "--size", "48M"},
+		hookTypes: []string{"pre-mount", "stop", "post-stop", "clone"}})
 		cmd := exec.Command("lxc-start", "-n", c.name, "-P", c.lxcpath)
 		cmd.Env = append(os.Environ(), "LXC_HOOKS_TEST_KILLPOINT="+point)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -47,6 +47,9 @@ func hookPath(dir, self, program string) string {
 	return self
 }
 
+// hookPrograms are the binaries of this project.
+var hookPrograms = map[string]bool{"lxc-hook-overlay": true, "lxc-hook-loopimg": true, "lxc-hook-aufs": true}
+
 // checkHookBinaries checks every lxc.hook.* line of a config's text that
 // runs one of the hook binaries: each must be a file only root can change.
 // It returns the first line that is not, as "KEY = BINARY: why".
@@ -60,7 +63,7 @@ func checkHookBinaries(text string) error {
 			continue
 		}
 		words, err := hook.SplitWords(strings.TrimSpace(val))
-		if err != nil || len(words) == 0 || !strings.HasPrefix(filepath.Base(words[0]), "lxc-hook-") {
+		if err != nil || len(words) == 0 || !hookPrograms[filepath.Base(words[0])] {
 			continue
 		}
 		bin := words[0]

@@ -6,7 +6,9 @@
 // file and every directory on the way to it, and every symlink followed,
 // are owned by root and writable by no group and no others. A root-owned
 // sticky directory (/tmp) may stand on the way: there others cannot
-// rename or remove what root owns.
+// rename or remove what root owns. (Files of the user running the check
+// count as root's: to a non-root user running its own build, the unit
+// tests, its files are as safe as root's; to root, only root's are.)
 //
 // The check is the same for init (the path it writes), copy and the clone
 // hook (the paths the new config names), status (every hook line of ours)

@@ -332,8 +332,7 @@ func TestReleaseBuildHasNoKillPoints(t *testing.T) {
 	const point = "pre-mount:after-attach"
 	start := func(bin string) (*ctr, error) {
 		img := filepath.Join(testDir(t), "layer.img")
-		c := newCtr(t, ctrOpts{hookPath: bin, args: []string{"--lower", tplSquash, "--image", img, "--size", "48M"},
-			hookTypes: []string{"pre-mount", "stop", "post-stop", "clone"}})
+		c := newCtr(t, ctrOpts{hookPath: bin, args: []string{"--lower", tplSquash, "--image", img, "--size", "48M"}})
 		cmd := exec.Command("lxc-start", "-n", c.name, "-P", c.lxcpath)
 		cmd.Env = append(os.Environ(), "LXC_HOOKS_TEST_KILLPOINT="+point)
 		if out, err := cmd.CombinedOutput(); err != nil {

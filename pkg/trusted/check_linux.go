@@ -55,9 +55,19 @@ func running() error {
 		return fmt.Errorf("reading /proc/self/exe: %w", err)
 	}
 	path := strings.TrimSuffix(exe, " (deleted)")
-	// From / down, as Executable does: the first thing at fault is named.
-	if _, err := walk(path, filepath.Dir(path), false); err != nil {
-		return err
+	// From / down, as Executable does, so that the first thing at fault
+	// is named: the path LXC ran, links and all, then the directories of
+	// the file that runs, unless that path led there (the usual case).
+	resolved := ""
+	if a := os.Args[0]; filepath.IsAbs(a) {
+		if resolved, err = walk(a, a, true); err != nil {
+			return err
+		}
+	}
+	if resolved != path {
+		if _, err := walk(path, filepath.Dir(path), false); err != nil {
+			return err
+		}
 	}
 	// The file that runs, whatever its path leads to now.
 	var st unix.Stat_t
@@ -69,11 +79,6 @@ func running() error {
 	}
 	if e := checkFS(path, "/proc/self/exe", &st); e != nil {
 		return e
-	}
-	if a := os.Args[0]; filepath.IsAbs(a) && a != path {
-		if _, err := walk(a, a, true); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -14,4 +14,13 @@ for cmd in cmd/*/; do
 	strip="-s -w"
 	[ "${STRIP:-1}" = 0 ] && strip=""
 	CGO_ENABLED=0 "$GO" build -trimpath -ldflags "$strip -X github.com/lxc-hooks/lxc-hooks/pkg/runner.Version=$version -X github.com/lxc-hooks/lxc-hooks/pkg/runner.Commit=$commit" -o "$out/$name" "./$cmd"
+	# A release binary never has the test-only kill points (pkg/killpoint):
+	# lxc-start hands its environment to the hooks, and a variable there
+	# must not be able to kill one. Only the tests' builds set the tag; one
+	# that slipped in (GOFLAGS=-tags=...) fails the build here.
+	if "$GO" version -m "$out/$name" | grep -q 'lxchooks_testhooks'; then
+		rm -f "$out/$name"
+		echo "build.sh: $name was built with the test-only tag lxchooks_testhooks (GOFLAGS=${GOFLAGS:-}?); release builds must not have it" >&2
+		exit 1
+	fi
 done

@@ -1,27 +1,35 @@
 #!/bin/bash
 # The demo on a fresh Debian 12 as root: installs what it needs, builds the
-# hooks, builds a busybox template image with the hooks' own `template`
-# command (the default format, erofs), and boots a container
+# hooks and installs them (make install) into a root-owned prefix in the
+# demo's directory, builds a busybox template image with the hooks' own
+# `template` command (the default format, erofs), and boots a container
 # from it with lxc-hook-loopimg and a 64M cap. It shows the cap (df inside, a
 # write that hits ENOSPC), persistence over a restart, and that nothing is
 # left mounted or attached after lxc-stop. Run it again: the layer persists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 . scripts/deps.sh
-GO=$GO ./scripts/build.sh bin
+# Everything the demo makes is root's and writable by no one else.
+umask 022
 
 demo=${DEMO_DIR:-/var/lib/lxc-hooks-demo}
 lxcpath=$demo/lxc
-name=capped-demo
+name=${DEMO_NAME:-capped-demo}
 tpl=$demo/busybox.erofs
 img=$lxcpath/$name/layer.img
 mkdir -p "$lxcpath"
+# LXC runs the hook binary as root at every start, stop and copy: it must
+# be a file no other user can replace, not the build in this checkout
+# (which may be a user's). make install puts it in a root-owned prefix, as
+# the package does in /usr; init refuses a binary a user could replace.
+prefix=$demo/prefix
+make --no-print-directory install GO="$GO" PREFIX="$prefix" >/dev/null
+hookbin=$prefix/bin/lxc-hook-loopimg
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 if [ ! -f "$tpl" ]; then
-	say "$repo/bin/lxc-hook-loopimg template $tpl --from DIR (busybox-static)"
+	say "$hookbin template $tpl --from DIR (busybox-static)"
 	stage=$(mktemp -d)
 	mkdir -p "$stage"/{bin,sbin,etc,proc,sys,dev,tmp,root,run,var}
 	cp /bin/busybox "$stage/bin/busybox"
@@ -33,7 +41,7 @@ while :; do sleep 3600 & wait $!; done
 INIT
 	chmod 755 "$stage/sbin/init"
 	echo "busybox template" > "$stage/etc/motd"
-	"$repo/bin/lxc-hook-loopimg" template "$tpl" --from "$stage"
+	"$hookbin" template "$tpl" --from "$stage"
 	rm -rf "$stage"
 fi
 
@@ -41,10 +49,15 @@ lxc-stop -k -n "$name" -P "$lxcpath" 2>/dev/null || true
 if [ ! -f "$lxcpath/$name/config" ]; then
 	# The demo host may have no lxcbr0: a network-less default config.
 	printf 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n' > "$demo/default.conf"
-	say "$repo/bin/lxc-hook-loopimg init $name --template $tpl --size 64M -P $lxcpath"
-	"$repo/bin/lxc-hook-loopimg" init "$name" --template "$tpl" --size 64M -P "$lxcpath" --default-config "$demo/default.conf"
+	say "$hookbin init $name --template $tpl --size 64M -P $lxcpath"
+	"$hookbin" init "$name" --template "$tpl" --size 64M -P "$lxcpath" --default-config "$demo/default.conf"
 	# The busybox init stops on SIGUSR2; a log the demo can show.
 	printf 'lxc.signal.halt = SIGUSR2\nlxc.log.file = %s\nlxc.log.level = WARN\n' "$lxcpath/$name/$name.log" >> "$lxcpath/$name/config"
+elif ! grep -qF "= $hookbin " "$lxcpath/$name/config"; then
+	# A config an earlier demo wrote with the checkout's own build: its hook
+	# lines now name the installed binary (the hooks refuse to start from
+	# one a user could replace).
+	sed -i -E "s|^(lxc\.hook\.[a-z-]+ = )[^ ]*/lxc-hook-loopimg |\1$hookbin |" "$lxcpath/$name/config"
 fi
 lxc-stop -k -n "$name" -P "$lxcpath" 2>/dev/null || true
 sum_before=$(sha256sum "$tpl" | cut -d' ' -f1)
@@ -70,8 +83,8 @@ du -h "$img"
 say "loop devices while running (template, image)"
 losetup -j "$tpl"; losetup -j "$img"
 
-say "$repo/bin/lxc-hook-loopimg status $name -P $lxcpath"
-"$repo/bin/lxc-hook-loopimg" status "$name" -P "$lxcpath"
+say "$hookbin status $name -P $lxcpath"
+"$hookbin" status "$name" -P "$lxcpath"
 
 say "lxc-stop -n $name -P $lxcpath"
 time lxc-stop -n "$name" -P "$lxcpath"

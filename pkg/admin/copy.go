@@ -22,6 +22,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
 const copyAbout = `Makes DST a complete, independent copy of the stopped container SRC: its
@@ -197,6 +198,12 @@ func copyContainer(j copyJob) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The copy's hook lines run as root too: a binary a user can replace
+	// is refused before anything is copied (and the lines written are
+	// checked again below).
+	if err := checkHookBinaries(string(text)); err != nil {
+		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
+	}
 	rw := rewrite{SrcDir: srcDir, DstDir: dstDir, KeepRootfs: !j.Command, SrcName: j.Src.Name, DstName: j.DstName}
 	if j.Command {
 		rw.Name = j.DstName
@@ -291,6 +298,9 @@ func copyContainer(j copyJob) (string, error) {
 		}
 	}
 	out := rw.apply(string(text))
+	if err := checkHookBinaries(out); err != nil {
+		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
+	}
 	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
 		return "", err
 	}
@@ -639,6 +649,10 @@ func CloneHook(program, category string, stderr io.Writer) int {
 	defer closer.Close()
 	if err != nil {
 		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
+		return 1
+	}
+	if err := trusted.Running(); err != nil {
+		log.Errorf("copy of %s to %s refused: %s", srcName, name, trusted.HookRefusal(err, true))
 		return 1
 	}
 	if filepath.Clean(srcCfg) == filepath.Clean(cfg) {

@@ -26,7 +26,11 @@ writable layer too; --config on each line refuses a copy made without it) (a squ
 distribution's common config where LXC ships one, the host's LXC default
 config (networking), a writable /proc, sys_boot kept so that halt and reboot
 from inside work, and SIGRTMIN+3 as the halt signal for systemd templates.
-An existing container is never touched. Afterwards: lxc-start -n NAME.`
+An existing container is never touched. Afterwards: lxc-start -n NAME.
+The hook lines name this binary (its link in /usr/share/lxc/hooks where
+there is one), which LXC runs as root: run init from the installed binary
+(make install or the package); one that a non-root user could replace (a
+build in a home directory) is refused.`
 
 func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	synopsis := "NAME --template FILE [-P LXCPATH] [--unprivileged]"
@@ -75,6 +79,11 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 		}
 		*tpl = abs
 	}
+	// First: a binary LXC must not run as root makes everything else moot.
+	self, err := hookExecutable(k.Program)
+	if err != nil {
+		return err
+	}
 	lower, err := layer.ResolveLower(*tpl)
 	if err != nil {
 		return err
@@ -110,10 +119,6 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	dir := filepath.Join(*lxcpath, name)
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
-	}
-	self, err := hookExecutable(k.Program)
-	if err != nil {
-		return err
 	}
 	var idm *idmap.Mapping
 	if *unpriv {

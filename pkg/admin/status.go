@@ -16,6 +16,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
 const statusAbout = `Shows, for every container under the LXC path whose config uses these hooks
@@ -52,8 +53,9 @@ type Status struct {
 	// mapping, one lxc.idmap value each ("u 0 100000 65536").
 	Unprivileged bool     `json:"unprivileged"`
 	IDMap        []string `json:"idmap"`
-	// Error is why the container's config could not be read ("" when it
-	// could); the other fields are then mostly empty.
+	// Error is why the container's config could not be read (the other
+	// fields are then mostly empty), or why its hooks refuse to start it
+	// (a hook binary a non-root user can replace); "" when neither.
 	Error string `json:"error"`
 }
 
@@ -106,11 +108,14 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		return writeStatusJSON(stdout, sts)
 	}
 	for _, s := range sts {
-		if s.Error != "" {
+		if s.Hook == "" { // the config could not be read
 			fmt.Fprintf(stdout, "%s: %s\n  error:     %s\n", s.Name, s.State, s.Error)
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: %s (%s)\n", s.Name, s.State, s.Hook)
+		if s.Error != "" {
+			fmt.Fprintf(stdout, "  error:     %s\n", s.Error)
+		}
 		fmt.Fprintf(stdout, "  templates: %s\n", strings.Join(s.Templates, ", "))
 		if s.Ephemeral {
 			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.Layer.Kind], s.Layer.Path)
@@ -157,6 +162,11 @@ func statusOf(c *container) Status {
 		return Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
 	}
 	s := Status{Name: c.Name, State: st, Hook: c.Hook.Program, Config: c.Config, Templates: c.Hook.Lowers}
+	if text, err := os.ReadFile(c.Config); err == nil {
+		if err := checkHookBinaries(string(text)); err != nil {
+			s.Error = fmt.Sprintf("%v; the hooks refuse to start it: %s, and name it on the hook lines", err, trusted.Fix)
+		}
+	}
 	if s.Templates == nil {
 		s.Templates = []string{}
 	}

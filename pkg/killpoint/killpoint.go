@@ -1,14 +1,5 @@
-// Package killpoint lets the fault tests (test/faults_test.go) SIGKILL a
-// hook at a chosen point, the way a crash, an OOM kill or a power cut
-// would stop it. It is for tests only: unless the environment variable
-// LXC_HOOKS_TEST_KILLPOINT is set, every call is a no-op (one getenv).
-//
-// LXC_HOOKS_TEST_KILLPOINT=HOOKTYPE:POINT kills the hook when it reaches
-// At(HOOKTYPE:POINT), e.g. "pre-mount:after-attach";
-// LXC_HOOKS_TEST_KILLPOINT=HOOKTYPE:after=DURATION kills it that long
-// after Arm(HOOKTYPE), e.g. "stop:after=3ms" (wherever it is then).
-// lxc-start hands its environment to the hooks (and to its monitor, which
-// runs the stop hooks), so the variable is set on one lxc-start only.
+//go:build lxchooks_testhooks
+
 package killpoint
 
 import (
@@ -17,6 +8,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// Enabled tells whether this build has the kill points.
+const Enabled = true
 
 // Env is the variable that arms a kill point.
 const Env = "LXC_HOOKS_TEST_KILLPOINT"

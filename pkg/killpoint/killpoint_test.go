@@ -1,3 +1,5 @@
+//go:build lxchooks_testhooks
+
 package killpoint
 
 import (

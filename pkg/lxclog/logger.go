@@ -1,15 +1,16 @@
 package lxclog
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Options say where a hook logs.
@@ -77,10 +78,9 @@ func New(o Options) (*logrus.Entry, io.Closer, error) {
 
 	var closer io.Closer = nopCloser{}
 	f := o.File
+	var openErr error
 	if f == nil {
-		if path := logFile(o, cfg); path != "" {
-			f, _ = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o640)
-		}
+		f, openErr = openLog(o, cfg)
 	}
 	if f != nil {
 		closer = f
@@ -90,6 +90,11 @@ func New(o Options) (*logrus.Entry, io.Closer, error) {
 		}
 	}
 	entry := logger.WithFields(logrus.Fields{FieldContainer: o.Container, FieldHook: o.Hook})
+	if openErr != nil {
+		// Where a run's lines go must not be a choice of whoever can
+		// write the log's directory; said on stderr (LXC's debug log).
+		entry.Warnf("the LXC log is not written: %v", openErr)
+	}
 	return entry, closer, nil
 }
 
@@ -116,62 +121,128 @@ func (h *fileHook) Fire(e *logrus.Entry) error {
 	return err
 }
 
-// logFile finds the file LXC logs this container to: lxc.log.file, else the
-// file LXC itself holds open for appending (lxc-start -o FILE), else the
-// default $lxcpath/NAME/NAME.log where LXC created one.
-func logFile(o Options, cfg ConfigLog) string {
+// openLog opens the file LXC logs this container to, for appending:
+// lxc.log.file, else the file LXC itself holds open for appending
+// (lxc-start -o FILE), else the default $lxcpath/NAME/NAME.log where LXC
+// created one. No link is followed: a path is opened O_NOFOLLOW and must
+// be a root-owned regular file with one name (a symlink or hard link
+// planted there by whoever can write its directory would make root append
+// to the file it points at); LXC's own open file is reopened through
+// /proc/PID/fd (the very file, whatever is at its path now) and checked
+// to be the inode LXC has open. It returns nil, nil when there is none or
+// it cannot be opened, and an error for a file it refuses.
+func openLog(o Options, cfg ConfigLog) (*os.File, error) {
 	if cfg.File != "" {
-		return cfg.File
+		return openByPath(cfg.File, true)
 	}
-	if p := parentLogFile(o.ParentPID, cfg.ConsoleFile); p != "" {
-		return p
+	if f, err := openParentLog(o.ParentPID, cfg.ConsoleFile); f != nil || err != nil {
+		return f, err
 	}
 	if o.ConfigFile != "" && o.Container != "" {
-		p := filepath.Join(filepath.Dir(o.ConfigFile), o.Container+".log")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+		return openByPath(filepath.Join(filepath.Dir(o.ConfigFile), o.Container+".log"), false)
 	}
-	return ""
+	return nil, nil
 }
 
-// parentLogFile looks for the one regular file the parent LXC process has
-// open in append mode, which is how LXC opens its log.
-func parentLogFile(ppid int, consoleFile string) string {
+// openByPath opens a log file by its path without following a symlink
+// there (O_NOFOLLOW; O_NONBLOCK so that a FIFO planted there cannot block
+// the hook, and LXC's start with it, forever), creating it if create.
+func openByPath(p string, create bool) (*os.File, error) {
+	flags := os.O_WRONLY | os.O_APPEND | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(p, flags, 0o640)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symlink: refused (LXC logs to a file, not through a link)", p)
+	}
+	if err != nil {
+		// Missing, or not ours to open (an unprivileged container's
+		// root): no LXC log, as before; nothing to warn about.
+		return nil, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("%s is not a regular file: refused", p)
+	case st.Uid != 0 && int(st.Uid) != os.Geteuid():
+		err = fmt.Errorf("%s is owned by uid %d, not root: refused", p, st.Uid)
+	case st.Nlink > 1:
+		err = fmt.Errorf("%s has %d hard links: refused (another name of it may be any file)", p, st.Nlink)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openParentLog reopens the one regular file the parent LXC process has
+// open in append mode, which is how LXC opens its log: through
+// /proc/PID/fd/N, which reaches the open file itself, not its path; then
+// the file opened is checked to be the inode found (the descriptor may
+// have been closed and reused in between).
+func openParentLog(ppid int, consoleFile string) (*os.File, error) {
+	fd, want, ok := parentLogFD(ppid, consoleFile)
+	if !ok {
+		return nil, nil
+	}
+	p := "/proc/" + strconv.Itoa(ppid) + "/fd/" + fd
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil // gone with its process, or not ours to open
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Dev != want.Dev || st.Ino != want.Ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, fmt.Errorf("the log lxc-start has open (%s) changed while it was reopened: refused", p)
+	}
+	return f, nil
+}
+
+// parentLogFD finds the descriptor of the parent LXC process's log: the
+// one regular file it has open in append mode (other than the console
+// log), and the file's identity.
+func parentLogFD(ppid int, consoleFile string) (fd string, st unix.Stat_t, ok bool) {
 	if ppid <= 1 {
-		return ""
+		return "", st, false
 	}
 	// Only an LXC process (lxc-start, its monitor, lxc-stop's helpers): a
 	// hook run any other way must not append to its parent's files.
 	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/comm"); err != nil || !strings.HasPrefix(string(comm), "lxc-") {
-		return ""
+		return "", st, false
 	}
 	dir := "/proc/" + strconv.Itoa(ppid) + "/fd"
 	d, err := os.Open(dir)
 	if err != nil {
-		return ""
+		return "", st, false
 	}
 	fds, _ := d.Readdirnames(-1)
 	d.Close()
-	found := ""
-	for _, fd := range fds {
-		target, err := os.Readlink(filepath.Join(dir, fd))
+	for _, n := range fds {
+		target, err := os.Readlink(filepath.Join(dir, n))
 		if err != nil || !strings.HasPrefix(target, "/") || target == consoleFile {
 			continue
 		}
-		if fi, err := os.Stat(target); err != nil || !fi.Mode().IsRegular() {
+		// stat through the magic link: the open file's own inode.
+		var s unix.Stat_t
+		if unix.Stat(filepath.Join(dir, n), &s) != nil || s.Mode&unix.S_IFMT != unix.S_IFREG {
 			continue
 		}
-		info, err := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/fdinfo/" + fd)
+		info, err := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/fdinfo/" + n)
 		if err != nil || !appendMode(string(info)) {
 			continue
 		}
-		if found != "" && found != target {
-			return "" // ambiguous: do not guess
+		if ok && (s.Dev != st.Dev || s.Ino != st.Ino) {
+			return "", st, false // two candidates: do not guess
 		}
-		found = target
+		fd, st, ok = n, s, true
 	}
-	return found
+	return fd, st, ok
 }
 
 // appendMode reads the octal "flags:" line of a /proc/PID/fdinfo file.

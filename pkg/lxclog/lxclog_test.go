@@ -2,7 +2,9 @@ package lxclog
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -85,5 +88,140 @@ func TestAppendMode(t *testing.T) {
 	}
 	if appendMode("pos:\t0\nflags:\t02100002\n") {
 		t.Error("O_RDWR taken for O_APPEND")
+	}
+}
+
+// A symlink planted at the log path (by whoever can write its directory)
+// must not make the hook append to the file it points at: the victim is
+// unchanged, and the error still reaches stderr, with why the log was not
+// written.
+func TestLogPathSymlinkNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	logPath := filepath.Join(dir, "c.log")
+	os.Symlink(victim, logPath)
+	cfg := filepath.Join(dir, "config")
+	os.WriteFile(cfg, []byte("lxc.log.file = "+logPath+"\n"), 0o644)
+	var stderr bytes.Buffer
+	log, closer, err := New(Options{Program: "p", Category: "c", Container: "web1", Hook: "pre-mount", ConfigFile: cfg, Stderr: &stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Error("refused for a reason")
+	closer.Close()
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("the victim was written: %q", b)
+	}
+	got := stderr.String()
+	if !strings.Contains(got, "p: web1: pre-mount: error: refused for a reason\n") || !strings.Contains(got, logPath+" is a symlink: refused") {
+		t.Fatalf("stderr: %q", got)
+	}
+}
+
+// The default log ($lxcpath/NAME/NAME.log), a hard link, a FIFO (which
+// would block an open for writing forever) and a file of another user are
+// refused as well; a plain root-owned log is written.
+func TestLogPathRefusals(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	os.WriteFile(cfg, nil, 0o644)
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	logPath := filepath.Join(dir, "web1.log")
+	write := func() string {
+		t.Helper()
+		var stderr bytes.Buffer
+		log, closer, err := New(Options{Program: "p", Container: "web1", Hook: "pre-mount", ConfigFile: cfg, Stderr: &stderr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Error("line")
+		closer.Close()
+		return stderr.String()
+	}
+	os.Symlink(victim, logPath)
+	if got := write(); !strings.Contains(got, "is a symlink: refused") {
+		t.Fatalf("default log as a symlink: %q", got)
+	}
+	os.Remove(logPath)
+	os.Link(victim, logPath)
+	if got := write(); !strings.Contains(got, "has 2 hard links: refused") {
+		t.Fatalf("hard link: %q", got)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("the victim was written: %q", b)
+	}
+	os.Remove(logPath)
+	if err := unix.Mkfifo(logPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := write(); !strings.Contains(got, "p: web1: pre-mount: error: line") {
+		t.Fatalf("FIFO: %q", got)
+	}
+	os.Remove(logPath)
+	os.WriteFile(logPath, nil, 0o640)
+	if os.Geteuid() == 0 {
+		os.Chown(logPath, 4242, 4242)
+		if got := write(); !strings.Contains(got, "owned by uid 4242, not root: refused") {
+			t.Fatalf("a user's file: %q", got)
+		}
+		os.Chown(logPath, 0, 0)
+	}
+	if got := write(); strings.Contains(got, "refused") {
+		t.Fatalf("a plain log: %q", got)
+	}
+	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "ERROR") {
+		t.Fatalf("a plain log was not written: %q", b)
+	}
+}
+
+// lxc-start -o FILE: the hook reopens the file LXC has open through
+// /proc/PID/fd, the very file, not whatever its path leads to now (here
+// the file was unlinked and a symlink to a victim planted at its name).
+func TestParentLogReopenedNotItsPath(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "start.log")
+	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	// The parent must look like LXC (its comm starts with lxc-).
+	fake := filepath.Join(dir, "lxc-start")
+	os.Symlink(sleep, fake)
+	parent := exec.Command(fake, "60")
+	parent.ExtraFiles = []*os.File{lf}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { parent.Process.Kill(); parent.Wait() }()
+	for i := 0; i < 200; i++ { // until exec is done and comm is the new one
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", parent.Process.Pid)); strings.HasPrefix(string(b), "lxc-") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	// The log's name now leads elsewhere: LXC's open file has none.
+	os.Remove(logPath)
+	os.Symlink(victim, logPath)
+	var stderr bytes.Buffer
+	log, closer, err := New(Options{Program: "p", Container: "web1", Hook: "pre-mount", ParentPID: parent.Process.Pid, Stderr: &stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Error("to LXC's own log")
+	closer.Close()
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("the victim was written: %q", b)
+	}
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fd/3", parent.Process.Pid)); !strings.Contains(string(b), "to LXC's own log") {
+		t.Fatalf("LXC's log: %q (stderr %q)", b, stderr.String())
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
 // Version is set at build time with -ldflags "-X ...runner.Version=v1".
@@ -174,6 +175,13 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		return failStatus(logOpts.Hook)
 	}
 	defer closer.Close()
+	// Root running a binary a user can replace runs that user's code.
+	if err := trusted.Running(); err != nil {
+		log.Error(trusted.HookRefusal(err, failStatus(logOpts.Hook) != 0))
+		if failStatus(logOpts.Hook) != 0 {
+			return 1
+		}
+	}
 
 	if parseErr != nil {
 		log.Error(flagError(parseErr))

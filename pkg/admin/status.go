@@ -72,7 +72,7 @@ type LoopStatus struct {
 	Shared bool `json:"shared"`
 }
 
-func cmdStatus(k Kind, args []string, stdout io.Writer) error {
+func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) error {
 	fs := flags(k, "status", "[NAME...] [--json] [-P LXCPATH]", statusAbout, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	lxcpath := fs.String("P", "", "`LXCPATH` (default: LXC's lxc.lxcpath)")

@@ -316,3 +316,54 @@ func TestInitAufsWithoutAufs(t *testing.T) {
 		t.Errorf("lxc-hook-aufs init --ephemeral: exit %d, want 2 (unknown flag)", code)
 	}
 }
+
+// status NAME... prints an entry for every NAME, those it cannot read with
+// their error (JSON and text alike), and exits non-zero naming them.
+func TestStatusNamesEveryContainer(t *testing.T) {
+	lxcpath := t.TempDir()
+	for name, cfg := range map[string]string{
+		"good": "lxc.rootfs.path = dir:/nonexistent/r\nlxc.hook.pre-mount = /h/lxc-hook-overlay\n",
+		"bad":  "lxc.hook.pre-mount = /h/lxc-hook-loopimg --image $HOME/x\n",
+	} {
+		os.MkdirAll(filepath.Join(lxcpath, name), 0o755)
+		os.WriteFile(filepath.Join(lxcpath, name, "config"), []byte(cfg), 0o644)
+	}
+	k := Kind{Program: "lxc-hook-loopimg", Image: true}
+	var out, errb bytes.Buffer
+	code := Main(k, []string{"status", "bad", "good", "missing", "--json", "-P", lxcpath}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %q", code, errb.String())
+	}
+	var v struct {
+		Containers []Status `json:"containers"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	if len(v.Containers) != 3 || v.Containers[0].Name != "bad" || v.Containers[1].Name != "good" || v.Containers[2].Name != "missing" {
+		t.Fatalf("entries: %+v", v.Containers)
+	}
+	if e := v.Containers[0].Error; !strings.Contains(e, "$HOME") {
+		t.Errorf("bad: error %q", e)
+	}
+	if e := v.Containers[1].Error; e != "" || v.Containers[1].Hook != "lxc-hook-overlay" {
+		t.Errorf("good: %+v", v.Containers[1])
+	}
+	if e := v.Containers[2].Error; !strings.Contains(e, "no config") {
+		t.Errorf("missing: error %q", e)
+	}
+	if s := errb.String(); !strings.Contains(s, "2 of 3 containers could not be read: bad, missing") || strings.Count(s, "\n") != 1 {
+		t.Errorf("stderr: %q", s)
+	}
+	// Text: the same three, the good one in full.
+	out.Reset()
+	errb.Reset()
+	if code := Main(k, []string{"status", "bad", "good", "-P", lxcpath}, &out, &errb); code != 1 || !strings.Contains(out.String(), "bad: ") || !strings.Contains(out.String(), "  error:") || !strings.Contains(out.String(), "good: ") || !strings.Contains(out.String(), "  templates: /nonexistent/r") {
+		t.Errorf("text: exit %d\n%s", code, out.String())
+	}
+	// All readable: exit 0, nothing on stderr.
+	errb.Reset()
+	if code := Main(k, []string{"status", "good", "-P", lxcpath}, &out, &errb); code != 0 || errb.Len() != 0 {
+		t.Errorf("a readable container: exit %d %q", code, errb.String())
+	}
+}

@@ -61,6 +61,10 @@ type Status struct {
 type Layer struct {
 	Kind string `json:"kind"` // "directory" or "image"
 	Path string `json:"path"`
+	// Unlinked is true for a running ephemeral image: Path is the name it
+	// was created under, gone from the directory once mounted (the file
+	// lives as long as its loop device).
+	Unlinked bool `json:"unlinked"`
 }
 
 // LoopStatus is a loop device backing a template or the image.
@@ -68,11 +72,12 @@ type LoopStatus struct {
 	Device  string `json:"device"`
 	Role    string `json:"role"` // "template" or "image"
 	Backing string `json:"backing"`
-	// Shared is true for a template device other containers may use too.
+	// Shared is true for a template device that another mount namespace
+	// (another running container, or anything else) has mounted too.
 	Shared bool `json:"shared"`
 }
 
-func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) error {
+func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flags(k, "status", "[NAME...] [--json] [-P LXCPATH]", statusAbout, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	lxcpath := fs.String("P", "", "`LXCPATH` (default: LXC's lxc.lxcpath)")
@@ -90,18 +95,34 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else {
+		// Every NAME gets its entry, one that cannot be read too (with its
+		// error): a status that stops at the first broken container hides
+		// the others, and one that prints nothing for it hides the error.
 		for _, n := range names {
 			c, err := loadContainer(*lxcpath, n)
 			if err != nil {
-				return err
+				c = &container{Name: n, LXCPath: *lxcpath, Dir: filepath.Join(*lxcpath, n), Config: filepath.Join(*lxcpath, n, "config"), Err: err}
 			}
 			cs = append(cs, c)
 		}
 	}
+	users := &deviceUsers{}
 	var sts []Status
+	var failed []string
 	for _, c := range cs {
-		sts = append(sts, statusOf(c))
+		s := statusOf(c, users)
+		if s.Error != "" {
+			failed = append(failed, s.Name)
+		}
+		sts = append(sts, s)
 	}
+	// All printed first; then the exit status says whether any failed.
+	defer func() {
+		if err == nil && len(failed) > 0 {
+			fmt.Fprintf(stderr, "%s status: %d of %d containers could not be read: %s\n", k.Program, len(failed), len(sts), strings.Join(failed, ", "))
+			err = reportedError{fmt.Errorf("%d containers could not be read", len(failed))}
+		}
+	}()
 	if *asJSON {
 		return writeStatusJSON(stdout, sts)
 	}
@@ -113,7 +134,11 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: %s (%s)\n", s.Name, s.State, s.Hook)
 		fmt.Fprintf(stdout, "  templates: %s\n", strings.Join(s.Templates, ", "))
 		if s.Ephemeral {
-			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.Layer.Kind], s.Layer.Path)
+			where := s.Layer.Path
+			if s.Layer.Unlinked {
+				where += " (unlinked once mounted: it lives as long as its loop device)"
+			}
+			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.Layer.Kind], where)
 		} else {
 			fmt.Fprintf(stdout, "  layer:     %s %s\n", s.Layer.Kind, s.Layer.Path)
 		}
@@ -151,7 +176,31 @@ func humanApprox(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-func statusOf(c *container) Status {
+// deviceUsers is holders.DeviceUsers, read once per status run, on the
+// first template device that needs it.
+type deviceUsers struct {
+	m map[string]map[string]int
+}
+
+// others counts who else has a filesystem of block device dev mounted: the
+// PID namespaces (containers, or the host's for a host process) of the
+// processes that see it mounted, other than the container whose PID
+// namespace is at own (/proc/INIT/ns/pid; "" for a stopped container) and
+// any nested in it.
+func (u *deviceUsers) others(dev uint64, own string) int {
+	if u.m == nil {
+		u.m = holders.DeviceUsers()
+	}
+	n := 0
+	for _, pid := range u.m[fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))] {
+		if own == "" || !holders.PIDNSWithin(pid, own) {
+			n++
+		}
+	}
+	return n
+}
+
+func statusOf(c *container, users *deviceUsers) Status {
 	st, pid := c.info()
 	if c.Err != nil {
 		return Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
@@ -186,13 +235,25 @@ func statusOf(c *container) Status {
 		var sfs unix.Statfs_t
 		if unix.Statfs("/proc/"+strconv.Itoa(pid)+"/root/", &sfs) == nil {
 			s.UsedBytes = int64(sfs.Blocks-sfs.Bfree) * int64(sfs.Bsize)
+			if s.Layer.Unlinked {
+				s.AllocatedBytes = s.UsedBytes
+			}
 		}
 	}
+	// A template device is shared when a mount namespace other than this
+	// container's mounts it: counted, not assumed.
+	own := ""
+	if st == "RUNNING" && pid > 0 {
+		own = "/proc/" + strconv.Itoa(pid) + "/ns/pid"
+	}
 	for _, p := range c.Hook.Lowers {
-		s.Loops = append(s.Loops, loopsOf(p, "template", true)...)
+		for _, l := range loopsOf(p, "template") {
+			l.Shared = users.others(loopDevNumber(l.Device), own) > 0
+			s.Loops = append(s.Loops, l)
+		}
 	}
 	if c.Hook.Image != "" && !c.Hook.Ephemeral {
-		s.Loops = append(s.Loops, loopsOf(c.Hook.Image, "image", false)...)
+		s.Loops = append(s.Loops, loopsOf(c.Hook.Image, "image")...)
 	}
 	if s.Loops == nil {
 		s.Loops = []LoopStatus{}
@@ -204,8 +265,12 @@ func statusOf(c *container) Status {
 }
 
 // statusEphemeral fills in an --ephemeral layer: its cap (--size), and
-// for a running container the image's loop device from the runtime record
-// (its file is unlinked once mounted).
+// for a running container the image's loop device from the runtime record,
+// verified bound as recorded (number and disk sequence number). The image
+// file is unlinked once mounted, so no path reaches it any more: its size
+// is the device's, and what it occupies on the host is what its
+// filesystem uses (statfs inside, below; sparse, with discard on, the file
+// holds about that).
 func statusEphemeral(c *container, st string, s *Status) {
 	s.Ephemeral, s.Layer.Kind = true, "directory"
 	if c.Hook.Image != "" {
@@ -217,16 +282,36 @@ func statusEphemeral(c *container, st string, s *Status) {
 	}
 	if rec, _ := state.For(c.Hook.RunDir, c.Name, c.Config).Load(); rec != nil {
 		for _, l := range rec.Loops {
-			if l.Role == "image" {
-				s.Layer.Path = l.Backing + " (deleted)"
-				s.Loops = append(s.Loops, LoopStatus{Device: l.Device, Role: "image", Backing: s.Layer.Path})
+			if l.Role != "image" {
+				continue
+			}
+			if ls, err := loop.StatusOf(l.Number); err != nil || ls.Diskseq != l.Diskseq {
+				continue // the record's device is gone or someone else's now
+			}
+			s.Layer.Path, s.Layer.Unlinked = l.Backing, true
+			s.Loops = append(s.Loops, LoopStatus{Device: l.Device, Role: "image", Backing: l.Backing})
+			if n := loopSize(l.Number); n > 0 {
+				s.CapBytes = n
 			}
 		}
 	}
 }
 
+// loopSize is loop device n's size in bytes from sysfs, 0 if unknown.
+func loopSize(n int) int64 {
+	b, err := os.ReadFile("/sys/block/loop" + strconv.Itoa(n) + "/size")
+	if err != nil {
+		return 0
+	}
+	sectors, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return sectors * 512
+}
+
 // loopsOf lists the loop devices bound to file p.
-func loopsOf(p, role string, shared bool) []LoopStatus {
+func loopsOf(p, role string) []LoopStatus {
 	var st unix.Stat_t
 	if unix.Stat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
@@ -234,9 +319,19 @@ func loopsOf(p, role string, shared bool) []LoopStatus {
 	found, _ := loop.FindByBacking(uint64(st.Dev), st.Ino)
 	var out []LoopStatus
 	for _, f := range found {
-		out = append(out, LoopStatus{Device: f.Path, Role: role, Backing: p, Shared: shared})
+		out = append(out, LoopStatus{Device: f.Path, Role: role, Backing: p})
 	}
 	return out
+}
+
+// loopDevNumber is the device number of /dev/loopN (block major 7, or the
+// extended minors past 255), from the node itself.
+func loopDevNumber(path string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Rdev
 }
 
 // holdersOf names who holds a stopped container's devices: its image's

@@ -102,3 +102,28 @@ func TestWithFileOpen(t *testing.T) {
 		t.Fatalf("got %v", ps)
 	}
 }
+
+// This process's root filesystem is mounted in its own namespace, so
+// DeviceUsers lists that device with this process's PID namespace, which
+// PIDNSWithin finds within itself.
+func TestDeviceUsersSeesOwnRoot(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	dev := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == "/" {
+			dev = f[2]
+		}
+	}
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	users := DeviceUsers()[dev]
+	pid, ok := users[ns]
+	if !ok {
+		t.Fatalf("device %s of /: users %v, want %s among them", dev, users, ns)
+	}
+	if !PIDNSWithin(pid, "/proc/self/ns/pid") {
+		t.Fatalf("pid %d's PID namespace is not within this process's own", pid)
+	}
+}

@@ -33,6 +33,11 @@ func cmdInit(k Kind, args []string, stdout, stderr io.Writer) error {
 	if k.Image {
 		synopsis += " [--size SIZE]"
 	}
+	if k.Program == "lxc-hook-aufs" {
+		synopsis += " [--fallback=overlay]"
+	} else {
+		synopsis += " [--ephemeral]"
+	}
 	fs := flags(k, "init", synopsis, initAbout, stdout)
 	tpl := fs.String("template", "", "read-only template `FILE` (or directory)")
 	lxcpath := fs.String("P", "", "`LXCPATH` to create the container in (default: LXC's lxc.lxcpath)")

@@ -106,7 +106,7 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 			cs = append(cs, c)
 		}
 	}
-	users := &deviceUsers{}
+	users := newTemplateUsers(cs)
 	var sts []Status
 	var failed []string
 	for _, c := range cs {
@@ -176,31 +176,70 @@ func humanApprox(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// deviceUsers is holders.DeviceUsers, read once per status run, on the
-// first template device that needs it.
-type deviceUsers struct {
-	m map[string]map[string]int
+// templateUsers counts which running containers use a template's loop
+// device. A container's mount table does not show it (the template is
+// mounted before the root is pivoted, and only the overlay stays
+// visible), so the count comes from the hooks' runtime records: each lists
+// the devices its run uses, by number and disk sequence number (a reused
+// number has a new one), with the 64-bit id of the container's mount
+// namespace (never reused), which is alive while a process is in it.
+// Records and live namespaces are read once per status run, when the
+// first template device asks.
+type templateUsers struct {
+	// roots are the runtime roots to read records from: the default and
+	// every --run-dir of the containers listed.
+	roots []string
+	recs  []*state.Record
+	live  map[uint64]bool
 }
 
-// others counts who else has a filesystem of block device dev mounted: the
-// PID namespaces (containers, or the host's for a host process) of the
-// processes that see it mounted, other than the container whose PID
-// namespace is at own (/proc/INIT/ns/pid; "" for a stopped container) and
-// any nested in it.
-func (u *deviceUsers) others(dev uint64, own string) int {
-	if u.m == nil {
-		u.m = holders.DeviceUsers()
-	}
-	n := 0
-	for _, pid := range u.m[fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))] {
-		if own == "" || !holders.PIDNSWithin(pid, own) {
-			n++
+func newTemplateUsers(cs []*container) *templateUsers {
+	u := &templateUsers{}
+	seen := map[string]bool{}
+	for _, root := range append([]string{"/run/lxc-hooks"}, runDirsOf(cs)...) {
+		if !seen[root] {
+			seen[root] = true
+			u.roots = append(u.roots, root)
 		}
 	}
-	return n
+	return u
 }
 
-func statusOf(c *container, users *deviceUsers) Status {
+func runDirsOf(cs []*container) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Err == nil && c.Hook.RunDir != "" {
+			out = append(out, c.Hook.RunDir)
+		}
+	}
+	return out
+}
+
+// others counts the live mount namespaces, other than own (0 for none),
+// whose run uses loop device number n with disk sequence number seq.
+func (u *templateUsers) others(n int, seq, own uint64) int {
+	if u.live == nil {
+		u.live = holders.LiveMountNSIDs()
+		for _, root := range u.roots {
+			for _, name := range holders.Names(root) {
+				if rec, err := (state.Dir{Path: filepath.Join(root, name)}).Load(); err == nil && rec != nil {
+					u.recs = append(u.recs, rec)
+				}
+			}
+		}
+	}
+	users := map[uint64]bool{}
+	for _, rec := range u.recs {
+		for _, l := range rec.Loops {
+			if l.Number == n && l.Diskseq == seq && l.MountNSID != 0 && l.MountNSID != own && u.live[l.MountNSID] {
+				users[l.MountNSID] = true
+			}
+		}
+	}
+	return len(users)
+}
+
+func statusOf(c *container, users *templateUsers) Status {
 	st, pid := c.info()
 	if c.Err != nil {
 		return Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
@@ -240,20 +279,28 @@ func statusOf(c *container, users *deviceUsers) Status {
 			}
 		}
 	}
-	// A template device is shared when a mount namespace other than this
-	// container's mounts it: counted, not assumed.
-	own := ""
-	if st == "RUNNING" && pid > 0 {
-		own = "/proc/" + strconv.Itoa(pid) + "/ns/pid"
+	// A template device is shared when another running container uses
+	// it: counted, not assumed.
+	var own uint64
+	if st == "RUNNING" {
+		if rec, _ := state.For(c.Hook.RunDir, c.Name, c.Config).Load(); rec != nil {
+			for _, l := range rec.Loops {
+				if l.MountNSID != 0 {
+					own = l.MountNSID
+				}
+			}
+		}
 	}
 	for _, p := range c.Hook.Lowers {
 		for _, l := range loopsOf(p, "template") {
-			l.Shared = users.others(loopDevNumber(l.Device), own) > 0
-			s.Loops = append(s.Loops, l)
+			l.Shared = users.others(l.number, l.diskseq, own) > 0
+			s.Loops = append(s.Loops, l.LoopStatus)
 		}
 	}
 	if c.Hook.Image != "" && !c.Hook.Ephemeral {
-		s.Loops = append(s.Loops, loopsOf(c.Hook.Image, "image")...)
+		for _, l := range loopsOf(c.Hook.Image, "image") {
+			s.Loops = append(s.Loops, l.LoopStatus)
+		}
 	}
 	if s.Loops == nil {
 		s.Loops = []LoopStatus{}
@@ -310,28 +357,25 @@ func loopSize(n int) int64 {
 	return sectors * 512
 }
 
+// boundLoop is a loop device bound to a file, with its number.
+type boundLoop struct {
+	LoopStatus
+	number  int
+	diskseq uint64
+}
+
 // loopsOf lists the loop devices bound to file p.
-func loopsOf(p, role string) []LoopStatus {
+func loopsOf(p, role string) []boundLoop {
 	var st unix.Stat_t
 	if unix.Stat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
 	found, _ := loop.FindByBacking(uint64(st.Dev), st.Ino)
-	var out []LoopStatus
+	var out []boundLoop
 	for _, f := range found {
-		out = append(out, LoopStatus{Device: f.Path, Role: role, Backing: p})
+		out = append(out, boundLoop{LoopStatus{Device: f.Path, Role: role, Backing: p}, f.Number, f.Diskseq})
 	}
 	return out
-}
-
-// loopDevNumber is the device number of /dev/loopN (block major 7, or the
-// extended minors past 255), from the node itself.
-func loopDevNumber(path string) uint64 {
-	var st unix.Stat_t
-	if unix.Stat(path, &st) != nil {
-		return 0
-	}
-	return st.Rdev
 }
 
 // holdersOf names who holds a stopped container's devices: its image's

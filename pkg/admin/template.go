@@ -29,7 +29,10 @@ const templateAbout = `Writes a read-only template FILE for init --template, fro
                                       or one of these hooks: its template and
                                       writable layer flattened (deletions
                                       applied), so a customised container
-                                      becomes the template of the next ones
+                                      becomes the template of the next ones;
+                                      an unprivileged one's files (stored
+                                      with its lxc.idmap's host IDs) get the
+                                      IDs the container saw
 The template keeps numeric owners, modes (setuid too), file capabilities and
 other xattrs (not overlayfs's own), device nodes, fifos, hardlinks, symlinks,
 holes of sparse files and modification times. An existing FILE is never

@@ -132,66 +132,6 @@ func WithMountOf(major, minor int, source string) []Process {
 	return out
 }
 
-// DeviceUsers maps each block device ("major:minor", as mountinfo's third
-// field writes it) with a filesystem mounted in some mount namespace to
-// the PID namespaces of the processes that see it mounted: "pid:[inode]"
-// (alive while one of its processes is, so no other has that number now)
-// to one of those processes. Keyed by PID namespace, not mount namespace,
-// because a container's own processes make mount namespaces of their own
-// (systemd's services do), which hold the container's mounts too. One
-// pass over /proc; each mount namespace's table is read once.
-func DeviceUsers() map[string]map[string]int {
-	out := map[string]map[string]int{}
-	devsOf := map[string][]string{} // mount namespace -> devices mounted
-	for _, pid := range pids() {
-		p := "/proc/" + strconv.Itoa(pid)
-		mnt, err := os.Readlink(p + "/ns/mnt")
-		if err != nil {
-			continue
-		}
-		pidns, err := os.Readlink(p + "/ns/pid")
-		if err != nil {
-			continue
-		}
-		devs, ok := devsOf[mnt]
-		if !ok {
-			devs = mountedDevices(p + "/mountinfo")
-			devsOf[mnt] = devs
-		}
-		for _, d := range devs {
-			if out[d] == nil {
-				out[d] = map[string]int{}
-			}
-			if _, ok := out[d][pidns]; !ok {
-				out[d][pidns] = pid
-			}
-		}
-	}
-	return out
-}
-
-// mountedDevices lists the devices of the filesystems in a mountinfo file.
-func mountedDevices(path string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	seen := map[string]bool{}
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || seen[fields[2]] {
-			continue
-		}
-		seen[fields[2]] = true
-		out = append(out, fields[2])
-	}
-	return out
-}
-
 func mountinfoHas(path, devField, source string) bool {
 	f, err := os.Open(path)
 	if err != nil {

@@ -103,27 +103,13 @@ func TestWithFileOpen(t *testing.T) {
 	}
 }
 
-// This process's root filesystem is mounted in its own namespace, so
-// DeviceUsers lists that device with this process's PID namespace, which
-// PIDNSWithin finds within itself.
-func TestDeviceUsersSeesOwnRoot(t *testing.T) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+// This process's own mount namespace has a process in it: this one.
+func TestLiveMountNSIDsHasOwn(t *testing.T) {
+	own, err := MountNSID("/proc/self/ns/mnt")
 	if err != nil {
-		t.Skip(err)
+		t.Skipf("no NS_GET_MNTNS_ID here: %v", err)
 	}
-	dev := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == "/" {
-			dev = f[2]
-		}
-	}
-	ns, _ := os.Readlink("/proc/self/ns/pid")
-	users := DeviceUsers()[dev]
-	pid, ok := users[ns]
-	if !ok {
-		t.Fatalf("device %s of /: users %v, want %s among them", dev, users, ns)
-	}
-	if !PIDNSWithin(pid, "/proc/self/ns/pid") {
-		t.Fatalf("pid %d's PID namespace is not within this process's own", pid)
+	if !LiveMountNSIDs()[own] {
+		t.Fatalf("own mount namespace %d not among the live ones", own)
 	}
 }

@@ -55,38 +55,23 @@ func MountID(path string) (unique uint64, old uint64, err error) {
 	return unique, st.Mnt_id, nil
 }
 
-// PIDNSWithin reports whether the PID namespace of process pid is the PID
-// namespace at ancestor (/proc/PID/ns/pid of another process) or nested
-// below it, walking up with NS_GET_PARENT (bounded: the kernel nests at
-// most 32 levels). Both are compared by device and inode while open, so a
-// number reused meanwhile cannot match.
-func PIDNSWithin(pid int, ancestor string) bool {
-	var want unix.Stat_t
-	if err := unix.Stat(ancestor, &want); err != nil {
-		return false
-	}
-	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	for level := 0; level <= 33; level++ {
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			break
+// LiveMountNSIDs is the set of 64-bit ids of the mount namespaces that
+// have a process in them now. Each distinct namespace is asked its id once.
+func LiveMountNSIDs() map[uint64]bool {
+	out := map[uint64]bool{}
+	seen := map[string]bool{}
+	for _, pid := range pids() {
+		p := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
+		link, err := os.Readlink(p)
+		if err != nil || seen[link] {
+			continue
 		}
-		if st.Dev == want.Dev && st.Ino == want.Ino {
-			unix.Close(fd)
-			return true
+		seen[link] = true
+		if id, err := MountNSID(p); err == nil {
+			out[id] = true
 		}
-		parent, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.NS_GET_PARENT), 0)
-		unix.Close(fd)
-		if e != 0 {
-			return false // the host's (EPERM: no parent in scope)
-		}
-		fd = int(parent)
 	}
-	unix.Close(fd)
-	return false
+	return out
 }
 
 // InMountNSID lists the processes in the mount namespace with this id.

@@ -36,8 +36,8 @@ type Format struct {
 // fastest with the least page cache, at the price of a file about twice
 // as large as squashfs-lz4's.
 var Formats = []Format{
-	{"erofs", "erofs", "", "erofs, uncompressed: no decompression at all, fastest to boot (default), largest file"},
-	{"squashfs-lz4", "squashfs", "lz4", "squashfs, lz4: fast to decompress, half the size of erofs"},
+	{"erofs", "erofs", "", "erofs, uncompressed: no decompression at all, fastest to boot, largest file (NAME.erofs)"},
+	{"squashfs-lz4", "squashfs", "lz4", "squashfs, lz4: fast to decompress, half the size of erofs (NAME.squashfs)"},
 	{"squashfs-zstd", "squashfs", "zstd", "squashfs, zstd: smaller, slower to boot than lz4"},
 	{"squashfs-gzip", "squashfs", "gzip", "squashfs, gzip (mksquashfs's default): slow to boot"},
 	{"squashfs-xz", "squashfs", "xz", "squashfs, xz: smallest, slowest to boot"},

@@ -156,14 +156,19 @@ func unknownCommand(k Kind, word string) string {
 	return msg + fmt.Sprintf(" (commands: %s; each with --help; as an LXC hook: %s --help)", list, k.Program)
 }
 
-// suggest is the command word most likely meant: one that starts with it,
-// else the nearest within two edits (a swap of neighbours counts one).
+// suggest is the command word most likely meant: the only one that starts
+// with it, else the nearest within two edits (a swap of neighbours counts
+// one).
 func suggest(word string, names []string) string {
 	if len(word) >= 2 {
+		var starts []string
 		for _, n := range names {
 			if strings.HasPrefix(n, word) {
-				return n
+				starts = append(starts, n)
 			}
+		}
+		if len(starts) == 1 {
+			return starts[0]
 		}
 	}
 	best, bestD := "", 3

@@ -213,6 +213,8 @@ func TestUnknownCommand(t *testing.T) {
 		{loopimg, "templ", "did you mean template?"},
 		{loopimg, "cpy", "did you mean copy?"},
 		{loopimg, "frobnicate", "lxc-hook-loopimg: unknown command frobnicate (commands: init,"},
+		{loopimg, "stat", "did you mean status?"},
+		{loopimg, "re", "lxc-hook-loopimg: unknown command re (commands:"}, // resize or release: no guess
 		{overlay, "resize", "lxc-hook-overlay: lxc-hook-overlay has no command resize: only lxc-hook-loopimg's image layers have a cap to resize (commands: init, status, release,"},
 	} {
 		var out, errb bytes.Buffer

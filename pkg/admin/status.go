@@ -72,8 +72,8 @@ type LoopStatus struct {
 	Device  string `json:"device"`
 	Role    string `json:"role"` // "template" or "image"
 	Backing string `json:"backing"`
-	// Shared is true for a template device that another mount namespace
-	// (another running container, or anything else) has mounted too.
+	// Shared is true for a template device another running container
+	// uses too (templateUsers counts them).
 	Shared bool `json:"shared"`
 }
 

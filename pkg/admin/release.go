@@ -78,6 +78,7 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 	// by a namespace number or a PID alone, never one that merely has the
 	// device mounted in its namespace (that may be the host's init).
 	var killed []holders.Process
+	unpinned := false
 	done := map[int]bool{}
 	for _, h := range found {
 		for _, p := range h.Procs {
@@ -95,6 +96,7 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 		for _, b := range h.Binds {
 			if err := mount.Unmount(b); err == nil {
 				fmt.Fprintf(stdout, "unmounted the namespace bind mount %s\n", b)
+				unpinned = true
 			}
 		}
 	}
@@ -106,7 +108,7 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 		if l.Shared && state.UsersOf(l.Dev, l.Ino).Others(run) {
 			continue // another container uses this template device
 		}
-		if err := detachAfterKill(l.Number, len(killed) > 0); err != nil {
+		if err := detachAfterKill(l.Number, len(killed) > 0 || unpinned); err != nil {
 			still = append(still, l.Device+runner.HeldBy(c.Hook.RunDir, l))
 		} else {
 			fmt.Fprintf(stdout, "%s detached\n", l.Device)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,20 @@ func admin(t *testing.T, hook string, args ...string) (string, error) {
 	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// adminSplit is admin with stdout and stderr apart.
+func adminSplit(t *testing.T, hook string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, hook), args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if coverDir != "" {
+		cmd.Env = append(cmd.Env, "GOCOVERDIR="+coverDir)
+	}
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
 }
 
 // initCtr runs "HOOK init NAME" into the test run's lxcpath with a default
@@ -88,9 +103,11 @@ type statusJSON struct {
 		Config    string   `json:"config"`
 		Templates []string `json:"templates"`
 		Layer     struct {
-			Kind string `json:"kind"`
-			Path string `json:"path"`
+			Kind     string `json:"kind"`
+			Path     string `json:"path"`
+			Unlinked bool   `json:"unlinked"`
 		} `json:"layer"`
+		Ephemeral      bool  `json:"ephemeral"`
 		CapBytes       int64 `json:"cap_bytes"`
 		UsedBytes      int64 `json:"used_bytes"`
 		AllocatedBytes int64 `json:"allocated_bytes"`
@@ -146,12 +163,44 @@ func TestStatusAndRelease(t *testing.T) {
 		if !strings.HasPrefix(l.Device, "/dev/loop") {
 			t.Fatalf("device %q", l.Device)
 		}
-		if (l.Role == "template") != l.Shared {
-			t.Fatalf("template devices are shared, image devices not: %+v", l)
+		if l.Shared {
+			t.Fatalf("the only container running from the template: its device is not shared: %+v", l)
 		}
 	}
 	if roles["template"] != 1 || roles["image"] != 1 || s.Holders != "" {
 		t.Fatalf("running: loops %+v holders %q", s.Loops, s.Holders)
+	}
+	// shared: another running container uses the same template device
+	// (counted, from the runs' records and their live mount namespaces: a
+	// process of the container in a mount namespace of its own is not
+	// another user).
+	sharedOf := func(s statusJSON) (tpl, img int) {
+		for _, l := range s.Containers[0].Loops {
+			if l.Shared && l.Role == "template" {
+				tpl++
+			} else if l.Shared {
+				img++
+			}
+		}
+		return
+	}
+	c.mustSh(`busybox unshare -m sleep 600 >/dev/null 2>&1 & p=$!
+while [ "$(readlink /proc/$p/ns/mnt)" = "$(readlink /proc/$$/ns/mnt)" ]; do :; done
+test -n "$(readlink /proc/$p/ns/mnt)"`)
+	if tpl, _ := sharedOf(status(t, c)); tpl != 0 {
+		t.Fatal("a process of the container in a mount namespace of its own made the template device shared")
+	}
+	c2 := initCtr(t, "lxc-hook-loopimg", "--size", "48M")
+	c2.mustStart()
+	if tpl, img := sharedOf(status(t, c)); tpl != 1 || img != 0 {
+		t.Fatalf("two containers on one template: shared template devices %d (want 1), image devices %d (want 0)", tpl, img)
+	}
+	if tpl, _ := sharedOf(status(t, c2)); tpl != 1 {
+		t.Fatal("the second container's template device is not shared")
+	}
+	c2.stop(true)
+	if tpl, _ := sharedOf(status(t, c)); tpl != 0 {
+		t.Fatal("the template device is still shared after the other container stopped")
 	}
 
 	holder, who := holdNamespace(t, c)
@@ -342,29 +391,135 @@ func TestDebianPackage(t *testing.T) {
 	}
 }
 
-// lxc-hook-aufs init writes the AuFS hook lines; where the kernel has no
-// AuFS the start is refused with the AuFS error, else the container runs.
+// lxc-hook-aufs init writes the AuFS hook lines where the kernel has
+// AuFS; where it has none, init is refused (every start would be) and
+// nothing is written, and with --fallback=overlay the lines carry the
+// fallback and the container starts with an overlayfs layer.
 func TestInitAufs(t *testing.T) {
 	requireEnv(t)
-	c := initCtr(t, "lxc-hook-aufs")
-	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
-	if !strings.Contains(string(cfg), "lxc.hook.pre-mount = "+filepath.Join(binDir, "lxc-hook-aufs")+" --config "+filepath.Join(c.dir, "config")+" --lower "+tplSquash) {
-		t.Fatalf("config:\n%s", cfg)
-	}
-	err := c.start()
 	if kernelHasAufs() {
-		if err != nil {
-			t.Fatal(err)
+		c := initCtr(t, "lxc-hook-aufs")
+		cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
+		if !strings.Contains(string(cfg), "lxc.hook.pre-mount = "+filepath.Join(binDir, "lxc-hook-aufs")+" --config "+filepath.Join(c.dir, "config")+" --lower "+tplSquash) {
+			t.Fatalf("config:\n%s", cfg)
 		}
+		c.mustStart()
 		c.stop(true)
 		return
 	}
-	if err == nil {
-		c.stop(true)
-		t.Fatal("started without AuFS")
+	lxcpath := filepath.Join(workRoot, "lxc")
+	name := uniqueName("aufs")
+	out, err := admin(t, "lxc-hook-aufs", "init", name, "--template", tplSquash, "-P", lxcpath, "--default-config", "/dev/null")
+	if err == nil || !strings.Contains(out, "this kernel has no AuFS") || !strings.Contains(out, "--fallback=overlay") || !strings.Contains(out, "nothing was written") {
+		t.Fatalf("init on a kernel without AuFS: %v %q; want a refusal naming --fallback=overlay", err, out)
 	}
-	if errs := strings.Join(c.hookLogLines("ERROR"), "\n"); !strings.Contains(errs, "this kernel has no AuFS") {
-		t.Fatalf("refusal: %s", errs)
+	if exists(filepath.Join(lxcpath, name)) {
+		t.Fatal("the refused init left the container's directory")
 	}
-	assertNoLoops(t, workRoot, "after the refused start")
+	c := initCtr(t, "lxc-hook-aufs", "--fallback=overlay")
+	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
+	for _, key := range []string{"pre-mount", "stop", "post-stop"} {
+		if !strings.Contains(string(cfg), "lxc.hook."+key+" = "+filepath.Join(binDir, "lxc-hook-aufs")+" --config "+filepath.Join(c.dir, "config")+" --lower "+tplSquash+" --fallback=overlay\n") {
+			t.Fatalf("lxc.hook.%s without the fallback:\n%s", key, cfg)
+		}
+	}
+	c.mustStart()
+	c.mustSh("echo kept > /root/k && sync")
+	c.stop(false)
+	c.mustStart()
+	if got := c.mustSh("cat /root/k"); got != "kept\n" {
+		t.Fatalf("after a restart: %q", got)
+	}
+	c.stop(true)
+	assertNoLoops(t, workRoot, "after the fallback container stopped")
+}
+
+// By hand: a mistyped command is named, with the one meant and the list,
+// exit 2 (not a hook-argument error); each binary's --help lists exactly
+// its commands and documents only the flags it takes; each man page has a
+// section for every command --help lists.
+func TestCommandLineByHand(t *testing.T) {
+	requireEnv(t)
+	out, errOut, err := adminSplit(t, "lxc-hook-overlay", "stauts", "web1")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || out != "" || strings.Count(errOut, "\n") != 1 ||
+		!strings.HasPrefix(errOut, "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, manpage;") {
+		t.Errorf("lxc-hook-overlay stauts: %v, stdout %q, stderr %q", err, out, errOut)
+	}
+	if strings.Contains(errOut, "lxc.hook.version") {
+		t.Errorf("a mistyped command taken for hook arguments: %q", errOut)
+	}
+	_, errOut, err = adminSplit(t, "lxc-hook-overlay", "resize", "web1", "--size", "4G")
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(errOut, "only lxc-hook-loopimg's image layers have a cap") {
+		t.Errorf("lxc-hook-overlay resize: %v %q", err, errOut)
+	}
+	want := map[string]string{
+		"lxc-hook-overlay": "init|status|release|copy|template|manpage",
+		"lxc-hook-loopimg": "init|status|resize|release|copy|template|manpage",
+		"lxc-hook-aufs":    "init|status|release|copy|template|manpage",
+	}
+	for hook, cmds := range want {
+		help, _, err := adminSplit(t, hook, "--help")
+		if err != nil || !strings.Contains(help, "\nRun by hand: "+hook+" "+cmds+" ... (each with --help)\n") {
+			t.Errorf("%s --help: %v, want \"Run by hand: %s %s ...\":\n%s", hook, err, hook, cmds, help)
+		}
+		page, _, err := adminSplit(t, hook, "manpage")
+		if err != nil {
+			t.Fatalf("%s manpage: %v", hook, err)
+		}
+		for _, c := range strings.Split(cmds, "|") {
+			if !strings.Contains(page, "\n.SS "+c+"\n.nf\nUsage: "+strings.ReplaceAll(hook, "-", `\-`)+" "+c) {
+				t.Errorf("%s's man page has no section for %s", hook, c)
+			}
+		}
+		if hook != "lxc-hook-loopimg" && strings.Contains(page, ".SS resize") {
+			t.Errorf("%s's man page documents resize, which it does not have", hook)
+		}
+	}
+	help, _, _ := adminSplit(t, "lxc-hook-aufs", "--help")
+	initHelp, _, _ := adminSplit(t, "lxc-hook-aufs", "init", "--help")
+	for _, f := range []string{"-ephemeral", "-size"} {
+		if strings.Contains(help, f) || strings.Contains(initHelp, f) {
+			t.Errorf("lxc-hook-aufs documents %s, which it refuses:\n%s\n%s", f, help, initHelp)
+		}
+	}
+}
+
+// status of a running ephemeral image: its path as created, not
+// "... (deleted)", marked unlinked; its size from the loop device; what it
+// holds on the host from its filesystem, not 0.
+func TestStatusEphemeralImage(t *testing.T) {
+	requireEnv(t)
+	c := initCtr(t, "lxc-hook-loopimg", "--ephemeral", "--size", "48M")
+	c.mustStart()
+	c.mustSh("dd if=/dev/urandom of=/root/ten bs=1M count=10 2>/dev/null && sync")
+	e := status(t, c).Containers[0]
+	if !e.Ephemeral || e.Layer.Kind != "image" || !e.Layer.Unlinked || strings.Contains(e.Layer.Path, "deleted") ||
+		!strings.HasPrefix(e.Layer.Path, filepath.Join(c.dir, ".layer.img.ephemeral.")) {
+		t.Fatalf("running ephemeral image: %+v", e)
+	}
+	if e.CapBytes != 48<<20 || e.UsedBytes < 10<<20 || e.AllocatedBytes < 10<<20 || e.AllocatedBytes > 48<<20 {
+		t.Fatalf("running ephemeral image: cap %d used %d allocated %d", e.CapBytes, e.UsedBytes, e.AllocatedBytes)
+	}
+	images := 0
+	for _, l := range e.Loops {
+		if l.Role == "image" {
+			images++
+			if l.Backing != e.Layer.Path {
+				t.Errorf("image device %s backing %q, want %q", l.Device, l.Backing, e.Layer.Path)
+			}
+		}
+	}
+	if images != 1 {
+		t.Errorf("loop devices %+v: want one image device", e.Loops)
+	}
+	out, err := admin(t, "lxc-hook-loopimg", "status", c.name, "-P", c.lxcpath)
+	if err != nil || strings.Contains(out, "(deleted)") || !strings.Contains(out, "unlinked once mounted") {
+		t.Errorf("status text: %v\n%s", err, out)
+	}
+	c.stop(false)
+	e = status(t, c).Containers[0]
+	if e.Layer.Path != "" || e.Layer.Unlinked || e.AllocatedBytes != 0 {
+		t.Errorf("stopped ephemeral image: %+v", e)
+	}
 }

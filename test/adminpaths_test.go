@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,11 +90,19 @@ func TestPathsWithShellMetacharacters(t *testing.T) {
 	broken := filepath.Join(lxcpath, "broken")
 	os.Mkdir(broken, 0o755)
 	os.WriteFile(filepath.Join(broken, "config"), []byte("lxc.hook.pre-mount = "+filepath.Join(binDir, "lxc-hook-loopimg")+" --image $HOME/x.img\n"), 0o644)
-	out, err = admin(t, "lxc-hook-loopimg", "status", "--json", "-P", lxcpath)
-	s = statusJSON{}
-	if err != nil || json.Unmarshal([]byte(out), &s) != nil || len(s.Containers) != 2 || s.Containers[0].Name != "broken" ||
-		!strings.Contains(s.Containers[0].Error, "--image $HOME/x.img") || !strings.Contains(s.Containers[0].Error, "expand") || s.Containers[1].Error != "" {
-		t.Fatalf("status --json with a broken container: %v\n%s", err, out)
+	// Listed, or named: every container gets its entry, the broken one
+	// with its error; the exit status says one failed, stderr names it.
+	for _, args := range [][]string{{"status", "--json", "-P", lxcpath}, {"status", "broken", c.name, "--json", "-P", lxcpath}} {
+		out, errOut, err := adminSplit(t, "lxc-hook-loopimg", args...)
+		s = statusJSON{}
+		if jerr := json.Unmarshal([]byte(out), &s); jerr != nil || len(s.Containers) != 2 || s.Containers[0].Name != "broken" ||
+			!strings.Contains(s.Containers[0].Error, "--image $HOME/x.img") || !strings.Contains(s.Containers[0].Error, "expand") || s.Containers[1].Error != "" || s.Containers[1].State != "RUNNING" {
+			t.Fatalf("%v with a broken container: %v %v\n%s", args, err, jerr, out)
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errOut, "1 of 2 containers could not be read: broken") {
+			t.Fatalf("%v with a broken container: exit %v, stderr %q; want 1 and the name", args, err, errOut)
+		}
 	}
 	os.Remove(filepath.Join(broken, "config"))
 	os.Remove(broken)

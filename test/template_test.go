@@ -3,10 +3,14 @@ package test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,6 +186,68 @@ func holesKept(t *testing.T, file string) {
 	}
 }
 
+// shiftTree copies src to dst with every owner moved up by base, as an
+// unprivileged LXC container's rootfs is stored: modes (setuid, which the
+// chown clears) set again, and the file capability rewritten as the kernel
+// stores one set inside the container (revision 3, root ID base).
+func shiftTree(t *testing.T, src, dst string, base uint32) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	err := filepath.Walk(dst, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		caps := make([]byte, 64)
+		n, capErr := unix.Lgetxattr(p, "security.capability", caps)
+		if err := os.Lchown(p, int(st.Uid+base), int(st.Gid+base)); err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			if err := unix.Chmod(p, st.Mode&0o7777); err != nil {
+				return err
+			}
+		}
+		if capErr == nil && n == 20 {
+			v3 := make([]byte, 24)
+			copy(v3, caps[:20])
+			binary.LittleEndian.PutUint32(v3[0:], binary.LittleEndian.Uint32(caps[0:])&^0xff000000|0x03000000)
+			binary.LittleEndian.PutUint32(v3[20:], base)
+			if err := unix.Lsetxattr(p, "security.capability", v3, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("shifting %s: %v", dst, err)
+	}
+	var s unix.Stat_t
+	if unix.Lstat(filepath.Join(dst, "props", "owned"), &s); s.Uid != 1234+base {
+		t.Fatalf("shifted tree: props/owned is %d", s.Uid)
+	}
+	if v := capRootID(t, filepath.Join(dst, "props", "cap")); v != int64(base) {
+		t.Fatalf("shifted tree: props/cap has root ID %d, want a revision 3 capability with %d", v, base)
+	}
+}
+
+// capRootID is the root ID of a file's revision 3 capability as host root
+// reads it, -1 for a revision 2 one (no root ID: the host's root).
+func capRootID(t *testing.T, p string) int64 {
+	t.Helper()
+	b := make([]byte, 64)
+	n, err := unix.Lgetxattr(p, "security.capability", b)
+	if err != nil {
+		t.Fatalf("%s: security.capability: %v", p, err)
+	}
+	if n == 24 && b[3] == 3 {
+		return int64(binary.LittleEndian.Uint32(b[20:]))
+	}
+	return -1
+}
+
 var templateFormats = []string{"squashfs-lz4", "squashfs-zstd", "erofs", "erofs-lz4", "dir"}
 
 // A template from each kind of SOURCE, in each format, mounts and keeps
@@ -216,12 +282,15 @@ func TestTemplateFromSources(t *testing.T) {
 	os.MkdirAll(filepath.Join(lxcpath, "plain"), 0o755)
 	os.WriteFile(filepath.Join(lxcpath, "plain", "config"), []byte("lxc.uts.name = plain\nlxc.rootfs.path = dir:"+src+"\n"), 0o644)
 	sources["lxc dir container"] = "plain"
-	// An unprivileged one is refused: its files carry the host ids of its map.
+	// An unprivileged one, its rootfs stored with the host IDs of its map
+	// as lxc-create makes it (root's files 100000, the 1234 file 101234, the
+	// capability a v3 one with root ID 100000): shifted back, every property
+	// comes out as in src.
+	shiftedRoot := filepath.Join(dir, "unpriv-rootfs")
+	shiftTree(t, src, shiftedRoot, 100000)
 	os.MkdirAll(filepath.Join(lxcpath, "unpriv"), 0o755)
-	os.WriteFile(filepath.Join(lxcpath, "unpriv", "config"), []byte("lxc.rootfs.path = dir:"+src+"\nlxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n"), 0o644)
-	if out, err := admin(t, "lxc-hook-loopimg", "template", filepath.Join(dir, "unpriv.sqfs"), "--from", "unpriv", "-P", lxcpath); err == nil || !strings.Contains(out, "is unprivileged") || exists(filepath.Join(dir, "unpriv.sqfs")) {
-		t.Errorf("an unprivileged container as source: %v %q", err, out)
-	}
+	os.WriteFile(filepath.Join(lxcpath, "unpriv", "config"), []byte("lxc.uts.name = unpriv\nlxc.rootfs.path = dir:"+shiftedRoot+"\nlxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n"), 0o644)
+	sources["unprivileged lxc dir container"] = "unpriv"
 	// An existing template image.
 	img := filepath.Join(dir, "existing.sqfs")
 	if out, err := admin(t, "lxc-hook-loopimg", "template", img, "--from", src, "--format", "squashfs-gzip"); err != nil {
@@ -424,10 +493,20 @@ func TestInitWarnsSlowTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	want := "lxc-hook-loopimg template " + filepath.Join(dir, "slow-lz4.sqfs") + " --from " + slow
+	want := "lxc-hook-loopimg template " + filepath.Join(dir, "slow-lz4.sqfs") + " --from " + slow + " --format squashfs-lz4\n"
 	if !strings.Contains(out, "gzip, which is slow to boot") || !strings.Contains(out, want) {
-		t.Errorf("init with a gzip squashfs: %q; want a warning naming %q", out, want)
+		t.Fatalf("init with a gzip squashfs: %q; want a warning naming %q", out, want)
 	}
+	// The command it names does what it says: an lz4 squashfs.
+	suggested := strings.Fields(strings.TrimSpace(want))
+	if out, err := admin(t, "lxc-hook-loopimg", suggested[1:]...); err != nil {
+		t.Fatalf("the suggested command: %v %s", err, out)
+	}
+	if got := squashfsCompression(t, filepath.Join(dir, "slow-lz4.sqfs")); got != 5 {
+		t.Errorf("the suggested conversion wrote squashfs compression id %d, want 5 (lz4)", got)
+	}
+	// A name that says squashfs, without --format: lz4, the squashfs
+	// default.
 	fast := filepath.Join(dir, "fast.sqfs")
 	if out, err := admin(t, "lxc-hook-loopimg", "template", fast, "--from", slow); err != nil {
 		t.Fatalf("%v %s", err, out)
@@ -437,4 +516,201 @@ func TestInitWarnsSlowTemplate(t *testing.T) {
 		t.Errorf("init with an lz4 squashfs: %v %q; want no warning", err, out)
 	}
 	assertNoLoops(t, dir, "after init")
+}
+
+// The README's flow for an unprivileged container (issue 20): customise
+// it, make a template of it. Its writes are stored with its mapped host
+// IDs (its root's as 100000, its uid 1000's as 101000, a capability its
+// root set as revision 3 with root ID 100000); the template holds the IDs
+// the container saw (0 and 1000, a plain capability), the template's own
+// files stay as they were, setuid and hardlinks too; a privileged
+// container booted from the template sees the same owners.
+func TestTemplateFromUnprivileged(t *testing.T) {
+	requireEnv(t)
+	for _, hook := range []string{"lxc-hook-overlay", "lxc-hook-loopimg"} {
+		t.Run(hook, func(t *testing.T) {
+			dir := testDir(t)
+			src := filepath.Join(dir, "src")
+			os.Mkdir(src, 0o755)
+			richTree(t, src)
+			base := filepath.Join(dir, "base.squashfs")
+			if out, err := admin(t, hook, "template", base, "--from", src); err != nil {
+				t.Fatalf("%v %s", err, out)
+			}
+			upper := filepath.Join(dir, "layer")
+			img := filepath.Join(dir, "layer.img")
+			args := []string{"--lower", base, "--upper", upper}
+			if hook == "lxc-hook-loopimg" {
+				args = []string{"--lower", base, "--image", img, "--size", "32M"}
+			}
+			c := unprivCtr(t, hook, args...)
+			c.mustStart()
+			c.mustSh("echo r > /rootfile && busybox ln /rootfile /rootlink && mkdir -p /home/u && echo u > /home/u/f && busybox chown -R 1000:1000 /home/u && " +
+				"echo s > /suid && busybox chmod 4755 /suid && echo c > /capfile && busybox chmod 755 /capfile && " +
+				// A copy-up of a template file owned by 1234:5678, mode and time kept.
+				"busybox chmod 640 /props/owned && test \"$(stat -c %u:%g /rootfile /home/u/f /props/owned)\" = \"$(printf '0:0\\n1000:1000\\n1234:5678')\" && sync")
+			// The container's root sets a file capability, from its own
+			// user namespace, as setcap inside would.
+			if out, err := exec.Command("nsenter", "-t", strconv.Itoa(c.pid()), "-U", "--", "setcap", "cap_net_raw+ep", fmt.Sprintf("/proc/%d/root/capfile", c.pid())).CombinedOutput(); err != nil {
+				t.Fatalf("setcap inside the container's user namespace: %v %s", err, out)
+			}
+			c.stop(false)
+			// What the layer holds on the host: the mapped IDs.
+			if hook == "lxc-hook-overlay" {
+				if uid, _ := ownerOf(t, filepath.Join(upper, "upper", "rootfile")); uid != 100000 {
+					t.Fatalf("the layer stores /rootfile as uid %d, want 100000 (the container's root mapped)", uid)
+				}
+				if uid, _ := ownerOf(t, filepath.Join(upper, "upper", "home", "u", "f")); uid != 101000 {
+					t.Fatalf("the layer stores /home/u/f as uid %d, want 101000", uid)
+				}
+				if r := capRootID(t, filepath.Join(upper, "upper", "capfile")); r != 100000 {
+					t.Fatalf("the layer stores /capfile's capability with root ID %d, want 100000", r)
+				}
+			} else if got := hostOwnerInImage(t, img, "/upper/rootfile"); got != "100000" {
+				t.Fatalf("the layer image stores /rootfile as uid %s, want 100000", got)
+			}
+
+			formats := map[string]string{"squashfs": filepath.Join(dir, "flat.squashfs"), "erofs": filepath.Join(dir, "flat.erofs"), "dir": filepath.Join(dir, "flat") + "/"}
+			if hook == "lxc-hook-loopimg" {
+				formats = map[string]string{"squashfs": formats["squashfs"]}
+			}
+			for name, flat := range formats {
+				out, err := admin(t, hook, "template", flat, "--from", c.name, "-P", c.lxcpath)
+				if err != nil {
+					t.Fatalf("template %s --from an unprivileged container: %v %s", name, err, out)
+				}
+				root := mountTemplate(t, strings.TrimSuffix(flat, "/"))
+				checkProps(t, root, "template of an unprivileged container, "+name)
+				for p, want := range map[string][2]uint32{"rootfile": {0, 0}, "rootlink": {0, 0}, "home/u": {1000, 1000}, "home/u/f": {1000, 1000}, "suid": {0, 0}, "capfile": {0, 0}, "props/xattr": {0, 0}, "etc/hostname": {0, 0}, ".": {0, 0}} {
+					if u, g := ownerOf(t, filepath.Join(root, p)); u != want[0] || g != want[1] {
+						t.Errorf("%s: /%s owned by %d:%d, want %d:%d", name, p, u, g, want[0], want[1])
+					}
+				}
+				var a, b unix.Stat_t
+				unix.Lstat(filepath.Join(root, "rootfile"), &a)
+				unix.Lstat(filepath.Join(root, "rootlink"), &b)
+				if a.Ino != b.Ino || a.Nlink != 2 {
+					t.Errorf("%s: /rootfile and /rootlink are not one hardlinked file (inodes %d %d, links %d)", name, a.Ino, b.Ino, a.Nlink)
+				}
+				if a.Mode&0o7777 != 0o644 {
+					t.Errorf("%s: /rootfile mode %o", name, a.Mode&0o7777)
+				}
+				unix.Lstat(filepath.Join(root, "suid"), &a)
+				if a.Mode&0o7777 != 0o4755 {
+					t.Errorf("%s: /suid mode %o, want 4755", name, a.Mode&0o7777)
+				}
+				if hook == "lxc-hook-overlay" {
+					// The root ID 100000 translated: a plain capability of
+					// the template's root, as the template's own.
+					if r := capRootID(t, filepath.Join(root, "capfile")); r != -1 {
+						t.Errorf("%s: /capfile's capability has root ID %d, want a revision 2 one (root's)", name, r)
+					}
+					buf := make([]byte, 64)
+					if n, err := unix.Lgetxattr(filepath.Join(root, "capfile"), "security.capability", buf); err != nil || !bytes.Equal(buf[:n], capNetRawEP()) {
+						t.Errorf("%s: /capfile security.capability %x %v, want %x", name, buf[:max(n, 0)], err, capNetRawEP())
+					}
+				}
+				if left, _ := filepath.Glob(filepath.Join(dir, ".flat*")); len(left) > 0 {
+					t.Errorf("%s: template left %v", name, left)
+				}
+			}
+
+			// A privileged container booted from the template sees the
+			// container's owners.
+			p := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", formats["squashfs"], "--upper", filepath.Join(dir, "priv-layer")}})
+			p.mustStart()
+			if got := p.mustSh("stat -c %u:%g /rootfile /home/u/f /suid /props/owned"); got != "0:0\n1000:1000\n0:0\n1234:5678\n" {
+				t.Errorf("inside a privileged container from the template: owners %q", got)
+			}
+			p.stop(false)
+			for _, m := range mountsUnder(dir) {
+				exec.Command("umount", m).Run()
+			}
+			waitNoLoops(t, dir, "at the end")
+		})
+	}
+}
+
+// squashfsCompression reads a squashfs image's compression id (5 is lz4),
+// failing the test if the file is not a squashfs.
+func squashfsCompression(t *testing.T, file string) uint16 {
+	t.Helper()
+	b := make([]byte, 96)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(b, 0); err != nil || binary.LittleEndian.Uint32(b) != 0x73717368 {
+		t.Fatalf("%s is not a squashfs (%v, magic %x)", file, err, b[:4])
+	}
+	return binary.LittleEndian.Uint16(b[20:])
+}
+
+// isErofs reports whether file is an erofs image (magic at 1024).
+func isErofs(t *testing.T, file string) bool {
+	t.Helper()
+	b := make([]byte, 4)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, err = f.ReadAt(b, 1024)
+	return err == nil && binary.LittleEndian.Uint32(b) == 0xE0F5E1E2
+}
+
+// template FILE writes the format FILE's name says (issue 20: every
+// "template NAME.squashfs" wrote erofs); a --format the name contradicts,
+// or a name that says no format without --format, is refused with one
+// line naming the fix, and nothing is written.
+func TestTemplateFormatFromName(t *testing.T) {
+	requireEnv(t)
+	dir := testDir(t)
+	run := func(args ...string) (string, error) {
+		return admin(t, "lxc-hook-overlay", append([]string{"template"}, args...)...)
+	}
+	sq := filepath.Join(dir, "t.squashfs")
+	if out, err := run(sq, "--from", tplDir); err != nil || !strings.Contains(out, "(squashfs-lz4, ") {
+		t.Fatalf("%s: %v %s", sq, err, out)
+	}
+	if c := squashfsCompression(t, sq); c != 5 {
+		t.Errorf("%s: compression id %d, want 5 (lz4)", sq, c)
+	}
+	zst := filepath.Join(dir, "z.squashfs")
+	if out, err := run(zst, "--from", tplDir, "--format", "squashfs-zstd"); err != nil || squashfsCompression(t, zst) != 6 {
+		t.Errorf("%s --format squashfs-zstd: %v %s", zst, err, out)
+	}
+	ero := filepath.Join(dir, "t.erofs")
+	if out, err := run(ero, "--from", tplDir); err != nil || !isErofs(t, ero) {
+		t.Errorf("%s: %v %s", ero, err, out)
+	}
+	d := filepath.Join(dir, "t.d")
+	if out, err := run(d+"/", "--from", tplDir); err != nil {
+		t.Errorf("%s/: %v %s", d, err, out)
+	} else if fi, err := os.Lstat(filepath.Join(d, "bin", "busybox")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("%s/ is not the extracted template: %v", d, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{filepath.Join(dir, "m.squashfs"), "--format", "erofs"}, "is named like a squashfs image, but --format erofs writes an erofs image: name it " + filepath.Join(dir, "m.erofs")},
+		{[]string{filepath.Join(dir, "m.erofs"), "--format", "squashfs-lz4"}, "name it " + filepath.Join(dir, "m.squashfs")},
+		{[]string{filepath.Join(dir, "m.img")}, ".img names no filesystem"},
+		{[]string{filepath.Join(dir, "m.ext4")}, "template does not write them"},
+		{[]string{filepath.Join(dir, "m")}, "has no extension"},
+	} {
+		out, err := run(append(tc.args, "--from", tplDir)...)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, tc.want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("template %v: %v %q; want exit 2 and one line with %q", tc.args, err, out, tc.want)
+		}
+		if exists(tc.args[0]) {
+			t.Errorf("%s written after a refusal", tc.args[0])
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
 }

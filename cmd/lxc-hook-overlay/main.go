@@ -1,6 +1,7 @@
 // Command lxc-hook-overlay is an LXC hook: a read-only template with a
-// writable overlayfs layer in a host directory. Run by hand, it has the
-// operator commands init, status and release. See --help.
+// writable overlayfs layer in a host directory. Run by hand, it
+// has operator commands (init, status, copy, template, ...): --help lists
+// them, from package admin's command table.
 package main
 
 import (

@@ -31,58 +31,92 @@ type Kind struct {
 	Image bool
 }
 
-// Commands are the words that make a hook binary an operator command.
-var Commands = []string{"init", "status", "resize", "release", "copy", "template", "migrate", "manpage"}
-
-// IsCommand reports whether args ask for an operator command rather than a
-// hook run: the first argument is a command word and LXC did not run us.
-func IsCommand(args []string, getenv func(string) string) bool {
-	if len(args) == 0 || getenv("LXC_NAME") != "" || getenv("LXC_HOOK_TYPE") != "" {
-		return false
-	}
-	for _, c := range Commands {
-		if args[0] == c {
-			return true
-		}
-	}
-	return false
+// command is one operator command of the hook binaries.
+type command struct {
+	name string
+	// imageOnly: only lxc-hook-loopimg has it (an image layer with a cap).
+	imageOnly bool
+	run       func(k Kind, args []string, stdout, stderr io.Writer) error
 }
 
-// Run is a hook binary's main: an operator command when a person runs it
-// with one, the hook otherwise.
+// commandTable is every operator command, in the order --help, the man
+// page and the unknown-command message list them: all of those are
+// generated from it, so none can drift from what Main runs. (Set in init:
+// manpage's entry reads the table.)
+var commandTable []command
+
+func init() {
+	commandTable = []command{
+		{name: "init", run: cmdInit},
+		{name: "status", run: cmdStatus},
+		{name: "resize", imageOnly: true, run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdResize(k, args, stdout) }},
+		{name: "release", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdRelease(k, args, stdout) }},
+		{name: "copy", run: cmdCopy},
+		{name: "template", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdTemplate(k, args, stdout) }},
+		{name: "migrate", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdMigrate(k, args, stdout) }},
+		{name: "manpage", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdManpage(k, args, stdout) }},
+	}
+}
+
+// notHere says why a command of another binary is not one of k's.
+var notHere = map[string]string{
+	"resize": "only lxc-hook-loopimg's image layers have a cap to resize",
+}
+
+// commands lists the commands binary k has.
+func commands(k Kind) []command {
+	var out []command
+	for _, c := range commandTable {
+		if !c.imageOnly || k.Image {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CommandNames are the commands binary k has, in table order.
+func CommandNames(k Kind) []string {
+	var out []string
+	for _, c := range commands(k) {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// Run is a hook binary's main: the hook when LXC runs it, an operator
+// command when a person does.
 func Run(b runner.Backend, hasImage bool) int {
 	args := os.Args[1:]
-	if IsCommand(args, os.Getenv) {
-		HookHelp = func(w io.Writer) { runner.Usage(b, w) }
-		return Main(Kind{Program: b.Program(), Image: hasImage}, args, os.Stdout, os.Stderr)
-	}
+	k := Kind{Program: b.Program(), Image: hasImage}
+	HookHelp = func(w io.Writer) { runner.Usage(b, w) }
+	// --help's "Run by hand" line, from the same table.
+	runner.HandCommands = CommandNames(k)
 	if isCloneHook(args, os.Getenv) {
 		return CloneHook(b.Program(), b.Category(), os.Stderr)
+	}
+	// Hook arguments are only tried on what LXC ran: by hand, a first
+	// word is a command, or a mistyped one, never "NAME lxc TYPE".
+	if !hook.RunByLXC(args, os.Getenv) && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return Main(k, args, os.Stdout, os.Stderr)
 	}
 	return runner.Main(b, args, os.Stdout, os.Stderr)
 }
 
-// Main runs the command in args[0] and returns the exit status.
+// Main runs the command in args[0] and returns the exit status: 0, 1 when
+// the command failed, 2 for a usage error (an unknown command or flag).
 func Main(k Kind, args []string, stdout, stderr io.Writer) int {
-	var err error
-	switch args[0] {
-	case "init":
-		err = cmdInit(k, args[1:], stdout)
-	case "status":
-		err = cmdStatus(k, args[1:], stdout)
-	case "resize":
-		err = cmdResize(k, args[1:], stdout)
-	case "release":
-		err = cmdRelease(k, args[1:], stdout)
-	case "copy":
-		err = cmdCopy(k, args[1:], stdout, os.Stderr)
-	case "manpage":
-		err = cmdManpage(k, stdout)
-	case "template":
-		err = cmdTemplate(k, args[1:], stdout)
-	case "migrate":
-		err = cmdMigrate(k, args[1:], stdout)
+	var cmd *command
+	for _, c := range commands(k) {
+		if c.name == args[0] {
+			cmd = &c
+			break
+		}
 	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "%s: %s\n", k.Program, unknownCommand(k, args[0]))
+		return 2
+	}
+	err := cmd.run(k, args[1:], stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -91,11 +125,86 @@ func Main(k Kind, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s %s: %v\n", k.Program, args[0], ue.err)
 		return 2
 	}
+	var reported reportedError
+	if errors.As(err, &reported) {
+		return 1 // the command has printed what failed
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s %s: %v\n", k.Program, args[0], err)
 		return 1
 	}
 	return 0
+}
+
+// reportedError is a failure the command has already printed (per
+// container, say): Main only turns it into the exit status.
+type reportedError struct{ err error }
+
+func (r reportedError) Error() string { return r.err.Error() }
+
+// unknownCommand is the one line for a word that is none of k's commands:
+// the closest command when the word looks like a typo of one, and the list.
+func unknownCommand(k Kind, word string) string {
+	names := CommandNames(k)
+	list := strings.Join(names, ", ")
+	if why, ok := notHere[word]; ok {
+		return fmt.Sprintf("%s has no command %s: %s (commands: %s; each with --help)", k.Program, word, why, list)
+	}
+	msg := fmt.Sprintf("unknown command %s", word)
+	if s := suggest(word, names); s != "" {
+		msg += "; did you mean " + s + "?"
+	}
+	return msg + fmt.Sprintf(" (commands: %s; each with --help; as an LXC hook: %s --help)", list, k.Program)
+}
+
+// suggest is the command word most likely meant: the only one that starts
+// with it, else the nearest within two edits (a swap of neighbours counts
+// one).
+func suggest(word string, names []string) string {
+	if len(word) >= 2 {
+		var starts []string
+		for _, n := range names {
+			if strings.HasPrefix(n, word) {
+				starts = append(starts, n)
+			}
+		}
+		if len(starts) == 1 {
+			return starts[0]
+		}
+	}
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(word, n); d < bestD && d < len(n) {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of adjacent letters.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 type usageError struct{ err error }

@@ -199,11 +199,64 @@ func TestContainersListsBrokenOnes(t *testing.T) {
 	}
 }
 
-func TestIsCommand(t *testing.T) {
-	none := func(string) string { return "" }
-	lxc := func(k string) string { return map[string]string{"LXC_NAME": "web1"}[k] }
-	if !IsCommand([]string{"status"}, none) || IsCommand([]string{"status"}, lxc) || IsCommand([]string{"--help"}, none) || IsCommand(nil, none) {
-		t.Fatal("IsCommand")
+// A mistyped command run by hand is named, with the command meant and the
+// list, exit 2; never taken for hook arguments.
+func TestUnknownCommand(t *testing.T) {
+	overlay := Kind{Program: "lxc-hook-overlay"}
+	loopimg := Kind{Program: "lxc-hook-loopimg", Image: true}
+	for _, tc := range []struct {
+		k          Kind
+		word, want string
+	}{
+		{overlay, "stauts", "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, manpage; each with --help; as an LXC hook: lxc-hook-overlay --help)\n"},
+		{loopimg, "resze", "lxc-hook-loopimg: unknown command resze; did you mean resize? (commands: init, status, resize, release, copy, template, manpage;"},
+		{loopimg, "templ", "did you mean template?"},
+		{loopimg, "cpy", "did you mean copy?"},
+		{loopimg, "frobnicate", "lxc-hook-loopimg: unknown command frobnicate (commands: init,"},
+		{loopimg, "stat", "did you mean status?"},
+		{loopimg, "re", "lxc-hook-loopimg: unknown command re (commands:"}, // resize or release: no guess
+		{overlay, "resize", "lxc-hook-overlay: lxc-hook-overlay has no command resize: only lxc-hook-loopimg's image layers have a cap to resize (commands: init, status, release,"},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(tc.k, []string{tc.word, "web1"}, &out, &errb)
+		if code != 2 || out.Len() != 0 || !strings.HasPrefix(errb.String(), strings.TrimSuffix(tc.want, "\n")) && !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%s %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.k.Program, tc.word, code, out.String(), errb.String(), tc.want)
+		}
+		if strings.Contains(errb.String(), "hook") && strings.Contains(errb.String(), "lxc.hook.version") {
+			t.Errorf("%s: the hook-argument error: %q", tc.word, errb.String())
+		}
+		if strings.Count(errb.String(), "\n") != 1 {
+			t.Errorf("%s: not one line: %q", tc.word, errb.String())
+		}
+	}
+	if got := strings.Join(CommandNames(overlay), " "); got != "init status release copy template manpage" {
+		t.Errorf("overlay's commands: %s", got)
+	}
+	if got := strings.Join(CommandNames(loopimg), " "); got != "init status resize release copy template manpage" {
+		t.Errorf("loopimg's commands: %s", got)
+	}
+}
+
+// Every command has --help, and the man page has a section for each
+// command the binary has, and none for one it has not.
+func TestManpageDocumentsEveryCommand(t *testing.T) {
+	for _, k := range []Kind{{Program: "lxc-hook-overlay"}, {Program: "lxc-hook-loopimg", Image: true}, {Program: "lxc-hook-aufs"}} {
+		var page, errb bytes.Buffer
+		if code := Main(k, []string{"manpage"}, &page, &errb); code != 0 {
+			t.Fatalf("%s manpage: exit %d %s", k.Program, code, errb.String())
+		}
+		for _, c := range commandTable {
+			has := strings.Contains(page.String(), "\n.SS "+c.name+"\n")
+			if want := !c.imageOnly || k.Image; has != want {
+				t.Errorf("%s's man page: section %s present %v, want %v", k.Program, c.name, has, want)
+			}
+			var help bytes.Buffer
+			if want := !c.imageOnly || k.Image; want {
+				if code := Main(k, []string{c.name, "--help"}, &help, &errb); code != 0 || !strings.HasPrefix(help.String(), "Usage: "+k.Program+" "+c.name) {
+					t.Errorf("%s %s --help: exit %d %q", k.Program, c.name, code, help.String())
+				}
+			}
+		}
 	}
 }
 
@@ -221,5 +274,98 @@ func TestMissingBridges(t *testing.T) {
 	}
 	if w := missingBridges("lxc.net.0.type = empty\n", "/d", sys); len(w) != 0 {
 		t.Fatalf("no network: %q", w)
+	}
+}
+
+// lxc-hook-aufs init on a kernel without AuFS: refused, nothing written,
+// naming the ways out; with --fallback=overlay the lines carry it and init
+// says so. Its --help has no --ephemeral (AuFS has none).
+func TestInitAufsWithoutAufs(t *testing.T) {
+	saved := hasAufs
+	hasAufs = func() bool { return false }
+	defer func() { hasAufs = saved }()
+	aufs := Kind{Program: "lxc-hook-aufs"}
+	tpl := t.TempDir()
+	lxcpath := t.TempDir()
+	var out, errb bytes.Buffer
+	args := []string{"init", "a1", "--template", tpl, "-P", lxcpath, "--default-config", "/dev/null"}
+	if code := Main(aufs, args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "this kernel has no AuFS") || !strings.Contains(errb.String(), "--fallback=overlay") || !strings.Contains(errb.String(), "lxc-hook-overlay init") {
+		t.Fatalf("init without AuFS: exit %d, %q", code, errb.String())
+	}
+	if _, err := os.Lstat(filepath.Join(lxcpath, "a1")); err == nil {
+		t.Fatal("a refused init left the container's directory")
+	}
+	out.Reset()
+	errb.Reset()
+	if code := Main(aufs, append(args, "--fallback=overlay"), &out, &errb); code != 0 {
+		t.Fatalf("init --fallback=overlay: exit %d %s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "--fallback=overlay") || !strings.Contains(errb.String(), "overlayfs") {
+		t.Errorf("init --fallback=overlay did not say what it wrote: %q", errb.String())
+	}
+	cfg, _ := os.ReadFile(filepath.Join(lxcpath, "a1", "config"))
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if strings.HasPrefix(line, "lxc.hook.") && !strings.HasSuffix(line, " --fallback=overlay") {
+			t.Errorf("hook line without the fallback: %s", line)
+		}
+	}
+	var help bytes.Buffer
+	Main(aufs, []string{"init", "--help"}, &help, &errb)
+	if strings.Contains(help.String(), "-ephemeral") || !strings.Contains(help.String(), "-fallback") {
+		t.Errorf("lxc-hook-aufs init --help:\n%s", help.String())
+	}
+	if code := Main(aufs, []string{"init", "a2", "--template", tpl, "-P", lxcpath, "--ephemeral"}, &out, &errb); code != 2 {
+		t.Errorf("lxc-hook-aufs init --ephemeral: exit %d, want 2 (unknown flag)", code)
+	}
+}
+
+// status NAME... prints an entry for every NAME, those it cannot read with
+// their error (JSON and text alike), and exits non-zero naming them.
+func TestStatusNamesEveryContainer(t *testing.T) {
+	lxcpath := t.TempDir()
+	for name, cfg := range map[string]string{
+		"good": "lxc.rootfs.path = dir:/nonexistent/r\nlxc.hook.pre-mount = /h/lxc-hook-overlay\n",
+		"bad":  "lxc.hook.pre-mount = /h/lxc-hook-loopimg --image $HOME/x\n",
+	} {
+		os.MkdirAll(filepath.Join(lxcpath, name), 0o755)
+		os.WriteFile(filepath.Join(lxcpath, name, "config"), []byte(cfg), 0o644)
+	}
+	k := Kind{Program: "lxc-hook-loopimg", Image: true}
+	var out, errb bytes.Buffer
+	code := Main(k, []string{"status", "bad", "good", "missing", "--json", "-P", lxcpath}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %q", code, errb.String())
+	}
+	var v struct {
+		Containers []Status `json:"containers"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	if len(v.Containers) != 3 || v.Containers[0].Name != "bad" || v.Containers[1].Name != "good" || v.Containers[2].Name != "missing" {
+		t.Fatalf("entries: %+v", v.Containers)
+	}
+	if e := v.Containers[0].Error; !strings.Contains(e, "$HOME") {
+		t.Errorf("bad: error %q", e)
+	}
+	if e := v.Containers[1].Error; e != "" || v.Containers[1].Hook != "lxc-hook-overlay" {
+		t.Errorf("good: %+v", v.Containers[1])
+	}
+	if e := v.Containers[2].Error; !strings.Contains(e, "no config") {
+		t.Errorf("missing: error %q", e)
+	}
+	if s := errb.String(); !strings.Contains(s, "2 of 3 containers could not be read: bad, missing") || strings.Count(s, "\n") != 1 {
+		t.Errorf("stderr: %q", s)
+	}
+	// Text: the same three, the good one in full.
+	out.Reset()
+	errb.Reset()
+	if code := Main(k, []string{"status", "bad", "good", "-P", lxcpath}, &out, &errb); code != 1 || !strings.Contains(out.String(), "bad: ") || !strings.Contains(out.String(), "  error:") || !strings.Contains(out.String(), "good: ") || !strings.Contains(out.String(), "  templates: /nonexistent/r") {
+		t.Errorf("text: exit %d\n%s", code, out.String())
+	}
+	// All readable: exit 0, nothing on stderr.
+	errb.Reset()
+	if code := Main(k, []string{"status", "good", "-P", lxcpath}, &out, &errb); code != 0 || errb.Len() != 0 {
+		t.Errorf("a readable container: exit %d %q", code, errb.String())
 	}
 }

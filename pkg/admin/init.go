@@ -32,10 +32,15 @@ there is one), which LXC runs as root: run init from the installed binary
 (make install or the package); one that a non-root user could replace (a
 build in a home directory) is refused.`
 
-func cmdInit(k Kind, args []string, stdout io.Writer) error {
+func cmdInit(k Kind, args []string, stdout, stderr io.Writer) error {
 	synopsis := "NAME --template FILE [-P LXCPATH] [--unprivileged]"
 	if k.Image {
 		synopsis += " [--size SIZE]"
+	}
+	if k.Program == "lxc-hook-aufs" {
+		synopsis += " [--fallback=overlay]"
+	} else {
+		synopsis += " [--ephemeral]"
 	}
 	fs := flags(k, "init", synopsis, initAbout, stdout)
 	tpl := fs.String("template", "", "read-only template `FILE` (or directory)")
@@ -45,7 +50,14 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if k.Image {
 		fs.StringVar(&size, "size", "", "`SIZE` of the container's disk cap, with K, M, G or T (default 2G)")
 	}
-	ephemeral := fs.Bool("ephemeral", false, "a throw-away container: a new empty layer at every start, gone at stop (--size caps it; for lxc-hook-overlay a tmpfs, in RAM)")
+	// Each binary's --help documents only the flags it takes: AuFS has no
+	// ephemeral mode, and lxc-hook-aufs alone has --fallback.
+	ephemeral, fallback := new(bool), new(string)
+	if k.Program != "lxc-hook-aufs" {
+		fs.BoolVar(ephemeral, "ephemeral", false, "a throw-away container: a new empty layer at every start, gone at stop (--size caps it; for lxc-hook-overlay a tmpfs, in RAM)")
+	} else {
+		fs.StringVar(fallback, "fallback", "", "`FS` the hook lines mount the layer with where the kernel has no AuFS: overlay (written onto the lines as --fallback=overlay). Without it, init on a kernel without AuFS is refused")
+	}
 	if !k.Image && k.Program == "lxc-hook-overlay" {
 		fs.StringVar(&size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer (default: half of RAM, tmpfs's own)")
 	}
@@ -88,8 +100,18 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *ephemeral && k.Program == "lxc-hook-aufs" {
-		return usageError{errors.New("--ephemeral: use lxc-hook-overlay or lxc-hook-loopimg")}
+	if *fallback != "" && *fallback != "overlay" {
+		return usageError{fmt.Errorf("--fallback %q: the only fallback is overlay", *fallback)}
+	}
+	// A container whose every start would fail is no container: on a
+	// kernel without AuFS (every mainline kernel) refuse now, as the hook
+	// would at each start, unless the lines are to fall back to overlayfs.
+	aufsFallback := false
+	if k.Program == "lxc-hook-aufs" && !hasAufs() {
+		if *fallback == "" {
+			return errors.New("this kernel has no AuFS (not in /proc/filesystems, and no module loads), so every start of this container would be refused: use lxc-hook-overlay init (or lxc-hook-loopimg init), or add --fallback=overlay to write hook lines that mount the layer with overlayfs here; nothing was written")
+		}
+		aufsFallback = true
 	}
 	if !k.Image && size != "" {
 		if !*ephemeral {
@@ -99,7 +121,7 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	warnSlowTemplate(k, lower, os.Stderr)
+	warnSlowTemplate(k, lower, stderr)
 	if k.Image {
 		if size == "" {
 			size = "2G"
@@ -168,6 +190,11 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 	if *ephemeral {
 		words = append(words, "--ephemeral")
 	}
+	if *fallback != "" {
+		// Also where this kernel has AuFS: the user asked for the lines
+		// to work on a kernel without it.
+		words = append(words, "--fallback="+*fallback)
+	}
 	line := hook.JoinWords(words)
 	hookTypes := HookTypes(idm != nil)
 	if idm != nil {
@@ -217,8 +244,11 @@ func cmdInit(k Kind, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, " -P %s", hook.Quote(*lxcpath))
 	}
 	fmt.Fprintln(stdout)
+	if aufsFallback {
+		fmt.Fprintf(stderr, "%s init: this kernel has no AuFS: the hook lines carry --fallback=overlay, so the layer is mounted with overlayfs (an overlayfs layer, which lxc-hook-aufs without the fallback refuses)\n", k.Program)
+	}
 	for _, w := range netWarnings {
-		fmt.Fprintf(os.Stderr, "%s init: warning: %s\n", k.Program, w)
+		fmt.Fprintf(stderr, "%s init: warning: %s\n", k.Program, w)
 	}
 	return nil
 }
@@ -269,6 +299,10 @@ func configKeys(config string, suffixes ...string) []string {
 	}
 	return keys
 }
+
+// hasAufs reports whether the kernel can mount AuFS, as the hook checks
+// it at start (fsopen loads a module where one exists); tests replace it.
+var hasAufs = func() bool { return mount.HasFilesystem("aufs") }
 
 func exists(p string) bool {
 	_, err := os.Stat(p)

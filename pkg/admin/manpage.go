@@ -17,7 +17,15 @@ var HookHelp func(w io.Writer)
 
 // cmdManpage writes the section 1 man page, built from the same help texts
 // --help prints.
-func cmdManpage(k Kind, w io.Writer) error {
+func cmdManpage(k Kind, args []string, w io.Writer) error {
+	fs := flags(k, "manpage", "", "Writes this binary's section 1 man page (roff) to stdout, made from the\nsame texts as --help and each command's --help.", w)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q (see --help)", pos[0])}
+	}
 	esc := func(s string) string {
 		s = strings.ReplaceAll(s, `\`, `\\`)
 		s = strings.ReplaceAll(s, "\n.", "\n\\&.")
@@ -32,10 +40,7 @@ func cmdManpage(k Kind, w io.Writer) error {
 		io.WriteString(w, esc(b.String()))
 	}
 	fmt.Fprintf(w, ".fi\n.SH COMMANDS\n")
-	for _, c := range []string{"init", "status", "resize", "release", "copy", "template"} {
-		if c == "resize" && !k.Image {
-			continue
-		}
+	for _, c := range CommandNames(k) {
 		var b strings.Builder
 		Main(k, []string{c, "--help"}, &b, io.Discard)
 		fmt.Fprintf(w, ".SS %s\n.nf\n%s.fi\n", c, esc(b.String()))

@@ -93,6 +93,7 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 	// by a namespace number or a PID alone, never one that merely has the
 	// device mounted in its namespace (that may be the host's init).
 	var killed []holders.Process
+	unpinned := false
 	done := map[int]bool{}
 	for _, h := range found {
 		for _, p := range h.Procs {
@@ -110,6 +111,7 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 		for _, b := range h.Binds {
 			if err := mount.Unmount(b); err == nil {
 				fmt.Fprintf(stdout, "unmounted the namespace bind mount %s\n", b)
+				unpinned = true
 			}
 		}
 	}
@@ -121,7 +123,7 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 		if l.Shared && state.UsersOf(l.Dev, l.Ino).Others(run) {
 			continue // another container uses this template device
 		}
-		if err := loop.Detach(l.Number); err != nil {
+		if err := detachAfterKill(l.Number, len(killed) > 0 || unpinned); err != nil {
 			still = append(still, l.Device+runner.HeldBy(c.Hook.RunDir, l))
 		} else {
 			fmt.Fprintf(stdout, "%s detached\n", l.Device)
@@ -132,6 +134,25 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 	}
 	rec.Loops, rec.Leftovers = nil, nil
 	return run.Remove(rec)
+}
+
+// detachAfterKill detaches loop device n. After holders were killed it
+// retries, bounded, while the device is still bound: LOOP_CLR_FD only arms
+// autoclear while anything else has the device open, and the kernel's
+// release of a killed holder's mounts, or another process opening the
+// device for an instant (a scan of loop devices by another hook or tool),
+// can still be under way when the holder is already a zombie. Seen once in
+// the full test run (TestStatusAndRelease: "still held", no holder named);
+// not reproduced in 20 quiet runs, so which of the two it was is not known.
+func detachAfterKill(n int, killed bool) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := loop.Detach(n)
+		if err == nil || !killed || !errors.Is(err, loop.ErrStillAttached) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitExit waits, bounded, for a killed process to be gone.

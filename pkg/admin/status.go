@@ -63,6 +63,10 @@ type Status struct {
 type Layer struct {
 	Kind string `json:"kind"` // "directory" or "image"
 	Path string `json:"path"`
+	// Unlinked is true for a running ephemeral image: Path is the name it
+	// was created under, gone from the directory once mounted (the file
+	// lives as long as its loop device).
+	Unlinked bool `json:"unlinked"`
 }
 
 // LoopStatus is a loop device backing a template or the image.
@@ -70,11 +74,12 @@ type LoopStatus struct {
 	Device  string `json:"device"`
 	Role    string `json:"role"` // "template" or "image"
 	Backing string `json:"backing"`
-	// Shared is true for a template device other containers may use too.
+	// Shared is true for a template device another running container
+	// uses too (templateUsers counts them).
 	Shared bool `json:"shared"`
 }
 
-func cmdStatus(k Kind, args []string, stdout io.Writer) error {
+func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flags(k, "status", "[NAME...] [--json] [-P LXCPATH]", statusAbout, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	lxcpath := fs.String("P", "", "`LXCPATH` (default: LXC's lxc.lxcpath)")
@@ -92,18 +97,34 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 			return err
 		}
 	} else {
+		// Every NAME gets its entry, one that cannot be read too (with its
+		// error): a status that stops at the first broken container hides
+		// the others, and one that prints nothing for it hides the error.
 		for _, n := range names {
 			c, err := loadContainer(*lxcpath, n)
 			if err != nil {
-				return err
+				c = &container{Name: n, LXCPath: *lxcpath, Dir: filepath.Join(*lxcpath, n), Config: filepath.Join(*lxcpath, n, "config"), Err: err}
 			}
 			cs = append(cs, c)
 		}
 	}
+	users := newTemplateUsers(cs)
 	var sts []Status
+	var failed []string
 	for _, c := range cs {
-		sts = append(sts, statusOf(c))
+		s := statusOf(c, users)
+		if s.Error != "" {
+			failed = append(failed, s.Name)
+		}
+		sts = append(sts, s)
 	}
+	// All printed first; then the exit status says whether any failed.
+	defer func() {
+		if err == nil && len(failed) > 0 {
+			fmt.Fprintf(stderr, "%s status: %d of %d containers could not be read: %s\n", k.Program, len(failed), len(sts), strings.Join(failed, ", "))
+			err = reportedError{fmt.Errorf("%d containers could not be read", len(failed))}
+		}
+	}()
 	if *asJSON {
 		return writeStatusJSON(stdout, sts)
 	}
@@ -118,7 +139,11 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  templates: %s\n", strings.Join(s.Templates, ", "))
 		if s.Ephemeral {
-			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.Layer.Kind], s.Layer.Path)
+			where := s.Layer.Path
+			if s.Layer.Unlinked {
+				where += " (unlinked once mounted: it lives as long as its loop device)"
+			}
+			fmt.Fprintf(stdout, "  layer:     ephemeral %s, new at every start %s\n", map[string]string{"image": "image", "directory": "tmpfs"}[s.Layer.Kind], where)
 		} else {
 			fmt.Fprintf(stdout, "  layer:     %s %s\n", s.Layer.Kind, s.Layer.Path)
 		}
@@ -156,7 +181,70 @@ func humanApprox(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-func statusOf(c *container) Status {
+// templateUsers counts which running containers use a template's loop
+// device. A container's mount table does not show it (the template is
+// mounted before the root is pivoted, and only the overlay stays
+// visible), so the count comes from the hooks' runtime records: each lists
+// the devices its run uses, by number and disk sequence number (a reused
+// number has a new one), with the 64-bit id of the container's mount
+// namespace (never reused), which is alive while a process is in it.
+// Records and live namespaces are read once per status run, when the
+// first template device asks.
+type templateUsers struct {
+	// roots are the runtime roots to read records from: the default and
+	// every --run-dir of the containers listed.
+	roots []string
+	recs  []*state.Record
+	live  map[uint64]bool
+}
+
+func newTemplateUsers(cs []*container) *templateUsers {
+	u := &templateUsers{}
+	seen := map[string]bool{}
+	for _, root := range append([]string{"/run/lxc-hooks"}, runDirsOf(cs)...) {
+		if !seen[root] {
+			seen[root] = true
+			u.roots = append(u.roots, root)
+		}
+	}
+	return u
+}
+
+func runDirsOf(cs []*container) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Err == nil && c.Hook.RunDir != "" {
+			out = append(out, c.Hook.RunDir)
+		}
+	}
+	return out
+}
+
+// others counts the live mount namespaces, other than own (0 for none),
+// whose run uses loop device number n with disk sequence number seq.
+func (u *templateUsers) others(n int, seq, own uint64) int {
+	if u.live == nil {
+		u.live = holders.LiveMountNSIDs()
+		for _, root := range u.roots {
+			for _, name := range holders.Names(root) {
+				if rec, err := (state.Dir{Path: filepath.Join(root, name)}).Load(); err == nil && rec != nil {
+					u.recs = append(u.recs, rec)
+				}
+			}
+		}
+	}
+	users := map[uint64]bool{}
+	for _, rec := range u.recs {
+		for _, l := range rec.Loops {
+			if l.Number == n && l.Diskseq == seq && l.MountNSID != 0 && l.MountNSID != own && u.live[l.MountNSID] {
+				users[l.MountNSID] = true
+			}
+		}
+	}
+	return len(users)
+}
+
+func statusOf(c *container, users *templateUsers) Status {
 	st, pid := c.info()
 	if c.Err != nil {
 		return Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
@@ -196,13 +284,33 @@ func statusOf(c *container) Status {
 		var sfs unix.Statfs_t
 		if unix.Statfs("/proc/"+strconv.Itoa(pid)+"/root/", &sfs) == nil {
 			s.UsedBytes = int64(sfs.Blocks-sfs.Bfree) * int64(sfs.Bsize)
+			if s.Layer.Unlinked {
+				s.AllocatedBytes = s.UsedBytes
+			}
+		}
+	}
+	// A template device is shared when another running container uses
+	// it: counted, not assumed.
+	var own uint64
+	if st == "RUNNING" {
+		if rec, _ := state.For(c.Hook.RunDir, c.Name, c.Config).Load(); rec != nil {
+			for _, l := range rec.Loops {
+				if l.MountNSID != 0 {
+					own = l.MountNSID
+				}
+			}
 		}
 	}
 	for _, p := range c.Hook.Lowers {
-		s.Loops = append(s.Loops, loopsOf(p, "template", true)...)
+		for _, l := range loopsOf(p, "template") {
+			l.Shared = users.others(l.number, l.diskseq, own) > 0
+			s.Loops = append(s.Loops, l.LoopStatus)
+		}
 	}
 	if c.Hook.Image != "" && !c.Hook.Ephemeral {
-		s.Loops = append(s.Loops, loopsOf(c.Hook.Image, "image", false)...)
+		for _, l := range loopsOf(c.Hook.Image, "image") {
+			s.Loops = append(s.Loops, l.LoopStatus)
+		}
 	}
 	if s.Loops == nil {
 		s.Loops = []LoopStatus{}
@@ -214,8 +322,12 @@ func statusOf(c *container) Status {
 }
 
 // statusEphemeral fills in an --ephemeral layer: its cap (--size), and
-// for a running container the image's loop device from the runtime record
-// (its file is unlinked once mounted).
+// for a running container the image's loop device from the runtime record,
+// verified bound as recorded (number and disk sequence number). The image
+// file is unlinked once mounted, so no path reaches it any more: its size
+// is the device's, and what it occupies on the host is what its
+// filesystem uses (statfs inside, below; sparse, with discard on, the file
+// holds about that).
 func statusEphemeral(c *container, st string, s *Status) {
 	s.Ephemeral, s.Layer.Kind = true, "directory"
 	if c.Hook.Image != "" {
@@ -227,24 +339,51 @@ func statusEphemeral(c *container, st string, s *Status) {
 	}
 	if rec, _ := state.For(c.Hook.RunDir, c.Name, c.Config).Load(); rec != nil {
 		for _, l := range rec.Loops {
-			if l.Role == "image" {
-				s.Layer.Path = l.Backing + " (deleted)"
-				s.Loops = append(s.Loops, LoopStatus{Device: l.Device, Role: "image", Backing: s.Layer.Path})
+			if l.Role != "image" {
+				continue
+			}
+			if ls, err := loop.StatusOf(l.Number); err != nil || ls.Diskseq != l.Diskseq {
+				continue // the record's device is gone or someone else's now
+			}
+			s.Layer.Path, s.Layer.Unlinked = l.Backing, true
+			s.Loops = append(s.Loops, LoopStatus{Device: l.Device, Role: "image", Backing: l.Backing})
+			if n := loopSize(l.Number); n > 0 {
+				s.CapBytes = n
 			}
 		}
 	}
 }
 
+// loopSize is loop device n's size in bytes from sysfs, 0 if unknown.
+func loopSize(n int) int64 {
+	b, err := os.ReadFile("/sys/block/loop" + strconv.Itoa(n) + "/size")
+	if err != nil {
+		return 0
+	}
+	sectors, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return sectors * 512
+}
+
+// boundLoop is a loop device bound to a file, with its number.
+type boundLoop struct {
+	LoopStatus
+	number  int
+	diskseq uint64
+}
+
 // loopsOf lists the loop devices bound to file p.
-func loopsOf(p, role string, shared bool) []LoopStatus {
+func loopsOf(p, role string) []boundLoop {
 	var st unix.Stat_t
 	if unix.Stat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
 	found, _ := loop.FindByBacking(uint64(st.Dev), st.Ino)
-	var out []LoopStatus
+	var out []boundLoop
 	for _, f := range found {
-		out = append(out, LoopStatus{Device: f.Path, Role: role, Backing: p, Shared: shared})
+		out = append(out, boundLoop{LoopStatus{Device: f.Path, Role: role, Backing: p}, f.Number, f.Diskseq})
 	}
 	return out
 }

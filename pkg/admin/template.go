@@ -13,6 +13,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/template"
@@ -28,13 +29,24 @@ const templateAbout = `Writes a read-only template FILE for init --template, fro
                                       or one of these hooks: its template and
                                       writable layer flattened (deletions
                                       applied), so a customised container
-                                      becomes the template of the next ones
+                                      becomes the template of the next ones;
+                                      an unprivileged one's files (stored
+                                      with its lxc.idmap's host IDs) get the
+                                      IDs the container saw
 The template keeps numeric owners, modes (setuid too), file capabilities and
 other xattrs (not overlayfs's own), device nodes, fifos, hardlinks, symlinks,
 holes of sparse files and modification times. An existing FILE is never
 overwritten: the template is written under a temporary name beside it and
 renamed. A running container is refused (its files change while they are
 read): stop it first.
+
+FILE's name says the format, and --format must agree with it:
+  NAME.erofs          erofs, uncompressed (or --format erofs-lz4, erofs-lz4hc)
+  NAME.squashfs       squashfs with lz4 (also .sqfs; or --format squashfs-zstd,
+                      squashfs-gzip, squashfs-xz)
+  NAME/               a directory
+A name that says no format (no extension, another one, .img) needs --format;
+ext4 templates are used as they are, not written.
 
 Formats:
 `
@@ -46,7 +58,7 @@ func cmdTemplate(k Kind, args []string, stdout io.Writer) error {
 	}
 	fs := flags(k, "template", "FILE --from SOURCE [--format FORMAT] [-P LXCPATH]", strings.TrimRight(about, "\n"), stdout)
 	from := fs.String("from", "", "`SOURCE`: a directory, a tarball, a template image, or a container name")
-	format := fs.String("format", template.DefaultFormat, "`FORMAT` of the template: "+strings.Join(template.FormatNames(), ", "))
+	format := fs.String("format", "", "`FORMAT` of the template: "+strings.Join(template.FormatNames(), ", ")+" (default: the one FILE's extension names)")
 	lxcpath := fs.String("P", "", "`LXCPATH` of a container SOURCE (default: LXC's lxc.lxcpath)")
 	fs.StringVar(lxcpath, "lxcpath", "", "same as -P")
 	pos, err := parse(fs, args)
@@ -59,16 +71,16 @@ func cmdTemplate(k Kind, args []string, stdout io.Writer) error {
 	if *from == "" {
 		return usageError{errors.New("--from SOURCE is required (see --help)")}
 	}
-	f, err := template.ParseFormat(*format)
-	if err != nil {
-		return usageError{err}
-	}
 	file, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
 	}
 	if _, err := os.Lstat(file); err == nil {
 		return fmt.Errorf("%s already exists: nothing was changed (a template is never overwritten; choose another name)", file)
+	}
+	f, err := template.FormatFor(pos[0], *format)
+	if err != nil {
+		return usageError{err}
 	}
 	src, release, err := resolveTemplateSource(*from, *lxcpath)
 	if err != nil {
@@ -122,15 +134,19 @@ func resolveTemplateSource(from, lxcpath string) (template.Source, func(), error
 	if _, err := os.Stat(cfg); err != nil {
 		return template.Source{}, nop, fmt.Errorf("source %q is neither a file or directory nor a container under %s (no %s)", from, lxcpath, cfg)
 	}
+	// An unprivileged container's files on disk carry the host IDs of its
+	// lxc.idmap (its root's are 100000); a template holds the IDs the
+	// container saw (0), which the next containers' idmapped mounts shift
+	// again. The build shifts them back through the mapping.
+	var m *idmap.Mapping
+	var rootfsOptions []string
 	if f, err := os.Open(cfg); err == nil {
-		idmap := hook.ConfigValues(f, "lxc.idmap")["lxc.idmap"]
+		v := hook.ConfigValues(f, idmap.ConfigKey, "lxc.rootfs.options")
 		f.Close()
-		if len(idmap) > 0 && idmap[len(idmap)-1] != "" {
-			// Its files on disk (an LXC rootfs, or a layer written through
-			// an idmapped mount) carry the host ids of its map; a template
-			// holds the container's own ids, which idmapped mounts shift.
-			return template.Source{}, nop, fmt.Errorf("container %q is unprivileged (lxc.idmap = %s): its files are owned by the host ids of its map, not the ids a template holds; not supported as a source", from, idmap[0])
+		if m, err = idmap.ParseLXC(v[idmap.ConfigKey]); err != nil {
+			return template.Source{}, nop, fmt.Errorf("container %q (%s): %w", from, cfg, err)
 		}
+		rootfsOptions = v["lxc.rootfs.options"]
 	}
 	if state := lxcState(from, lxcpath); state != "STOPPED" {
 		return template.Source{}, nop, fmt.Errorf("container %q is %s: its files change while they are read, so it is refused; stop it first (lxc-stop -n %s)", from, state, from)
@@ -138,9 +154,19 @@ func resolveTemplateSource(from, lxcpath string) (template.Source, func(), error
 	c, err := loadContainer(lxcpath, from)
 	if err != nil {
 		// Not one of ours: LXC's own rootfs, which must be a directory.
-		return lxcDirSource(from, cfg)
+		src, release, err := lxcDirSource(from, cfg)
+		// With lxc.rootfs.options idmap=container LXC idmaps the rootfs
+		// itself: it is stored with the container's IDs already.
+		if err == nil && m != nil && !strings.Contains(hook.Last(rootfsOptions), "idmap=") {
+			src.Shift = m
+		}
+		return src, release, err
 	}
-	return unionSource(c)
+	src, release, err := unionSource(c)
+	if err == nil && src.Union != nil {
+		src.Union.IDMap = m
+	}
+	return src, release, err
 }
 
 func lxcState(name, lxcpath string) string {
@@ -238,7 +264,7 @@ func warnSlowTemplate(k Kind, l layer.Lower, w io.Writer) {
 	if err != nil || !template.SlowCompression(comp) {
 		return
 	}
-	ext := filepath.Ext(l.Path)
-	fmt.Fprintf(w, "%s init: warning: template %s is %s compressed with %s, which is slow to boot (every cold read decompresses); convert it once with: %s template %s --from %s\n",
-		k.Program, l.Path, l.FSType, comp, k.Program, strings.TrimSuffix(l.Path, ext)+"-lz4"+ext, l.Path)
+	to, format := template.Conversion(l.Path, l.FSType)
+	fmt.Fprintf(w, "%s init: warning: template %s is %s compressed with %s, which is slow to boot (every cold read decompresses); convert it once with: %s template %s --from %s --format %s\n",
+		k.Program, l.Path, l.FSType, comp, k.Program, hook.Quote(to), hook.Quote(l.Path), format)
 }

@@ -160,3 +160,22 @@ func TestClaim(t *testing.T) {
 }
 
 func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// Each binary's --help documents only the flags it accepts: lxc-hook-aufs
+// has no ephemeral mode, so no --ephemeral and no --size.
+func TestHelpListsOnlyAcceptedFlags(t *testing.T) {
+	var aufs, overlay strings.Builder
+	runner.Usage(&Aufs{}, &aufs)
+	runner.Usage(&Overlay{}, &overlay)
+	for _, f := range []string{"-ephemeral", "-size"} {
+		if strings.Contains(aufs.String(), f) {
+			t.Errorf("lxc-hook-aufs --help documents %s, which it refuses:\n%s", f, aufs.String())
+		}
+		if !strings.Contains(overlay.String(), f) {
+			t.Errorf("lxc-hook-overlay --help lacks %s", f)
+		}
+	}
+	if !strings.Contains(aufs.String(), "-fallback") {
+		t.Errorf("lxc-hook-aufs --help lacks --fallback")
+	}
+}

@@ -30,20 +30,20 @@ func (f *Flags) Register(fs *flag.FlagSet, aufs bool) {
 		holds = "upper/, work/ and AuFS's xino file"
 	}
 	fs.StringVar(&f.Upper, "upper", "", "`DIR` of the persistent writable layer (created 0700 if missing); holds "+holds+" (default: layer/ beside the container's config)")
+	if aufs {
+		// No --ephemeral or --size: AuFS has no ephemeral mode, and --help
+		// documents only what the binary accepts.
+		fs.StringVar(&f.Fallback, "fallback", "", "`FS` to use where the kernel has no AuFS: overlay (default: refuse the start)")
+		return
+	}
 	fs.BoolVar(&f.Ephemeral, "ephemeral", false, "a new empty layer at every start, gone at stop (also after a crash): a tmpfs mounted in the container's own mount namespace, never on disk; --upper is not used")
 	fs.StringVar(&f.Size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer, with K, M, G or T; RAM (and swap) it may use (default: tmpfs's own, half of RAM)")
-	if aufs {
-		fs.StringVar(&f.Fallback, "fallback", "", "`FS` to use where the kernel has no AuFS: overlay (default: refuse the start)")
-	}
 }
 
 // Validate checks the flags and fills in the default layer directory.
 func (f *Flags) Validate(configFile string, aufs bool) error {
 	if aufs && f.Fallback != "" && f.Fallback != "overlay" {
 		return fmt.Errorf("--fallback %q: the only fallback is overlay", f.Fallback)
-	}
-	if aufs && f.Ephemeral {
-		return errors.New("--ephemeral is not supported by lxc-hook-aufs: use lxc-hook-overlay or lxc-hook-loopimg")
 	}
 	if f.Size != "" {
 		if _, err := image.ParseSize(f.Size); err != nil {

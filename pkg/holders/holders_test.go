@@ -102,3 +102,14 @@ func TestWithFileOpen(t *testing.T) {
 		t.Fatalf("got %v", ps)
 	}
 }
+
+// This process's own mount namespace has a process in it: this one.
+func TestLiveMountNSIDsHasOwn(t *testing.T) {
+	own, err := MountNSID("/proc/self/ns/mnt")
+	if err != nil {
+		t.Skipf("no NS_GET_MNTNS_ID here: %v", err)
+	}
+	if !LiveMountNSIDs()[own] {
+		t.Fatalf("own mount namespace %d not among the live ones", own)
+	}
+}

@@ -55,6 +55,25 @@ func MountID(path string) (unique uint64, old uint64, err error) {
 	return unique, st.Mnt_id, nil
 }
 
+// LiveMountNSIDs is the set of 64-bit ids of the mount namespaces that
+// have a process in them now. Each distinct namespace is asked its id once.
+func LiveMountNSIDs() map[uint64]bool {
+	out := map[uint64]bool{}
+	seen := map[string]bool{}
+	for _, pid := range pids() {
+		p := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
+		link, err := os.Readlink(p)
+		if err != nil || seen[link] {
+			continue
+		}
+		seen[link] = true
+		if id, err := MountNSID(p); err == nil {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // InMountNSID lists the processes in the mount namespace with this id.
 // Each distinct namespace is asked its id once.
 func InMountNSID(id uint64) []Process {

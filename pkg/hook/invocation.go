@@ -158,6 +158,15 @@ func Parse(positional []string, env Env) (*Invocation, error) {
 	return inv, nil
 }
 
+// RunByLXC reports whether LXC ran the program as a hook: LXC sets LXC_NAME
+// for every hook (and LXC_HOOK_TYPE under version 1), and version 0
+// appends "NAME lxc TYPE". A person running the binary by hand has none of
+// these, so only then is a first word an operator command (or a mistyped
+// one), never hook arguments.
+func RunByLXC(args []string, env Env) bool {
+	return env("LXC_NAME") != "" || env("LXC_HOOK_TYPE") != "" || hookArgsAt(args, "") >= 0
+}
+
 // hookArgsAt finds where "NAME lxc TYPE" starts in positional, or -1.
 func hookArgsAt(positional []string, name string) int {
 	for i := 0; i < len(positional); i++ {

@@ -156,3 +156,28 @@ func TestVersion0NameWithSpaces(t *testing.T) {
 		t.Fatalf("a stray word before the name: %v", err)
 	}
 }
+
+func TestRunByLXC(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{[]string{"stauts"}, nil, false},
+		{[]string{"status", "web1"}, nil, false},
+		{nil, nil, false},
+		{[]string{"--lower", "/t", "web1", "lxc", "pre-mount"}, nil, true},
+		{[]string{"web1", "lxc", "nonsense"}, nil, false},
+		{[]string{"stauts"}, map[string]string{"LXC_NAME": "web1"}, true},
+		{nil, map[string]string{"LXC_HOOK_TYPE": "pre-mount"}, true},
+	} {
+		env := none
+		if tc.env != nil {
+			env = func(k string) string { return tc.env[k] }
+		}
+		if got := RunByLXC(tc.args, env); got != tc.want {
+			t.Errorf("RunByLXC(%q, %v) = %v, want %v", tc.args, tc.env, got, tc.want)
+		}
+	}
+}

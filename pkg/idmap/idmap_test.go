@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -129,5 +130,59 @@ func TestPinName(t *testing.T) {
 	}
 	if got := pinName(m); got != "u0-100000-65536_u65536-300000-10.g0-100000-65536" {
 		t.Fatalf("pinName = %q", got)
+	}
+}
+
+func TestInverseAndRecord(t *testing.T) {
+	m, _ := ParseLXC([]string{"u 0 100000 65536", "g 0 200000 1000", "g 1000 300000 64536"})
+	inv := m.Inverse()
+	if got := inv.String(); got != "u:100000:0:65536 g:200000:0:1000 g:300000:1000:64536" {
+		t.Fatalf("inverse %q", got)
+	}
+	back, err := ParseRecord(m.String())
+	if err != nil || back.String() != m.String() {
+		t.Fatalf("record round trip: %v %v", back, err)
+	}
+	for _, bad := range []string{"", "u:0:100000", "x:0:1:2 g:0:1:2", "u:0:a:1 g:0:1:1", "u:5:100000:10 g:0:1:1"} {
+		if _, err := ParseRecord(bad); err == nil {
+			t.Errorf("ParseRecord(%q) accepted", bad)
+		}
+	}
+	dir := t.TempDir()
+	if r, err := ReadRecord(dir); r != nil || err != nil {
+		t.Fatalf("no record: %v %v", r, err)
+	}
+	os.WriteFile(filepath.Join(dir, RecordName), []byte(m.String()+"\n"), 0o600)
+	if r, err := ReadRecord(dir); err != nil || r.String() != m.String() {
+		t.Fatalf("record: %v %v", r, err)
+	}
+}
+
+// UserNS gives a user namespace with exactly the mapping asked for, and
+// leaves no process behind.
+func TestUserNS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mapping host uid 0 into a user namespace")
+	}
+	m, _ := ParseLXC([]string{"u 0 100000 65536", "g 0 100000 65536"})
+	ns, err := UserNS(m.Inverse())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(ns.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	own, _ := os.Stat("/proc/self/ns/user")
+	if own.Sys().(*syscall.Stat_t).Ino == st.Ino {
+		t.Fatal("got this process's own user namespace")
+	}
+	// No child left: every child of this process is reaped.
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		if b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children"); strings.TrimSpace(string(b)) != "" {
+			t.Fatalf("children left: %s", b)
+		}
 	}
 }

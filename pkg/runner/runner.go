@@ -29,6 +29,11 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
+// HandCommands are the operator commands the binary answers when a person
+// runs it, for --help's "Run by hand" line; set by the binary's main from
+// its command table (package admin), so the line cannot drift from it.
+var HandCommands []string
+
 // Version is set at build time with -ldflags "-X ...runner.Version=v1".
 var Version = "dev"
 
@@ -274,7 +279,9 @@ func printUsage(b Backend, fs *flag.FlagSet, w io.Writer) {
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
 	fmt.Fprintf(w, "\nPut the same line on lxc.hook.pre-mount and lxc.hook.stop. Unprivileged containers\n(lxc.idmap): on lxc.hook.pre-start and lxc.hook.stop instead; the template is idmapped,\nnever chowned (Linux %s or newer).\n", MinKernel)
-	fmt.Fprintf(w, "\nRun by hand: %s init|status|resize|release|copy ... (each with --help)\n", b.Program())
+	if len(HandCommands) > 0 {
+		fmt.Fprintf(w, "\nRun by hand: %s %s ... (each with --help)\n", b.Program(), strings.Join(HandCommands, "|"))
+	}
 }
 
 // failStatus is the exit status for a hook that could not run: non-zero

@@ -139,3 +139,17 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("moved config: %v", err)
 	}
 }
+
+// --help's "Run by hand" line lists the commands the binary was given
+// (package admin's table), all of them.
+func TestHelpListsHandCommands(t *testing.T) {
+	clearLXCEnv(t)
+	saved := HandCommands
+	HandCommands = []string{"init", "status", "template"}
+	defer func() { HandCommands = saved }()
+	var out, errb bytes.Buffer
+	Main(&fakeBackend{}, []string{"--help"}, &out, &errb)
+	if !strings.Contains(out.String(), "\nRun by hand: lxc-hook-fake init|status|template ... (each with --help)\n") {
+		t.Fatalf("--help:\n%s", out.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
@@ -25,8 +26,13 @@ const buildTimeout = 3 * time.Hour
 // Source is what a template is built from. Exactly one of Dir, Tarball,
 // Image or Union is set.
 type Source struct {
-	// Dir is a root directory, used as it is.
+	// Dir is a root directory, used as it is (or shifted, with Shift).
 	Dir string
+	// Shift is the lxc.idmap of the unprivileged container whose root Dir
+	// is: its files carry the host IDs of that mapping, and the template
+	// gets the IDs the container saw (an idmapped mount of Dir through the
+	// inverse mapping, nothing chowned). nil: the IDs are kept.
+	Shift *idmap.Mapping
 	// Tarball is a rootfs tarball (.tar, or compressed: tar recognises the
 	// compression by content).
 	Tarball string
@@ -48,6 +54,13 @@ type Union struct {
 	// LayerImage is the ext4 image whose upper/ is the layer
 	// (lxc-hook-loopimg), or "".
 	LayerImage string
+	// IDMap is the container's lxc.idmap (nil: privileged). What decides
+	// the layer's IDs is its own ownership record (idmap.RecordName): a
+	// layer written under a mapping stores that mapping's host IDs and is
+	// shifted back to the container's IDs; one without a record holds the
+	// container's IDs already. A record that contradicts IDMap is refused,
+	// as the container's start would be.
+	IDMap *idmap.Mapping
 }
 
 func (s Source) String() string {
@@ -114,7 +127,7 @@ func Build(src Source, file string, f Format) error {
 	killpoint.At("template:after-temp") // test-only
 
 	switch {
-	case src.Dir != "":
+	case src.Dir != "" && src.Shift == nil:
 		err = buildFromOrCopy(src.Dir, dir, base, tmp, f)
 	case src.Tarball != "":
 		err = buildFromTarball(src.Tarball, dir, base, tmp, f)
@@ -390,6 +403,56 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 		return "", func() {}, err
 	}
 
+	// shifted attaches a read-only idmapped clone of path at a new
+	// mountpoint: files stored with the host IDs of m show with the IDs
+	// the container saw. Hardlinks, modes (setuid), xattrs and ACLs stay
+	// as they are on disk; the kernel translates owners, ACL entries and
+	// the root ID of v3 file capabilities on the way out.
+	shifted := func(name, path string, m *idmap.Mapping) (string, error) {
+		mp, err := mkdir(name)
+		if err != nil {
+			return "", err
+		}
+		ns, err := idmap.UserNS(m.Inverse())
+		if err != nil {
+			return "", err
+		}
+		defer ns.Close()
+		fd, err := idmap.Clone(path, ns)
+		if err != nil {
+			return "", fmt.Errorf("shifting %s back through lxc.idmap %s: %w", path, m, err)
+		}
+		defer unix.Close(fd)
+		ro := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &ro); err != nil {
+			return "", fmt.Errorf("read-only clone of %s: %w", path, err)
+		}
+		if err := idmap.Attach(fd, mp); err != nil {
+			return "", err
+		}
+		mounted = append(mounted, mp)
+		return mp, nil
+	}
+	// layerShift is the mapping the writable layer at root was written
+	// under (its record), nil for none.
+	layerShift := func(root string) (*idmap.Mapping, error) {
+		rec, err := idmap.ReadRecord(root)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: layer %s: %w", src.Union.Container, root, err)
+		}
+		if rec != nil && src.Union.IDMap != nil && rec.String() != src.Union.IDMap.String() {
+			return nil, fmt.Errorf("container %s: its layer %s was written under lxc.idmap %s, and its config now maps %s: the container would not start either; set its lxc.idmap back", src.Union.Container, root, rec, src.Union.IDMap)
+		}
+		return rec, nil
+	}
+
+	if src.Dir != "" {
+		root, err := shifted("shifted", src.Dir, src.Shift)
+		if err != nil {
+			return fail(err)
+		}
+		return root, cleanup, nil
+	}
 	if src.Image != nil {
 		var extra []mount.Param
 		if src.Image.FSType == "ext4" {
@@ -412,9 +475,25 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 		if err != nil {
 			return fail(err)
 		}
-		lowers = append(lowers, filepath.Join(mp, "upper"))
+		upper := filepath.Join(mp, "upper")
+		m, err := layerShift(mp)
+		if err == nil && m != nil {
+			upper, err = shifted("layer-shifted", upper, m)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		lowers = append(lowers, upper)
 	case u.UpperDir != "":
-		lowers = append(lowers, u.UpperDir)
+		upper := u.UpperDir
+		m, err := layerShift(filepath.Dir(u.UpperDir))
+		if err == nil && m != nil {
+			upper, err = shifted("layer-shifted", upper, m)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		lowers = append(lowers, upper)
 	}
 	for i, l := range u.Lowers {
 		if !l.IsImage() {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 )
 
@@ -35,8 +36,8 @@ type Format struct {
 // fastest with the least page cache, at the price of a file about twice
 // as large as squashfs-lz4's.
 var Formats = []Format{
-	{"erofs", "erofs", "", "erofs, uncompressed: no decompression at all, fastest to boot (default), largest file"},
-	{"squashfs-lz4", "squashfs", "lz4", "squashfs, lz4: fast to decompress, half the size of erofs"},
+	{"erofs", "erofs", "", "erofs, uncompressed: no decompression at all, fastest to boot, largest file (NAME.erofs)"},
+	{"squashfs-lz4", "squashfs", "lz4", "squashfs, lz4: fast to decompress, half the size of erofs (NAME.squashfs)"},
 	{"squashfs-zstd", "squashfs", "zstd", "squashfs, zstd: smaller, slower to boot than lz4"},
 	{"squashfs-gzip", "squashfs", "gzip", "squashfs, gzip (mksquashfs's default): slow to boot"},
 	{"squashfs-xz", "squashfs", "xz", "squashfs, xz: smallest, slowest to boot"},
@@ -45,17 +46,166 @@ var Formats = []Format{
 	{"dir", "dir", "", "an extracted directory (no image)"},
 }
 
-// DefaultFormat is what --format defaults to.
+// DefaultFormat is the erofs format: what a FILE named .erofs gets, and
+// the image format fastest to boot.
 const DefaultFormat = "erofs"
 
-// ParseFormat looks a format up by name.
+// DefaultSquashfsFormat is what a FILE named .squashfs (.sqfs) gets: lz4,
+// the squashfs compression fastest to boot (docs/benchmarks.md, "Templates
+// by format": 1.10x erofs's boot at about half its size; mksquashfs's own
+// default, gzip, 1.35x).
+const DefaultSquashfsFormat = "squashfs-lz4"
+
+// familyDefault is the format a filesystem's name alone selects, as
+// --format takes it too ("--format squashfs").
+var familyDefault = map[string]string{"squashfs": DefaultSquashfsFormat, "erofs": DefaultFormat, "dir": "dir"}
+
+// ParseFormat looks a format up by name; a filesystem's name alone
+// ("squashfs") is its default format.
 func ParseFormat(name string) (Format, error) {
+	if d, ok := familyDefault[name]; ok {
+		name = d
+	}
 	for _, f := range Formats {
 		if f.Name == name {
 			return f, nil
 		}
 	}
 	return Format{}, fmt.Errorf("format %q is not one of %s", name, strings.Join(FormatNames(), ", "))
+}
+
+// fileKinds are the name endings that say what a file holds.
+var fileKinds = []struct{ suffix, kind string }{
+	{".squashfs", "squashfs"}, {".sqfs", "squashfs"},
+	{".erofs", "erofs"},
+	{".ext4", "ext4"}, {".ext3", "ext4"}, {".ext2", "ext4"},
+	{".img", "image"}, {".image", "image"},
+}
+
+// kindOfName says what a template FILE's name promises: "dir" for a name
+// ending in "/", "squashfs", "erofs", "ext4", "image" (.img: an image of
+// no filesystem in particular), "tarball", or "" (no extension, or one
+// that names nothing).
+func kindOfName(file string) string {
+	if strings.HasSuffix(file, "/") {
+		return "dir"
+	}
+	if IsTarballName(file) {
+		return "tarball"
+	}
+	lower := strings.ToLower(file)
+	for _, k := range fileKinds {
+		if strings.HasSuffix(lower, k.suffix) {
+			return k.kind
+		}
+	}
+	return ""
+}
+
+// nameFor is file renamed to what format f writes: its extension replaced
+// by f's, or a trailing "/" for a directory.
+func nameFor(file string, f Format) string {
+	base := strings.TrimSuffix(file, "/")
+	if ext := filepath.Ext(base); ext != "" && !strings.Contains(ext, "/") {
+		base = strings.TrimSuffix(base, ext)
+	}
+	if f.FS == "dir" {
+		return base + "/"
+	}
+	return base + "." + f.FS
+}
+
+// FormatFor is the format to write template FILE in: --format's
+// (explicit, "" when not given) or else the one FILE's extension names, so
+// that a file named .squashfs is a squashfs. A --format the name
+// contradicts is refused naming both and the fix, and so is a name that
+// says no format (no extension, an unknown one, .img) without --format:
+// the file's name is what people and scripts read later.
+func FormatFor(file, explicit string) (Format, error) {
+	kind := kindOfName(file)
+	stem := strings.TrimSuffix(nameFor(file, Format{FS: "dir"}), "/")
+	if kind == "tarball" {
+		stem = strings.TrimSuffix(file, tarSuffix(file))
+	}
+	choices := fmt.Sprintf("name it %s.erofs (erofs, uncompressed: fastest to boot), %s.squashfs (%s: about half the size) or %s/ (a directory), or give --format FORMAT (%s)", stem, stem, DefaultSquashfsFormat, stem, strings.Join(FormatNames(), ", "))
+	if explicit != "" {
+		f, err := ParseFormat(explicit)
+		if err != nil {
+			return Format{}, err
+		}
+		switch kind {
+		case "", "image":
+			return f, nil
+		case "tarball":
+			renamed := strings.TrimSuffix(file, tarSuffix(file)) + "." + f.FS
+			if f.FS == "dir" {
+				renamed = strings.TrimSuffix(file, tarSuffix(file)) + "/"
+			}
+			return Format{}, fmt.Errorf("%s is named like a tarball, but template writes %s (--format %s): name it %s", file, describeFS(f.FS), f.Name, renamed)
+		case "ext4":
+			return Format{}, fmt.Errorf("%s is named like an ext4 image, but --format %s writes %s: name it %s", file, f.Name, describeFS(f.FS), nameFor(file, f))
+		}
+		if kind != f.FS {
+			other, _ := ParseFormat(kind)
+			return Format{}, fmt.Errorf("%s is named like %s, but --format %s writes %s: name it %s, or give --format %s (or leave --format out)", file, describeFS(kind), f.Name, describeFS(f.FS), nameFor(file, f), other.Name)
+		}
+		return f, nil
+	}
+	switch kind {
+	case "squashfs", "erofs", "dir":
+		return ParseFormat(kind)
+	case "ext4":
+		return Format{}, fmt.Errorf("%s is named like an ext4 image: ext4 templates can be used (init --template) but template does not write them; %s", file, choices)
+	case "image":
+		return Format{}, fmt.Errorf("%s: %s names no filesystem, so it says nothing about the format to write; %s", file, filepath.Ext(file), choices)
+	case "tarball":
+		return Format{}, fmt.Errorf("%s is named like a tarball: template writes a filesystem image or a directory; %s", file, choices)
+	}
+	if ext := filepath.Ext(file); ext != "" {
+		return Format{}, fmt.Errorf("%s: the extension %s does not say which format to write; %s", file, ext, choices)
+	}
+	return Format{}, fmt.Errorf("%s has no extension to say which format to write; %s", file, choices)
+}
+
+// Conversion is the template to convert a slow image at path (a squashfs
+// or erofs, fstype) into, and its format: the same filesystem without a
+// slow decompressor (squashfs-lz4; uncompressed erofs), named with the
+// extension that format has, e.g. debian.squashfs -> debian-lz4.squashfs.
+func Conversion(path, fstype string) (to, format string) {
+	f, _ := ParseFormat(DefaultSquashfsFormat)
+	tag := "-lz4"
+	if fstype == "erofs" {
+		f, _ = ParseFormat(DefaultFormat)
+		tag = "-uncompressed"
+	}
+	ext := filepath.Ext(path)
+	if kindOfName(path) != f.FS {
+		ext = "." + f.FS
+	}
+	return strings.TrimSuffix(path, filepath.Ext(path)) + tag + ext, f.Name
+}
+
+// describeFS names what a format family writes, for messages.
+func describeFS(fs string) string {
+	switch fs {
+	case "dir":
+		return "a directory"
+	case "ext4":
+		return "an ext4 image"
+	case "erofs":
+		return "an erofs image"
+	}
+	return "a " + fs + " image"
+}
+
+// tarSuffix is the tarball suffix name ends with.
+func tarSuffix(name string) string {
+	for _, s := range tarSuffixes {
+		if strings.HasSuffix(name, s) {
+			return s
+		}
+	}
+	return ""
 }
 
 // FormatNames lists the formats' names.

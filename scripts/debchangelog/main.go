@@ -73,18 +73,33 @@ var (
 
 // parse reads the sections of CHANGELOG.md. Items are "- " bullets with
 // indented continuation lines; a plain paragraph is an item too.
+//
+// A heading must stand on a line of its own after a blank line. One glued
+// to the text before it (an edit that lost a line break, leaving
+// "`## Unreleased" at the end of the introduction) is text to this parser
+// and to Markdown alike, so every note under it would silently go into no
+// section and vanish from the package's changelog: refused, naming the line.
 func parse(r io.Reader) ([]section, error) {
 	var out []section
 	var cur *section
 	var item *string
 	sc := bufio.NewScanner(r)
 	n := 0
+	prev := ""
 	for sc.Scan() {
 		n++
 		line := strings.TrimRight(sc.Text(), " \t")
+		before := prev
+		prev = line
+		if h, ok := gluedHeading(line); ok && !strings.HasPrefix(line, "## ") {
+			return nil, fmt.Errorf("CHANGELOG.md line %d: %q is a section heading glued to other text: put %q on a line of its own, after a blank line", n, line, h)
+		}
 		switch {
 		case strings.HasPrefix(line, "## "):
 			item = nil
+			if n > 1 && before != "" {
+				return nil, fmt.Errorf("CHANGELOG.md line %d: heading %q follows text on line %d without a blank line between: add one", n, line, n-1)
+			}
 			if unreleased.MatchString(line) {
 				out = append(out, section{})
 			} else if m := releaseHeading.FindStringSubmatch(line); m != nil {
@@ -124,6 +139,20 @@ func parse(r io.Reader) ([]section, error) {
 		return nil, errors.New("CHANGELOG.md has no version sections")
 	}
 	return out, nil
+}
+
+// gluedHeading reports whether line, which does not start with "## ", is a
+// section heading with something stuck in front of it: "`## Unreleased",
+// "text ## 0.2.0 - 2027-01-02". Prose that names a heading in passing
+// ("`## Unreleased` and ...") is not one: the rest of the line must be the
+// whole heading.
+func gluedHeading(line string) (string, bool) {
+	i := strings.Index(line, "## ")
+	if i < 0 {
+		return "", false
+	}
+	h := line[i:]
+	return h, unreleased.MatchString(h) || releaseHeading.MatchString(h)
 }
 
 // plain drops Markdown's inline marks, which a Debian changelog shows

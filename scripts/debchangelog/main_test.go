@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +82,58 @@ func TestWrap(t *testing.T) {
 func TestBadHeading(t *testing.T) {
 	if _, err := parse(strings.NewReader("## 0.1.0\n")); err == nil {
 		t.Fatal("a heading without a date was accepted")
+	}
+}
+
+// The heading glued to the introduction's last line (issue 20): every note
+// under it would go into no section and vanish from changelog.gz. Refused,
+// naming the line; the same file with the line break back keeps them.
+func TestGluedHeadingRefused(t *testing.T) {
+	glued := strings.Replace(sample, "Intro.\n\n## Unreleased\n", "Intro, the headings\n`## Unreleased\n", 1)
+	_, err := parse(strings.NewReader(glued))
+	if err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "glued") {
+		t.Fatalf("a glued \"## Unreleased\": err = %v, want a refusal naming line 4", err)
+	}
+	// A heading right under text, without the blank line.
+	tight := strings.Replace(sample, "Intro.\n\n## Unreleased\n", "Intro.\n## Unreleased\n", 1)
+	if _, err := parse(strings.NewReader(tight)); err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "blank line") {
+		t.Fatalf("a heading without a blank line before it: err = %v", err)
+	}
+	// Prose naming the headings in passing is not a heading.
+	prose := strings.Replace(sample, "Intro.\n", "Intro: the headings\n`## Unreleased` and `## X.Y.Z - YYYY-MM-DD` are read.\n", 1)
+	got, err := render(t, prose, "0.1.0+git3.abcdef0")
+	if err != nil || !strings.Contains(got, "one thing continued") {
+		t.Fatalf("prose naming the headings: %v\n%s", err, got)
+	}
+}
+
+// The project's own CHANGELOG.md parses, and what it has under
+// "## Unreleased" reaches the package's changelog of a build between tags.
+func TestProjectChangelogKeepsUnreleased(t *testing.T) {
+	f, err := os.Open("../../CHANGELOG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := parse(f)
+	if err != nil {
+		t.Fatalf("CHANGELOG.md: %v", err)
+	}
+	var unreleasedItems int
+	for _, sec := range s {
+		if sec.Version == "" {
+			for _, g := range sec.Groups {
+				unreleasedItems += len(g.Items)
+			}
+		}
+	}
+	raw, _ := os.ReadFile("../../CHANGELOG.md")
+	bullets := 0
+	if _, rest, ok := strings.Cut(string(raw), "\n## Unreleased\n"); ok {
+		next, _, _ := strings.Cut(rest, "\n## ")
+		bullets = strings.Count(next, "\n- ")
+	}
+	if unreleasedItems != bullets {
+		t.Fatalf("CHANGELOG.md has %d bullets under \"## Unreleased\", the Debian changelog would get %d", bullets, unreleasedItems)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
@@ -52,8 +53,10 @@ type Status struct {
 	// mapping, one lxc.idmap value each ("u 0 100000 65536").
 	Unprivileged bool     `json:"unprivileged"`
 	IDMap        []string `json:"idmap"`
-	// Error is why the container's config could not be read ("" when it
-	// could); the other fields are then mostly empty.
+	// Error is why the container's config could not be read (the other
+	// fields are then mostly empty), or why it cannot start although it
+	// could be read (its lxc.idmap overlaps another user's or group's
+	// IDs); "" when neither.
 	Error string `json:"error"`
 }
 
@@ -106,7 +109,8 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		return writeStatusJSON(stdout, sts)
 	}
 	for _, s := range sts {
-		if s.Error != "" {
+		if s.Error != "" && s.Hook == "" {
+			// The config could not be read: nothing else to show.
 			fmt.Fprintf(stdout, "%s: %s\n  error:     %s\n", s.Name, s.State, s.Error)
 			continue
 		}
@@ -134,6 +138,9 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		}
 		if s.Unprivileged {
 			fmt.Fprintf(stdout, "  idmap:     unprivileged, %s\n", strings.Join(s.IDMap, ", "))
+		}
+		if s.Error != "" {
+			fmt.Fprintf(stdout, "  error:     %s\n", s.Error)
 		}
 	}
 	return nil
@@ -163,6 +170,10 @@ func statusOf(c *container) Status {
 	s.IDMap = []string{}
 	if m, err := runner.ConfigMapping(c.Config); err == nil && m != nil {
 		s.Unprivileged, s.IDMap = true, m.Lines()
+		// What pre-start refuses: host IDs another user or group has.
+		if err := idmap.CheckHost(m, hostFiles); err != nil {
+			s.Error = "start refused: " + err.Error()
+		}
 	}
 	if c.Hook.Ephemeral {
 		statusEphemeral(c, st, &s)

@@ -78,6 +78,14 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	// The mode of SRC's directory: an unprivileged container's root must
+	// reach its rootfs through it (init makes it 0711).
+	if fi, err := os.Stat(src.Dir); err == nil {
+		if err := os.Chmod(dstDir, fi.Mode().Perm()); err != nil {
+			os.Remove(dstDir)
+			return err
+		}
+	}
 	marker, err := markCopy(dstDir)
 	if err != nil {
 		os.Remove(dstDir)
@@ -320,6 +328,14 @@ func copyContainer(j copyJob) (string, error) {
 	out := rw.apply(string(text))
 	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
 		return "", err
+	}
+	if shift != nil && !j.Command {
+		// LXC gave the new container's directory to the source's mapped
+		// root (lxc-copy of an unprivileged container): it is the copy's
+		// root's now, not the source's.
+		if err := idmap.ShiftOwner(dstDir, shift.From, shift.To); err != nil {
+			return "", err
+		}
 	}
 	if shift != nil {
 		os.Remove(shift.Reservation) // the config holds the block now

@@ -55,7 +55,7 @@ func initMapping(lxcpath string, isolated bool, stdout io.Writer) (m *idmap.Mapp
 		return nil, "", nil, err
 	}
 	fmt.Fprintf(stdout, "Isolated: block %d of root's range, %s, which no other container under %s uses\n", k, describeBlock(m), lxcpath)
-	return m, fmt.Sprintf("Isolated (--isolated): block %d of root's range, its own; a copy gets a new block", k), unlock, nil
+	return m, "Isolated (--isolated): a block of root's range of its own; a copy gets a new block", unlock, nil
 }
 
 func describeBlock(m *idmap.Mapping) string {

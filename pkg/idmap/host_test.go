@@ -343,3 +343,26 @@ func TestAppendLineNewFile(t *testing.T) {
 		t.Fatal("wrote through a symlink")
 	}
 }
+
+func TestAddRemoveRange(t *testing.T) {
+	f := hostFiles(t, "alice:100000:65536\nroot:1:2", "", "", "")
+	if err := AddRange(f, "root", 3000000000, 65536); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddRange(f, "root", 3000000000, 65536); err != nil { // again: once
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(f.SubUID)
+	g, _ := os.ReadFile(f.SubGID)
+	if string(b) != "alice:100000:65536\nroot:1:2\nroot:3000000000:65536\n" || string(g) != "root:3000000000:65536\n" {
+		t.Fatalf("after AddRange: %q %q", b, g)
+	}
+	if err := RemoveRange(f, "root", 3000000000, 65536); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(f.SubUID)
+	g, _ = os.ReadFile(f.SubGID)
+	if string(b) != "alice:100000:65536\nroot:1:2\n" || string(g) != "" {
+		t.Fatalf("after RemoveRange: %q %q", b, g)
+	}
+}

@@ -60,6 +60,22 @@ func ShiftTree(root string, from, to *Mapping) (ShiftStats, error) {
 	return s, err
 }
 
+// ShiftOwner is ShiftTree for the file at path alone (not what is below
+// it, if it is a directory).
+func ShiftOwner(path string, from, to *Mapping) error {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("shift %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("shift %s: %w", path, err)
+	}
+	sh := &shifter{from: from, to: to, dev: st.Dev, stats: &ShiftStats{}}
+	return sh.shiftOwner(fd, path, &st)
+}
+
 type shifter struct {
 	from, to *Mapping
 	dev      uint64

@@ -67,6 +67,54 @@ func EnsureRoot(f HostFiles, loginDefs string) (r RootRange, wrote []string, err
 	return r, wrote, h.CheckRoot(r)
 }
 
+// AddRange adds the line "owner:start:count" to both subordinate ID
+// files, under the locks shadow's tools take, where a file lacks it; what
+// usermod --add-subuids does, which refuses to change a user with running
+// processes, root always. RemoveRange takes exactly that line out again.
+func AddRange(f HostFiles, owner string, start uint32, count uint64) error {
+	return editRange(f, fmt.Sprintf("%s:%d:%d", owner, start, count), true)
+}
+
+// RemoveRange removes the line "owner:start:count" from both subordinate
+// ID files (see AddRange); other lines stay as they are.
+func RemoveRange(f HostFiles, owner string, start uint32, count uint64) error {
+	return editRange(f, fmt.Sprintf("%s:%d:%d", owner, start, count), false)
+}
+
+func editRange(f HostFiles, line string, add bool) error {
+	unlock, err := lockShadow(f)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, p := range []string{f.SubUID, f.SubGID} {
+		b, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		lines := strings.Split(string(b), "\n")
+		has := false
+		var keep []string
+		for _, l := range lines {
+			if strings.TrimSpace(l) == line {
+				has = true
+				continue
+			}
+			keep = append(keep, l)
+		}
+		switch {
+		case add && !has:
+			err = appendLine(p, line)
+		case !add && has:
+			err = rewriteFile(p, strings.Join(keep, "\n"))
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
 func hasRange(cs []Claim) bool {
 	for _, c := range cs {
 		if c.Count >= MinRange {
@@ -162,11 +210,24 @@ func lockFile(path string, deadline time.Time) (string, error) {
 	}
 }
 
-// appendLine adds line to the file at path: a new file written beside it
-// and renamed over it, keeping its other lines as they are, its owner and
-// its mode (0644 root:root for a new file, as shadow makes it).
+// appendLine adds line to the file at path, keeping its other lines as
+// they are (see rewriteFile).
 func appendLine(path, line string) error {
-	var old []byte
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	text := string(old)
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	return rewriteFile(path, text+line+"\n")
+}
+
+// rewriteFile replaces the file at path with text: a new file written
+// beside it and renamed over it, with its owner and mode (0644 root:root
+// for a new file, as shadow makes it). A symlink is refused.
+func rewriteFile(path, text string) error {
 	mode, uid, gid := os.FileMode(0o644), 0, 0
 	fi, err := os.Lstat(path)
 	switch {
@@ -175,17 +236,9 @@ func appendLine(path, line string) error {
 	case err == nil:
 		st := fi.Sys().(*syscall.Stat_t)
 		mode, uid, gid = fi.Mode().Perm()|fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky), int(st.Uid), int(st.Gid)
-		if old, err = os.ReadFile(path); err != nil {
-			return err
-		}
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	text := string(old)
-	if text != "" && !strings.HasSuffix(text, "\n") {
-		text += "\n"
-	}
-	text += line + "\n"
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".lxc-hooks-new")
 	os.Remove(tmp) // a leftover of a run that died; we hold the file's lock
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)

@@ -49,7 +49,12 @@ func initMapping(lxcpath string, isolated bool, stdout io.Writer) (m *idmap.Mapp
 	if err != nil {
 		return nil, "", nil, err
 	}
-	k, m, err := freeBlock(root, lxcpath, "")
+	h, err := idmap.ReadHost(hostFiles)
+	if err != nil {
+		unlock()
+		return nil, "", nil, err
+	}
+	k, m, err := freeBlock(root, h, []string{lxcpath}, "")
 	if err != nil {
 		unlock()
 		return nil, "", nil, err
@@ -155,11 +160,28 @@ func parseIdmapLine(v string) (string, idmap.Range, bool) {
 }
 
 // freeBlock is the first block of root's range, after the shared block 0,
-// that no lxc.idmap under lxcpath touches (but exclude's).
-func freeBlock(root idmap.RootRange, lxcpath, exclude string) (uint64, *idmap.Mapping, error) {
+// that no lxc.idmap under the lxcpaths touches (but exclude's) and that
+// no other user or group of h has IDs in.
+func freeBlock(root idmap.RootRange, h *idmap.Host, lxcpaths []string, exclude string) (uint64, *idmap.Mapping, error) {
 	n := root.Blocks()
+	if n < 2 {
+		return 0, nil, fmt.Errorf("root's range (%s, %s) holds %d block of %d IDs, the one containers without --isolated share: none is left for an isolated container; give root a larger range", root.UID, root.GID, n, idmap.MinRange)
+	}
 	used := make([]bool, n)
-	uids, gids := usedRanges(lxcpath, exclude)
+	var uids, gids []idmap.Range
+	for _, p := range lxcpaths {
+		u, g := usedRanges(p, exclude)
+		uids, gids = append(uids, u...), append(gids, g...)
+	}
+	if h != nil {
+		claims := func(cs []idmap.Claim) (rs []idmap.Range) {
+			for _, c := range cs {
+				rs = append(rs, idmap.Range{Outside: c.Start, Count: uint32(min(c.Count, idmap.MaxID+1-uint64(c.Start)))})
+			}
+			return rs
+		}
+		uids, gids = append(uids, claims(h.UIDs)...), append(gids, claims(h.GIDs)...)
+	}
 	mark := func(start uint32, rs []idmap.Range) {
 		for _, r := range rs {
 			lo, hi := uint64(r.Outside), uint64(r.Outside)+uint64(r.Count) // [lo, hi)
@@ -183,7 +205,49 @@ func freeBlock(root idmap.RootRange, lxcpath, exclude string) (uint64, *idmap.Ma
 			return k, root.Block(k), nil
 		}
 	}
-	return 0, nil, fmt.Errorf("root's range (%s, %s) holds no free block of %d IDs for an isolated container: block 0 is the shared one and the %d others are taken by containers under %s; give root a larger range", root.UID, root.GID, idmap.MinRange, n-1, lxcpath)
+	return 0, nil, fmt.Errorf("root's range (%s, %s) holds no free block of %d IDs for an isolated container: block 0 is the shared one and the %d others are taken by containers under %s or by other users' IDs; give root a larger range", root.UID, root.GID, idmap.MinRange, n-1, strings.Join(lxcpaths, " and "))
+}
+
+// lockLXCPaths locks each of the lxcpaths, in one order (no two copies
+// wait on each other).
+func lockLXCPaths(lxcpaths []string) (func(), error) {
+	var unlocks []func()
+	release := func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+	for _, p := range lxcpaths {
+		u, err := lockLXCPath(p)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		unlocks = append(unlocks, u)
+	}
+	return release, nil
+}
+
+// copyLXCPaths are the LXC paths a copy's block must be free in: the
+// source's and the copy's (they differ for lxc-copy -p, and for
+// lxc-snapshot, whose snapshots are containers under SRC/snaps and whose
+// restore copies one back), sorted, without repeats.
+func copyLXCPaths(srcConfig, dstConfig string) []string {
+	a := filepath.Clean(filepath.Dir(filepath.Dir(srcConfig)))
+	b := filepath.Clean(filepath.Dir(filepath.Dir(dstConfig)))
+	// A snapshot's lxcpath is SRC/snaps: count the containers beside SRC.
+	for _, p := range []*string{&a, &b} {
+		if filepath.Base(*p) == "snaps" {
+			*p = filepath.Dir(filepath.Dir(*p))
+		}
+	}
+	if a == b {
+		return []string{a}
+	}
+	if b < a {
+		a, b = b, a
+	}
+	return []string{a, b}
 }
 
 // idShift is the new block of a copy of an isolated container.
@@ -214,13 +278,13 @@ func planCopyBlock(srcConfig, dstConfig string) (*idShift, error) {
 		return nil, nil
 	}
 	dstDir := filepath.Dir(dstConfig)
-	lxcpath := filepath.Dir(dstDir)
-	unlock, err := lockLXCPath(lxcpath)
+	lxcpaths := copyLXCPaths(srcConfig, dstConfig)
+	unlock, err := lockLXCPaths(lxcpaths)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	k, nm, err := freeBlock(root, lxcpath, dstConfig)
+	k, nm, err := freeBlock(root, h, lxcpaths, dstConfig)
 	if err != nil {
 		return nil, err
 	}

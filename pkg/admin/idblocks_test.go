@@ -31,7 +31,7 @@ func testRoot() idmap.RootRange {
 func TestFreeBlock(t *testing.T) {
 	lxcpath := t.TempDir()
 	root := testRoot()
-	k, m, err := freeBlock(root, lxcpath, "")
+	k, m, err := freeBlock(root, nil, []string{lxcpath}, "")
 	if err != nil || k != 1 || m.String() != "u:0:1000065536:65536 g:0:1000065536:65536" {
 		t.Fatalf("empty lxcpath: %d %v %v", k, m, err)
 	}
@@ -44,24 +44,24 @@ func TestFreeBlock(t *testing.T) {
 	os.MkdirAll(filepath.Join(lxcpath, "copying"), 0o755)
 	os.WriteFile(filepath.Join(lxcpath, "copying", reservationName), []byte("lxc.idmap = u 0 1000262144 65536\nlxc.idmap = g 0 1000262144 65536\n"), 0o600)
 	os.WriteFile(filepath.Join(lxcpath, "notadir"), nil, 0o644)
-	k, m, err = freeBlock(root, lxcpath, "")
+	k, m, err = freeBlock(root, nil, []string{lxcpath}, "")
 	if err != nil || k != 5 || m.String() != "u:0:1000327680:65536 g:0:1000327680:65536" {
 		t.Fatalf("taken 1-4: %d %v %v", k, m, err)
 	}
 	// A large mapping covers many blocks.
 	writeCtr(t, lxcpath, "wide", "lxc.idmap = u 0 1000300000 1000000\nlxc.idmap = g 0 1000300000 1000000\n")
-	if k, _, _ = freeBlock(root, lxcpath, ""); k != 20 { // 1001300000 is in block 19
+	if k, _, _ = freeBlock(root, nil, []string{lxcpath}, ""); k != 20 { // 1001300000 is in block 19
 		t.Fatalf("after a wide mapping: block %d", k)
 	}
 	// The config being rewritten (a clone's, holding SRC's lines) is not
 	// counted.
-	if k, _, _ = freeBlock(root, lxcpath, one); k != 1 {
+	if k, _, _ = freeBlock(root, nil, []string{lxcpath}, one); k != 1 {
 		t.Fatalf("block 1 with its owner excluded: %d", k)
 	}
 	small := idmap.RootRange{UID: idmap.Claim{Start: 100000, Count: 2 * idmap.MinRange}, GID: idmap.Claim{Start: 100000, Count: 2 * idmap.MinRange}}
 	lp := t.TempDir()
 	writeCtr(t, lp, "a", "lxc.idmap = u 0 165536 65536\nlxc.idmap = g 0 165536 65536\n")
-	if _, _, err := freeBlock(small, lp, ""); err == nil || !strings.Contains(err.Error(), "no free block") {
+	if _, _, err := freeBlock(small, nil, []string{lp}, ""); err == nil || !strings.Contains(err.Error(), "no free block") {
 		t.Fatalf("full range: %v", err)
 	}
 }
@@ -88,5 +88,38 @@ lxc.include = /x
 	// No IDMap: the lines stay.
 	if got := (rewrite{SrcDir: "/l/web1", DstDir: "/l/web2"}).apply(in); got != in {
 		t.Errorf("a copy of a shared-mapping container changed its idmap:\n%s", got)
+	}
+}
+
+// Blocks holding another user's IDs are not given out.
+func TestFreeBlockSkipsOthersIDs(t *testing.T) {
+	dir := t.TempDir()
+	f := idmap.HostFiles{SubUID: filepath.Join(dir, "subuid"), SubGID: filepath.Join(dir, "subgid"), Passwd: filepath.Join(dir, "passwd"), Group: filepath.Join(dir, "group")}
+	os.WriteFile(f.SubUID, []byte("root:1000000000:1000000000\nbob:1000070000:10\n"), 0o644)
+	os.WriteFile(f.Group, []byte("svc:x:1000140000:\n"), 0o644)
+	h, err := idmap.ReadHost(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _, err := freeBlock(testRoot(), h, []string{t.TempDir()}, ""); err != nil || k != 3 {
+		t.Fatalf("block %d %v, want 3 (1 has bob's uids, 2 the group svc)", k, err)
+	}
+	one := idmap.RootRange{UID: idmap.Claim{Start: 100000, Count: 65536}, GID: idmap.Claim{Start: 100000, Count: 65536}}
+	if _, _, err := freeBlock(one, nil, []string{t.TempDir()}, ""); err == nil || !strings.Contains(err.Error(), "none is left for an isolated container") {
+		t.Fatalf("a range of one block: %v", err)
+	}
+}
+
+func TestCopyLXCPaths(t *testing.T) {
+	for _, c := range []struct{ src, dst, want string }{
+		{"/l/a/config", "/l/b/config", "/l"},
+		{"/l/a/config", "/m/b/config", "/l /m"},
+		{"/m/a/config", "/l/b/config", "/l /m"},
+		{"/l/a/config", "/l/a/snaps/snap0/config", "/l"}, // lxc-snapshot
+		{"/l/a/snaps/snap0/config", "/l/a/config", "/l"}, // lxc-snapshot -r
+	} {
+		if got := strings.Join(copyLXCPaths(c.src, c.dst), " "); got != c.want {
+			t.Errorf("%s -> %s: %q, want %q", c.src, c.dst, got, c.want)
+		}
 	}
 }

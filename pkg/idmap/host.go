@@ -166,7 +166,7 @@ func readAccounts(path string) ([]Claim, error) {
 func ParseAccounts(r io.Reader, file string) ([]Claim, error) {
 	var out []Claim
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024) // a group with many members
+	sc.Buffer(nil, 1024*1024) // a group with many members: lines up to 1 MiB
 	for n := 1; sc.Scan(); n++ {
 		f := strings.SplitN(sc.Text(), ":", 4)
 		if len(f) < 3 || f[0] == "" || f[0][0] == '#' || f[0][0] == '+' || f[0][0] == '-' {

@@ -1,6 +1,7 @@
 package idmap
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -364,5 +365,29 @@ func TestAddRemoveRange(t *testing.T) {
 	g, _ = os.ReadFile(f.SubGID)
 	if string(b) != "alice:100000:65536\nroot:1:2\n" || string(g) != "" {
 		t.Fatalf("after RemoveRange: %q %q", b, g)
+	}
+}
+
+// What pre-start adds to every unprivileged start: reading and checking
+// the host's four files (here Debian's, with a few users).
+func BenchmarkCheckHost(b *testing.B) {
+	dir := b.TempDir()
+	f := HostFiles{SubUID: filepath.Join(dir, "subuid"), SubGID: filepath.Join(dir, "subgid"), Passwd: filepath.Join(dir, "passwd"), Group: filepath.Join(dir, "group")}
+	var sub, pw, gr strings.Builder
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&sub, "user%d:%d:65536\n", i, 100000+i*65536)
+		fmt.Fprintf(&pw, "user%d:x:%d:%d:,,,:/home/user%d:/bin/bash\n", i, 1000+i, 1000+i, i)
+		fmt.Fprintf(&gr, "user%d:x:%d:\n", i, 1000+i)
+	}
+	sub.WriteString("root:1000000000:1000000000\n")
+	os.WriteFile(f.SubUID, []byte(sub.String()), 0o644)
+	os.WriteFile(f.SubGID, []byte(sub.String()), 0o644)
+	os.WriteFile(f.Passwd, []byte(debianPasswd+pw.String()), 0o644)
+	os.WriteFile(f.Group, []byte(debianGroup+gr.String()), 0o644)
+	m := &Mapping{UID: []Range{{0, 1000065536, 65536}}, GID: []Range{{0, 1000065536, 65536}}}
+	for i := 0; i < b.N; i++ {
+		if err := CheckHost(m, f); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -522,8 +522,8 @@ func TestIDsIsolatedContainersGetTheirOwnBlocks(t *testing.T) {
 // boots, root still owns what it wrote, and the source keeps its block.
 func TestIDsCopyOfIsolatedContainerMovesToItsOwnBlock(t *testing.T) {
 	requireEnv(t)
-	files, a, b, _ := isolatedPair(t)
-	for _, c := range []*ctr{a, b} {
+	files, a, b, shared := isolatedPair(t)
+	for _, c := range []*ctr{a, b, shared} {
 		startIn(t, files, c)
 		c.mustSh("echo " + c.name + " > /root/mine && busybox chmod 4755 /root/mine && echo u > /root/user && busybox chown 1000:1000 /root/user && sync")
 		c.stop(false)
@@ -561,6 +561,22 @@ func TestIDsCopyOfIsolatedContainerMovesToItsOwnBlock(t *testing.T) {
 			t.Fatalf("%s: its new file is owned by %s on the host, want %d", c.name, got, start)
 		}
 	}
+	// A copy of a container without --isolated keeps the shared block, and
+	// boots (its directory has the source's mode: its root reaches it).
+	s2 := uniqueName("ids")
+	if out, _, err := runInEtc(t, files, filepath.Join(binDir, "lxc-hook-overlay"), "copy", shared.name, s2, "-P", shared.lxcpath); err != nil || strings.Contains(out, "ID block") {
+		t.Fatalf("copy of a shared-block container: %v\n%s", err, out)
+	}
+	sc := ctrAt(t, shared.lxcpath, s2)
+	if got := idmapLines(t, sc); got != blockLines(1_000_000_000) {
+		t.Fatalf("the copy of a shared-block container maps:\n%s", got)
+	}
+	startIn(t, files, sc)
+	if got := sc.mustSh("stat -c '%u:%g %a' /root/mine"); got != "0:0 4755\n" {
+		t.Fatalf("%s: %q", sc.name, got)
+	}
+	sc.stop(false)
+
 	// The sources are as they were.
 	for c, start := range map[*ctr]uint64{a: 1_000_065_536, b: 1_000_131_072} {
 		if got := hostOwnerOf(t, c, "/root/mine"); got != strconv.FormatUint(start, 10) {

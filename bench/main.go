@@ -56,6 +56,8 @@ func main() {
 	b.tplDir = filepath.Join(*workDir, "template")
 	b.tpl = filepath.Join(*workDir, "template.squashfs")
 	must(os.MkdirAll(b.lxcpath, 0o755))
+	setupIDs()
+	defer releaseIDs()
 	step("building the hooks and the template")
 	b.build()
 	r.machine = machine()
@@ -131,6 +133,7 @@ func must(err error) {
 
 func fatalf(f string, a ...interface{}) {
 	fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...)
+	releaseIDs()
 	os.Exit(1)
 }
 
@@ -227,7 +230,7 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	fmt.Fprintf(&cfg, "lxc.log.file = %s\nlxc.log.level = WARN\n", filepath.Join(c.dir, name+".log"))
 	hookTypes := []string{"pre-mount", "stop", "post-stop"}
 	if unpriv {
-		cfg.WriteString("lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n")
+		fmt.Fprintf(&cfg, "lxc.idmap = u 0 %d 65536\nlxc.idmap = g 0 %d 65536\n", unprivBase, unprivBase)
 		if base == "floor" {
 			cfg.WriteString("lxc.rootfs.options = idmap=container\n")
 		}

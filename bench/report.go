@@ -89,7 +89,11 @@ func (r *report) markdown() string {
 	for _, s := range r.startStop {
 		w("| %s | %s | %s | %s | %s | %s | %s |\n", s.variant, ms(s.start), ms(s.stop), ms(s.preStart), ms(s.preMount), ms(s.stopHook), ms(s.postStop))
 	}
-	w("\nThe **-unpriv** variants are unprivileged containers (`lxc.idmap = u 0 100000 65536`, the same for g): **floor-unpriv** is LXC's own dir rootfs with `lxc.rootfs.options = idmap=container`; the hooks build the root in pre-start (host root) and pre-mount attaches it.\n")
+	w("\nThe **-unpriv** variants are unprivileged containers (`lxc.idmap = u 0 %d 65536`, the same for g", unprivBase)
+	if newxidmap() {
+		w("; LXC writes the mapping with newuidmap and newgidmap, installed here")
+	}
+	w("): **floor-unpriv** is LXC's own dir rootfs with `lxc.rootfs.options = idmap=container`; the hooks build the root in pre-start (host root) and pre-mount attaches it.\n")
 	floor, shell, li := r.row("floor"), r.row("shell"), r.row("loopimg")
 	w("\nLoop attach (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, median of 200): **%s**.\n\n", fmt.Sprintf("%.0f µs", float64(r.attach)/float64(time.Microsecond)))
 

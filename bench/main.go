@@ -57,6 +57,8 @@ func main() {
 	b.tplDir = filepath.Join(*workDir, "template")
 	b.tpl = filepath.Join(*workDir, "template.squashfs")
 	must(os.MkdirAll(b.lxcpath, 0o755))
+	setupIDs()
+	defer releaseIDs()
 	step("building the hooks and the template")
 	b.build()
 	r.machine = machine()
@@ -132,6 +134,7 @@ func must(err error) {
 
 func fatalf(f string, a ...interface{}) {
 	fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...)
+	releaseIDs()
 	os.Exit(1)
 }
 
@@ -262,13 +265,13 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 	// The keys init writes: one hook process per start and one per stop.
 	hookTypes := []string{"pre-mount", "stop"}
 	if unpriv {
-		cfg.WriteString("lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n")
+		fmt.Fprintf(&cfg, "lxc.idmap = u 0 %d 65536\nlxc.idmap = g 0 %d 65536\n", unprivBase, unprivBase)
 		if base == "floor" || base == "noop" {
 			cfg.WriteString("lxc.rootfs.options = idmap=container\n")
 		}
 		hookTypes = []string{"pre-start", "stop"}
 		// As init makes it: only the container's root may pass.
-		must(os.Chown(c.dir, 0, 100000))
+		must(os.Chown(c.dir, 0, int(unprivBase)))
 		must(os.Chmod(c.dir, 0o710))
 	}
 	if hook != "" {

@@ -95,7 +95,11 @@ func (r *report) markdown() string {
 	w("**overlay** is `lxc-hook-overlay` (squashfs template, directory layer); **loopimg** is `lxc-hook-loopimg` (squashfs template, ext4 image layer); ")
 	w("**loopimg-dirtpl** is `lxc-hook-loopimg` over the extracted template directory, which separates the hook's own cost from the cost of reading a compressed template; ")
 	w("**lxc-overlay** and **lxc-loop** are LXC's own overlay backend (directory template, directory upper) and loop backend (an ext4 image of the template), with no hook: what the hooks replace. ")
-	w("The **-unpriv** variants are unprivileged containers (`lxc.idmap = u 0 100000 65536`, the same for g): **floor-unpriv** is LXC's own dir rootfs with `lxc.rootfs.options = idmap=container`, **noop-unpriv** that with the no-op binary on `lxc.hook.pre-start` and `lxc.hook.stop`, and the hooks build the root in pre-start and attach it where LXC takes it. ")
+	w("The **-unpriv** variants are unprivileged containers (`lxc.idmap = u 0 %d 65536`, the same for g", unprivBase)
+	if newxidmap() {
+		w("; LXC writes the mapping with newuidmap and newgidmap, installed here")
+	}
+	w("): **floor-unpriv** is LXC's own dir rootfs with `lxc.rootfs.options = idmap=container`, **noop-unpriv** that with the no-op binary on `lxc.hook.pre-start` and `lxc.hook.stop`, and the hooks build the root in pre-start and attach it where LXC takes it. ")
 	w("Every hook variant runs one hook process per start and one per stop, on the keys `init` writes. The template is busybox-static. Hook lines carry `--log-level debug` so the hooks report their own time (**took**: from the hook's main to its exit, the work itself).\n\n")
 
 	w("## Start and stop (medians of %d interleaved rounds)\n\n", *rounds)

@@ -6,7 +6,10 @@ set -euo pipefail
 
 # rsync: lxc-copy and lxc-snapshot copy a rootfs with it; lxc only Recommends
 # it, and --no-install-recommends below leaves it out.
-packages=(lxc rsync squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace)
+# uidmap: newuidmap/newgidmap, with which test/security_ids_test.go shows
+# that a user whose /etc/subuid range overlaps a container's IDs can become
+# the container's root (lxc only Recommends it too).
+packages=(lxc rsync squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace uidmap)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -52,6 +52,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "building the template:", err)
 			return 1
 		}
+		release, err := setupUnprivBlock()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer release()
 		return m.Run()
 	}()
 	os.Exit(code)

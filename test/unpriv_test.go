@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,14 +14,23 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 )
 
-// Unprivileged containers: root-started with lxc.idmap. Root needs no
-// /etc/subuid entry for that, so the tests map a fixed range.
-const (
-	unprivRoot = "100000"
-	unprivMap  = "u 0 100000 65536"
-	unprivGMap = "g 0 100000 65536"
+// Unprivileged containers: root-started with lxc.idmap, mapped onto the
+// suite's block of 65536 IDs: the first from 100000 up that nobody (root
+// included) has in /etc/subuid, /etc/subgid, /etc/passwd or /etc/group
+// (pre-start refuses a mapping onto another's IDs), 100000 on a host
+// where no user has a subordinate range. Set by setupUnprivBlock.
+var (
+	unprivBase uint32
+	unprivRoot string // unprivBase in decimal
+	unprivMap  string // "u 0 BASE 65536"
+	unprivGMap string
+	// unprivRecord is the uid part of the mapping as a layer's record
+	// names it.
+	unprivRecord string
 )
 
 // unprivHookTypes are the keys init writes for an unprivileged container;
@@ -29,6 +39,69 @@ var (
 	unprivHookTypes       = []string{"pre-start", "stop"}
 	legacyUnprivHookTypes = []string{"pre-start", "pre-mount", "stop", "post-stop"}
 )
+
+// setupUnprivBlock picks the suite's block. Where newuidmap and newgidmap
+// are installed (package uidmap, which lxc Recommends), LXC maps a
+// container's IDs with them even when root starts it, and they allow only
+// the caller's own subordinate ranges: then root is given the block in
+// /etc/subuid and /etc/subgid for the run (usermod), and release takes it
+// back. Each run then has a block of its own (by its PID), so runs at the
+// same time never add or remove each other's lines.
+func setupUnprivBlock() (release func(), err error) {
+	start, shadow := uint32(100000), newxidmapInstalled()
+	if shadow {
+		start += idmap.MinRange * uint32(1+os.Getpid()%4096)
+	}
+	unprivBase = freeTestBlock(start)
+	unprivRoot = strconv.FormatUint(uint64(unprivBase), 10)
+	unprivMap = fmt.Sprintf("u 0 %d 65536", unprivBase)
+	unprivGMap = fmt.Sprintf("g 0 %d 65536", unprivBase)
+	unprivRecord = fmt.Sprintf("u:0:%d:65536", unprivBase)
+	if !shadow {
+		return func() {}, nil
+	}
+	return reserveForRoot(unprivBase)
+}
+
+// newxidmapInstalled reports whether LXC will map IDs through newuidmap.
+func newxidmapInstalled() bool {
+	_, errU := exec.LookPath("newuidmap")
+	_, errG := exec.LookPath("newgidmap")
+	return errU == nil && errG == nil
+}
+
+// reserveForRoot gives root the 65536 IDs at start in the host's
+// /etc/subuid and /etc/subgid (usermod refuses to change root, whose
+// processes run), and returns what takes exactly that line out again.
+func reserveForRoot(start uint32) (release func(), err error) {
+	if err := idmap.AddRange(idmap.SystemFiles, "root", start, idmap.MinRange); err != nil {
+		return nil, fmt.Errorf("giving root %d:%d in /etc/subuid and /etc/subgid (newuidmap is installed, so LXC needs root to have the range it maps): %w", start, idmap.MinRange, err)
+	}
+	return func() {
+		if err := idmap.RemoveRange(idmap.SystemFiles, "root", start, idmap.MinRange); err != nil {
+			fmt.Fprintf(os.Stderr, "taking root:%d:%d back out of /etc/subuid and /etc/subgid: %v\n", start, idmap.MinRange, err)
+		}
+	}, nil
+}
+
+// freeTestBlock is the first block of 65536 IDs from start up that nobody,
+// root included, has in /etc/subuid, /etc/subgid, /etc/passwd or
+// /etc/group.
+func freeTestBlock(start uint32) uint32 {
+	h, err := idmap.ReadHost(idmap.SystemFiles)
+	if err != nil {
+		return start
+	}
+	h.UIDs = append(h.UIDs, h.RootUIDs...)
+	h.GIDs = append(h.GIDs, h.RootGIDs...)
+	for b := uint64(start); b+idmap.MinRange-1 <= idmap.MaxID; b += idmap.MinRange {
+		m := &idmap.Mapping{UID: []idmap.Range{{Inside: 0, Outside: uint32(b), Count: idmap.MinRange}}, GID: []idmap.Range{{Inside: 0, Outside: uint32(b), Count: idmap.MinRange}}}
+		if len(h.Conflicts(m)) == 0 {
+			return uint32(b)
+		}
+	}
+	return start
+}
 
 // unprivCtr is a container with lxc.idmap and the hook on the four keys an
 // unprivileged container needs. The container's root must reach its
@@ -57,7 +130,7 @@ func unprivCtrOpts(t *testing.T, o ctrOpts) *ctr {
 // mounted in it on the host while it runs).
 func closeToOthers(t *testing.T, dir string) {
 	t.Helper()
-	if err := os.Chown(dir, 0, 100000); err != nil {
+	if err := os.Chown(dir, 0, int(unprivBase)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, 0o710); err != nil {
@@ -180,8 +253,8 @@ func TestUnprivilegedStartsFromRootOwnedTemplate(t *testing.T) {
 					t.Fatalf("new file owned by %s in the image, want %s", got, unprivRoot)
 				}
 			} else {
-				if u, g := ownerOf(t, filepath.Join(upper, "upper", "root", "note")); u != 100000 || g != 100000 {
-					t.Fatalf("new file owned by %d:%d on the host, want 100000:100000", u, g)
+				if u, g := ownerOf(t, filepath.Join(upper, "upper", "root", "note")); u != unprivBase || g != unprivBase {
+					t.Fatalf("new file owned by %d:%d on the host, want %d:%d", u, g, unprivBase, unprivBase)
 				}
 			}
 
@@ -329,7 +402,7 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		if err := c.start(); err == nil {
 			t.Fatal("started with a rootfs its root cannot reach")
 		}
-		waitLog(t, c, "ERROR", "pre-start", "out of reach of the container's root", "chgrp 100000 "+dir)
+		waitLog(t, c, "ERROR", "pre-start", "out of reach of the container's root", "chgrp "+unprivRoot+" "+dir)
 	})
 	t.Run("no pre-start line", func(t *testing.T) {
 		dir := testDir(t)
@@ -384,7 +457,7 @@ func TestUnprivilegedRefusalsInLXCLog(t *testing.T) {
 		if err := c.start(); err == nil {
 			t.Fatal("an unprivileged container's layer started privileged")
 		}
-		waitLog(t, c, "ERROR", "written by an unprivileged container", "u:0:100000:65536")
+		waitLog(t, c, "ERROR", "written by an unprivileged container", unprivRecord)
 	})
 }
 
@@ -431,9 +504,10 @@ func runWithSubIDs(t *testing.T, subuid, subgid string, name string, args ...str
 	return r.out, r.err
 }
 
-// init --unprivileged writes lxc.idmap from root's subordinate ranges and
+// init --unprivileged writes lxc.idmap from root's subordinate range and
 // the pre-start line; the container starts unprivileged and status shows
-// it. Where root has no range, init names the lines to add.
+// it. (Where root has no range, init gives it one: see
+// TestIDsInitGivesRootARangeNoUserHas.)
 func TestUnprivilegedInit(t *testing.T) {
 	requireEnv(t)
 	if err := os.Chmod(workRoot, 0o711); err != nil {
@@ -446,15 +520,8 @@ func TestUnprivilegedInit(t *testing.T) {
 	bin := filepath.Join(binDir, "lxc-hook-loopimg")
 
 	name := uniqueName("uinit")
-	out, err := runWithSubIDs(t, "alice:100000:65536\n", "", bin, "init", name, "--template", tplSquash, "-P", lxcpath, "--default-config", defaults, "--unprivileged")
-	if err == nil || !strings.Contains(out, `"root:100000:65536" to /etc/subuid`) || !strings.Contains(out, "/etc/subgid") {
-		t.Fatalf("init without root's ranges: %v %q", err, out)
-	}
-	if exists(filepath.Join(lxcpath, name)) {
-		t.Fatal("the refused init wrote a container")
-	}
-
-	out, err = runWithSubIDs(t, "root:100000:65536\n", "root:100000:65536\n", bin, "init", name, "--template", tplSquash, "-P", lxcpath, "--default-config", defaults, "--unprivileged", "--size", "32M")
+	rootLine := "root:" + unprivRoot + ":65536\n"
+	out, err := runWithSubIDs(t, rootLine, rootLine, bin, "init", name, "--template", tplSquash, "-P", lxcpath, "--default-config", defaults, "--unprivileged", "--size", "32M")
 	if err != nil {
 		t.Fatalf("init --unprivileged: %v %s", err, out)
 	}
@@ -473,13 +540,13 @@ func TestUnprivilegedInit(t *testing.T) {
 			t.Fatalf("init wrote %s for an unprivileged container (one hook process per start and per stop):\n%s", unwanted, cfg)
 		}
 	}
-	if u, g := ownerOf(t, c.dir); u != 0 || g != 100000 {
-		t.Fatalf("the container's directory is %d:%d, want 0:100000 (search by the container's root only)", u, g)
+	if u, g := ownerOf(t, c.dir); u != 0 || g != unprivBase {
+		t.Fatalf("the container's directory is %d:%d, want 0:%d (search by the container's root only)", u, g, unprivBase)
 	}
 	if fi, _ := os.Stat(c.dir); fi.Mode().Perm() != 0o710 {
 		t.Fatalf("the container's directory has mode %o, want 0710", fi.Mode().Perm())
 	}
-	for _, want := range []string{"lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536", "lxc.hook.pre-start = " + bin, "lxc.hook.stop = " + bin} {
+	for _, want := range []string{"lxc.idmap = " + unprivMap, "lxc.idmap = " + unprivGMap, "lxc.hook.pre-start = " + bin, "lxc.hook.stop = " + bin} {
 		if !strings.Contains(string(cfg), want+"\n") && !strings.Contains(string(cfg), want+" ") {
 			t.Fatalf("config lacks %q:\n%s", want, cfg)
 		}
@@ -493,11 +560,11 @@ func TestUnprivilegedInit(t *testing.T) {
 		t.Fatalf("uid_map inside is %q", m)
 	}
 	js, err := admin(t, "lxc-hook-loopimg", "status", name, "-P", lxcpath, "--json")
-	if err != nil || !strings.Contains(js, `"unprivileged": true`) || !strings.Contains(js, `"u 0 100000 65536"`) {
+	if err != nil || !strings.Contains(js, `"unprivileged": true`) || !strings.Contains(js, `"`+unprivMap+`"`) || !strings.Contains(js, `"error": ""`) {
 		t.Fatalf("status --json: %v %s", err, js)
 	}
 	txt, _ := admin(t, "lxc-hook-loopimg", "status", name, "-P", lxcpath)
-	if !strings.Contains(txt, "unprivileged, u 0 100000 65536, g 0 100000 65536") {
+	if !strings.Contains(txt, "unprivileged, "+unprivMap+", "+unprivGMap) {
 		t.Fatalf("status: %s", txt)
 	}
 	c.stop(false)

@@ -208,8 +208,8 @@ func TestUnknownCommand(t *testing.T) {
 		k          Kind
 		word, want string
 	}{
-		{overlay, "stauts", "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, manpage; each with --help; as an LXC hook: lxc-hook-overlay --help)\n"},
-		{loopimg, "resze", "lxc-hook-loopimg: unknown command resze; did you mean resize? (commands: init, status, resize, release, copy, template, manpage;"},
+		{overlay, "stauts", "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, migrate, manpage; each with --help; as an LXC hook: lxc-hook-overlay --help)\n"},
+		{loopimg, "resze", "lxc-hook-loopimg: unknown command resze; did you mean resize? (commands: init, status, resize, release, copy, template, migrate, manpage;"},
 		{loopimg, "templ", "did you mean template?"},
 		{loopimg, "cpy", "did you mean copy?"},
 		{loopimg, "frobnicate", "lxc-hook-loopimg: unknown command frobnicate (commands: init,"},
@@ -229,10 +229,10 @@ func TestUnknownCommand(t *testing.T) {
 			t.Errorf("%s: not one line: %q", tc.word, errb.String())
 		}
 	}
-	if got := strings.Join(CommandNames(overlay), " "); got != "init status release copy template manpage" {
+	if got := strings.Join(CommandNames(overlay), " "); got != "init status release copy template migrate manpage" {
 		t.Errorf("overlay's commands: %s", got)
 	}
-	if got := strings.Join(CommandNames(loopimg), " "); got != "init status resize release copy template manpage" {
+	if got := strings.Join(CommandNames(loopimg), " "); got != "init status resize release copy template migrate manpage" {
 		t.Errorf("loopimg's commands: %s", got)
 	}
 }
@@ -323,8 +323,12 @@ func TestInitAufsWithoutAufs(t *testing.T) {
 // their error (JSON and text alike), and exits non-zero naming them.
 func TestStatusNamesEveryContainer(t *testing.T) {
 	lxcpath := t.TempDir()
+	// A hook binary only this user can replace (status checks it).
+	bin := filepath.Join(lxcpath, "bin", "lxc-hook-overlay")
+	os.MkdirAll(filepath.Dir(bin), 0o755)
+	os.WriteFile(bin, []byte("#!/bin/true\n"), 0o755)
 	for name, cfg := range map[string]string{
-		"good": "lxc.rootfs.path = dir:/nonexistent/r\nlxc.hook.pre-mount = /h/lxc-hook-overlay\n",
+		"good": "lxc.rootfs.path = dir:/nonexistent/r\nlxc.hook.pre-mount = " + bin + "\n",
 		"bad":  "lxc.hook.pre-mount = /h/lxc-hook-loopimg --image $HOME/x\n",
 	} {
 		os.MkdirAll(filepath.Join(lxcpath, name), 0o755)

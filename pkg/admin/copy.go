@@ -17,6 +17,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
@@ -77,6 +78,14 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("container %q already exists (%s): nothing was copied", dstName, dstDir)
 		}
 		return err
+	}
+	// The mode of SRC's directory: an unprivileged container's root must
+	// reach its rootfs through it (init makes it 0711).
+	if fi, err := os.Stat(src.Dir); err == nil {
+		if err := os.Chmod(dstDir, fi.Mode().Perm()); err != nil {
+			os.Remove(dstDir)
+			return err
+		}
 	}
 	marker, err := markCopy(dstDir)
 	if err != nil {
@@ -210,6 +219,17 @@ func copyContainer(j copyJob) (string, error) {
 	}
 	var summary []string
 
+	// A copy of an isolated container gets a block of its own, and its
+	// layer's files follow it (shifted below).
+	shift, err := planCopyBlock(j.Src.Config, j.DstConfig)
+	if err != nil {
+		return "", fmt.Errorf("a new ID block for the copy of the isolated container %s: %w", j.Src.Name, err)
+	}
+	var shifted *idmap.ShiftStats
+	if shift != nil {
+		rw.IDMap, rw.OldIDMap = shift.To.Lines(), shift.From.String()
+	}
+
 	srcLayer, isImage := j.Src.Hook.layerPath()
 	if srcLayer != "" {
 		dstLayer, inside := mapPath(srcLayer, srcDir, dstDir)
@@ -247,6 +267,14 @@ func copyContainer(j copyJob) (string, error) {
 					return "", fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
 				}
 			}
+			if shift != nil {
+				st, err := shiftImageLayer(dstLayer, shift.To)
+				if err != nil {
+					os.Remove(dstLayer) // the copy just made, not the source
+					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
+				}
+				shifted = &st
+			}
 			if out, err := execs.Run(image.ToolTimeout, "install e2fsprogs", "e2fsck", "-fn", dstLayer); err != nil {
 				os.Remove(dstLayer) // the copy just made, not the source
 				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
@@ -271,6 +299,13 @@ func copyContainer(j copyJob) (string, error) {
 				return "", fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
 			}
 			killpoint.At("copy:after-layer-copy") // test-only
+			if shift != nil {
+				st, err := shiftLayerRoot(dstLayer, shift.To)
+				if err != nil {
+					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
+				}
+				shifted = &st
+			}
 			summary = append(summary, "layer "+dstLayer)
 		}
 	}
@@ -303,6 +338,22 @@ func copyContainer(j copyJob) (string, error) {
 	}
 	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
 		return "", err
+	}
+	if shift != nil && !j.Command {
+		// LXC gave the new container's directory to the source's mapped
+		// root (lxc-copy of an unprivileged container): it is the copy's
+		// root's now, not the source's.
+		if err := idmap.ShiftOwner(dstDir, shift.From, shift.To); err != nil {
+			return "", err
+		}
+	}
+	if shift != nil {
+		os.Remove(shift.Reservation) // the config holds the block now
+		s := fmt.Sprintf("its own ID block %d (%s)", shift.Block, describeBlock(shift.To))
+		if shifted != nil {
+			s += fmt.Sprintf(", the layer's %d files moved to it", shifted.Owners)
+		}
+		summary = append(summary, s)
 	}
 	if len(summary) == 0 {
 		return "", nil
@@ -461,14 +512,23 @@ type rewrite struct {
 	// OldLayer, when set, is SRC's layer outside its directory; NewLayer
 	// replaces it on the hook lines.
 	OldLayer, NewLayer string
+	// IDMap, when set, replaces the lxc.idmap lines (a copy of an
+	// isolated container); OldIDMap, SRC's mapping as a comment shows it,
+	// is replaced with the new one in comments.
+	IDMap    []string
+	OldIDMap string
 }
 
 // apply rewrites config text line by line; comments and lines it does not
 // change are kept as they are.
 func (r rewrite) apply(text string) string {
 	lines := strings.SplitAfter(text, "\n")
+	idmapWritten := false
 	for i, line := range lines {
 		t := strings.TrimSpace(line)
+		if t != "" && t[0] == '#' && r.OldIDMap != "" && r.IDMap != nil {
+			lines[i] = strings.ReplaceAll(line, r.OldIDMap, idmapString(r.IDMap))
+		}
 		if t == "" || t[0] == '#' {
 			continue
 		}
@@ -478,6 +538,17 @@ func (r rewrite) apply(text string) string {
 		}
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		nv := v
+		if k == idmap.ConfigKey && r.IDMap != nil {
+			// The first lxc.idmap line becomes the new mapping, the others go.
+			lines[i] = ""
+			if !idmapWritten {
+				for _, l := range r.IDMap {
+					lines[i] += k + " = " + l + "\n"
+				}
+				idmapWritten = true
+			}
+			continue
+		}
 		switch {
 		case (k == "lxc.uts.name" || k == "lxc.utsname") && r.Name != "":
 			k, nv = "lxc.uts.name", r.Name
@@ -684,4 +755,14 @@ func CloneHook(program, category string, stderr io.Writer) int {
 	}
 	log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("copied the writable layer of %s for %s%s", srcCfg, cfg, res)
 	return 0
+}
+
+// idmapString is lxc.idmap values as Mapping.String shows them (the
+// form init's config comment names the mapping in).
+func idmapString(lines []string) string {
+	m, err := idmap.ParseLXC(lines)
+	if err != nil || m == nil {
+		return strings.Join(lines, ", ")
+	}
+	return m.String()
 }

@@ -61,7 +61,8 @@ func cmdInit(k Kind, args []string, stdout, stderr io.Writer) error {
 	if !k.Image && k.Program == "lxc-hook-overlay" {
 		fs.StringVar(&size, "size", "", "`SIZE` cap of the --ephemeral tmpfs layer (default: half of RAM, tmpfs's own)")
 	}
-	unpriv := fs.Bool("unprivileged", false, "an unprivileged container: lxc.idmap from root's ranges in /etc/subuid and /etc/subgid, and the hook on lxc.hook.pre-start instead of lxc.hook.pre-mount")
+	unpriv := fs.Bool("unprivileged", false, "an unprivileged container: lxc.idmap from root's range in /etc/subuid and /etc/subgid (given one no other user's overlaps where root has none), and the hook on lxc.hook.pre-start instead of lxc.hook.pre-mount")
+	isolated := fs.Bool("isolated", false, "an unprivileged container with a block of 65536 IDs of its own in root's range (implies --unprivileged): its root cannot touch other containers' files")
 	defaults := fs.String("default-config", "/etc/lxc/default.conf", "the host's LXC default config `FILE` to copy (networking)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -142,15 +143,20 @@ func cmdInit(k Kind, args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("container %q already exists (%s): nothing was changed", name, dir)
 	}
-	var idm *idmap.Mapping
-	if *unpriv {
-		if idm, err = idmap.RootMapping("/etc/subuid", "/etc/subgid"); err != nil {
-			return err
-		}
-	}
 	systemd, err := templateUsesSystemd(lower)
 	if err != nil {
 		return fmt.Errorf("template %q: %w", *tpl, err)
+	}
+	var idm *idmap.Mapping
+	idNote := ""
+	if *unpriv || *isolated {
+		var unlock func()
+		if idm, idNote, unlock, err = initMapping(*lxcpath, *isolated, stdout); err != nil {
+			return err
+		}
+		// Held until the config is written: another init --isolated
+		// must see this container's block.
+		defer unlock()
 	}
 
 	var b strings.Builder
@@ -199,6 +205,9 @@ func cmdInit(k Kind, args []string, stdout, stderr io.Writer) error {
 	hookTypes := HookTypes(idm != nil)
 	if idm != nil {
 		b.WriteString("\n# Unprivileged: the container's root is host uid/gid " + idm.String() + ";\n# its pre-mount cannot mount, so pre-start prepares the root (see " + k.Program + " --help)\n")
+		if idNote != "" {
+			b.WriteString("# " + idNote + "\n")
+		}
 		for _, l := range idm.Lines() {
 			fmt.Fprintf(&b, "lxc.idmap = %s\n", l)
 		}

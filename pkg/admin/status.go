@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
@@ -55,7 +56,8 @@ type Status struct {
 	IDMap        []string `json:"idmap"`
 	// Error is why the container's config could not be read (the other
 	// fields are then mostly empty), or why its hooks refuse to start it
-	// (a hook binary a non-root user can replace); "" when neither.
+	// (a hook binary a non-root user can replace, or an lxc.idmap that
+	// overlaps another user's or group's IDs); "" when neither.
 	Error string `json:"error"`
 }
 
@@ -165,6 +167,9 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 		if s.Unprivileged {
 			fmt.Fprintf(stdout, "  idmap:     unprivileged, %s\n", strings.Join(s.IDMap, ", "))
 		}
+		if s.Error != "" {
+			fmt.Fprintf(stdout, "  error:     %s\n", s.Error)
+		}
 	}
 	return nil
 }
@@ -261,6 +266,10 @@ func statusOf(c *container, users *templateUsers) Status {
 	s.IDMap = []string{}
 	if m, err := runner.ConfigMapping(c.Config); err == nil && m != nil {
 		s.Unprivileged, s.IDMap = true, m.Lines()
+		// What pre-start refuses: host IDs another user or group has.
+		if err := idmap.CheckHost(m, hostFiles); err != nil {
+			s.Error = "start refused: " + err.Error()
+		}
 	}
 	if c.Hook.Ephemeral {
 		statusEphemeral(c, st, &s)

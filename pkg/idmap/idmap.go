@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -159,48 +158,4 @@ func SubIDRange(r io.Reader, user string) (start, count uint32, found bool, err 
 		}
 	}
 	return 0, 0, false, sc.Err()
-}
-
-// RootMapping is the mapping init writes for an unprivileged container:
-// root's first range of at least MinRange IDs in subuid and subgid (the
-// files /etc/subuid and /etc/subgid), MinRange IDs of it. Where root has
-// none, the error names the lines to add.
-func RootMapping(subuid, subgid string) (*Mapping, error) {
-	read := func(path string) (uint32, bool, error) {
-		f, err := os.Open(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, false, nil
-		}
-		if err != nil {
-			return 0, false, err
-		}
-		defer f.Close()
-		start, _, found, err := SubIDRange(f, "root")
-		if err != nil {
-			return 0, false, fmt.Errorf("%s: %w", path, err)
-		}
-		return start, found, nil
-	}
-	us, uok, err := read(subuid)
-	if err != nil {
-		return nil, err
-	}
-	gs, gok, err := read(subgid)
-	if err != nil {
-		return nil, err
-	}
-	var missing []string
-	if !uok {
-		missing = append(missing, fmt.Sprintf("\"root:100000:%d\" to %s", MinRange, subuid))
-	}
-	if !gok {
-		missing = append(missing, fmt.Sprintf("\"root:100000:%d\" to %s", MinRange, subgid))
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("root has no range of %d subordinate IDs for an unprivileged container: add %s (a range no other user's overlaps; or: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 root)", MinRange, strings.Join(missing, " and "))
-	}
-	return &Mapping{
-		UID: []Range{{Inside: 0, Outside: us, Count: MinRange}},
-		GID: []Range{{Inside: 0, Outside: gs, Count: MinRange}},
-	}, nil
 }

@@ -72,24 +72,6 @@ func TestSubIDRange(t *testing.T) {
 	}
 }
 
-func TestRootMapping(t *testing.T) {
-	dir := t.TempDir()
-	su, sg := filepath.Join(dir, "subuid"), filepath.Join(dir, "subgid")
-	os.WriteFile(su, []byte("root:100000:65536\n"), 0o644)
-	_, err := RootMapping(su, sg)
-	if err == nil || !strings.Contains(err.Error(), "\"root:100000:65536\" to "+sg) || strings.Contains(err.Error(), "to "+su) {
-		t.Fatalf("missing subgid: %v", err)
-	}
-	os.WriteFile(sg, []byte("root:300000:100000\n"), 0o644)
-	m, err := RootMapping(su, sg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.String(); got != "u:0:100000:65536 g:0:300000:65536" {
-		t.Fatalf("got %s", got)
-	}
-}
-
 func TestCheckLayer(t *testing.T) {
 	m, _ := ParseLXC([]string{"u 0 100000 65536", "g 0 100000 65536"})
 	other, _ := ParseLXC([]string{"u 0 200000 65536", "g 0 200000 65536"})

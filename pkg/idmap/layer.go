@@ -52,6 +52,13 @@ func CheckLayer(root, upper, work string, m *Mapping) error {
 			return fmt.Errorf("layer %q: chown %s to the container's root (%d:%d): %w", root, d, uid, gid, err)
 		}
 	}
+	return SetRecord(root, m)
+}
+
+// SetRecord writes m as the mapping the layer at root was written under
+// (a new file renamed over the old one).
+func SetRecord(root string, m *Mapping) error {
+	path := filepath.Join(root, RecordName)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(m.String()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("layer ownership record %q: %w", path, err)
@@ -61,6 +68,24 @@ func CheckLayer(root, upper, work string, m *Mapping) error {
 		return fmt.Errorf("layer ownership record %q: %w", path, err)
 	}
 	return nil
+}
+
+// Record reads the mapping the layer at root was written under; nil when
+// it has no record (written by a privileged container, or never started).
+func Record(root string) (*Mapping, error) {
+	path := filepath.Join(root, RecordName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("layer ownership record %q: %w", path, err)
+	}
+	m, err := ParseRecord(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("layer ownership record %q: %w", path, err)
+	}
+	return m, nil
 }
 
 // hasEntries reports whether dir holds anything.

@@ -101,6 +101,9 @@ func preStart(b Backend, c *Context) (err error) {
 		c.Log.Debug("no lxc.idmap: a privileged container, built at pre-mount")
 		return nil
 	}
+	if err := idmap.CheckHost(m, idmap.SystemFiles); err != nil {
+		return err
+	}
 	if err := CheckConfig(c.Common.Config, c.Inv.ConfigFile, b.Program()); err != nil {
 		return err
 	}

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
@@ -55,6 +57,14 @@ type Status struct {
 	// Error is why the container's config could not be read ("" when it
 	// could); the other fields are then mostly empty.
 	Error string `json:"error"`
+	// LastError is the newest error the hooks logged for the container
+	// since its last successful start ("HOOK: message": why a start was
+	// refused, what still held a device after a stop), else "";
+	// LastErrorTime is when (RFC 3339, UTC), LogFile the LXC log it was
+	// read from ("" where the container has none).
+	LastError     string `json:"last_error"`
+	LastErrorTime string `json:"last_error_time"`
+	LogFile       string `json:"log_file"`
 }
 
 // Layer is the container's writable layer.
@@ -108,6 +118,7 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 	for _, s := range sts {
 		if s.Error != "" {
 			fmt.Fprintf(stdout, "%s: %s\n  error:     %s\n", s.Name, s.State, s.Error)
+			printLog(stdout, s)
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: %s (%s)\n", s.Name, s.State, s.Hook)
@@ -135,8 +146,20 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		if s.Unprivileged {
 			fmt.Fprintf(stdout, "  idmap:     unprivileged, %s\n", strings.Join(s.IDMap, ", "))
 		}
+		printLog(stdout, s)
 	}
 	return nil
+}
+
+// printLog shows where the container's log is and the last error in it.
+func printLog(w io.Writer, s Status) {
+	if s.LogFile != "" {
+		fmt.Fprintf(w, "  log:       %s\n", s.LogFile)
+	}
+	if s.LastError != "" {
+		t, _ := time.Parse(time.RFC3339Nano, s.LastErrorTime)
+		fmt.Fprintf(w, "  last error (%s): %s\n", t.Format("2006-01-02 15:04:05 MST"), s.LastError)
+	}
 }
 
 func humanApprox(n int64) string {
@@ -154,9 +177,12 @@ func humanApprox(n int64) string {
 func statusOf(c *container) Status {
 	st, pid := c.info()
 	if c.Err != nil {
-		return Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
+		s := Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
+		lastError(c, pid, &s)
+		return s
 	}
 	s := Status{Name: c.Name, State: st, Hook: c.Hook.Program, Config: c.Config, Templates: c.Hook.Lowers}
+	lastError(c, pid, &s)
 	if s.Templates == nil {
 		s.Templates = []string{}
 	}
@@ -201,6 +227,66 @@ func statusOf(c *container) Status {
 		s.Holders = holdersOf(c)
 	}
 	return s
+}
+
+// lastError fills in the container's log and the last error the hooks
+// wrote there since they last started it (or, for a running container
+// started before that was recorded, since its init began).
+func lastError(c *container, pid int, s *Status) {
+	path := lxclog.LogFile(c.Config, c.Name)
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	s.LogFile = path
+	since := lxclog.LastStart(c.Dir)
+	if t := processStart(pid); t.After(since) {
+		since = t
+	}
+	if e, ok, err := lxclog.LastError(path, c.Name, since); err == nil && ok {
+		s.LastError = e.Hook + ": " + e.Message
+		s.LastErrorTime = e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
+}
+
+// processStart is when process pid began (zero if unknown): its start in
+// clock ticks after boot (/proc/PID/stat) plus the boot time (/proc/stat).
+func processStart(pid int) time.Time {
+	if pid <= 0 {
+		return time.Time{}
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	// The command name in parentheses may hold blanks: fields count from
+	// after its closing parenthesis, where field 3 (state) begins.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return time.Time{}
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return time.Time{}
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22, starttime
+	if err != nil {
+		return time.Time{}
+	}
+	st, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}
+			}
+			// USER_HZ is 100 on every architecture Linux runs LXC on.
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * 10 * time.Millisecond)
+		}
+	}
+	return time.Time{}
 }
 
 // statusEphemeral fills in an --ephemeral layer: its cap (--size), and

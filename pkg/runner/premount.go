@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/identity"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
@@ -127,6 +129,9 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		return err
 	}
 	c.PushUndo(func() { _ = mount.Unmount(target) })
+	if err := identity.Apply(identity.Layer{Root: target, Dir: w.Root, Upper: w.Upper, Config: c.Inv.ConfigFile, Name: c.Inv.Name}, c.Log); err != nil {
+		return err
+	}
 
 	killpoint.At("pre-mount:before-save")
 	// The mounts made here; stop adds those LXC made of them (the
@@ -150,6 +155,7 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
 	}
 	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", target)
+	lxclog.MarkStarted(c.Inv.ConfigFile, c.Log)
 	return nil
 }
 

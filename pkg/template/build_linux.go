@@ -304,6 +304,11 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 	if err := extract(staging); err != nil {
 		return err
 	}
+	// The staging copy is this build's own: emptied in place (a mount on
+	// it would keep RemoveAll from removing it).
+	if _, err := identity.EmptyMachineIDs(staging); err != nil {
+		return err
+	}
 	return buildFrom(staging, tmp, f)
 }
 

@@ -25,7 +25,10 @@ template FILE (and lxc.hook.clone, so that lxc-copy and lxc-snapshot copy the
 writable layer too; --config on each line refuses a copy made without it) (a squashfs, erofs or ext4 image, or a directory), the
 distribution's common config where LXC ships one, the host's LXC default
 config (networking), a writable /proc, sys_boot kept so that halt and reboot
-from inside work, and SIGRTMIN+3 as the halt signal for systemd templates.
+from inside work, SIGRTMIN+3 as the halt signal for systemd templates, and a
+log file, LXCPATH/NAME/NAME.log at level WARN, where the hooks' errors land
+(status NAME shows the last one). At its first start the container gets its
+name as hostname and a machine-id of its own.
 An existing container is never touched. Afterwards: lxc-start -n NAME.`
 
 func cmdInit(k Kind, args []string, stdout io.Writer) error {

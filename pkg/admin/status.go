@@ -24,8 +24,10 @@ const statusAbout = `Shows, for every container under the LXC path whose config 
 (or the NAMEs given): its state, templates, writable layer (directory or
 image), the cap, the space used inside, the blocks the layer occupies on
 the host, its loop devices, and, for a stopped container whose devices are
-still attached, who holds them. --json prints the same as one JSON object
-(fields documented in the README; stable: fields are only ever added).`
+still attached, who holds them; its LXC log and the last error the hooks
+wrote there since they last started it (why a start was refused). --json
+prints the same as one JSON object (fields documented in the README;
+stable: fields are only ever added).`
 
 // Status is one container's entry; its JSON form is documented in the
 // README (fields are only ever added).

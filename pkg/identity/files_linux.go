@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/lxc-hooks/lxc-hooks/pkg/runfile"
 )
 
 var (
@@ -150,9 +149,26 @@ func readNoFollow(path string, max int64) (string, error) {
 	return string(b), err
 }
 
-// writeRecord replaces the record atomically (never through a link).
+// writeRecord replaces the record atomically: written under a new name
+// (O_EXCL: never through a link), renamed over it (which replaces a link
+// there rather than following it). Not synced: an
+// ephemeral layer writes it at every start, and a crash of the host loses
+// the layer's other recent writes alike.
 func writeRecord(path string, rec Record) error {
-	if err := runfile.Write(path, []byte(rec.String())); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err == nil {
+		_, err = f.WriteString(rec.String())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), path)
+		}
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("identity record %q: %w", path, err)
 	}
 	return nil

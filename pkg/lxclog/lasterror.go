@@ -19,11 +19,13 @@ import (
 // stop that left something held). A dot keeps it out of copies.
 const StartedName = ".lxc-hook-started"
 
-// MarkStarted records a successful start of the container of configFile
-// (its root is built): two syscalls, once per start. A failure is only
+// MarkStarted records a successful start of the container name whose
+// config is configFile (its root is built): two syscalls, once per start.
+// Only in a container's own directory, $lxcpath/NAME (where status looks),
+// not beside a config kept elsewhere (lxc-start -f). A failure is only
 // logged at debug level: it costs status its "since" and nothing else.
-func MarkStarted(configFile string, log *logrus.Entry) {
-	if configFile == "" {
+func MarkStarted(configFile, name string, log *logrus.Entry) {
+	if configFile == "" || filepath.Base(filepath.Dir(configFile)) != name {
 		return
 	}
 	p := filepath.Join(filepath.Dir(configFile), StartedName)

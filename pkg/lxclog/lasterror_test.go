@@ -93,15 +93,23 @@ func TestLastErrorAcrossChunks(t *testing.T) {
 }
 
 func TestMarkStarted(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "web1")
+	os.Mkdir(dir, 0o755)
 	if !LastStart(dir).IsZero() {
 		t.Fatal("a start before any")
 	}
 	before := time.Now().Add(-time.Second)
-	MarkStarted(filepath.Join(dir, "config"), logrus.NewEntry(logrus.New()))
+	MarkStarted(filepath.Join(dir, "config"), "web1", logrus.NewEntry(logrus.New()))
 	first := LastStart(dir)
 	if first.Before(before) {
 		t.Fatalf("start recorded at %v", first)
+	}
+	// A config kept outside its container's directory (lxc-start -f):
+	// nothing is written beside it.
+	elsewhere := t.TempDir()
+	MarkStarted(filepath.Join(elsewhere, "web1.conf"), "web1", logrus.NewEntry(logrus.New()))
+	if _, err := os.Lstat(filepath.Join(elsewhere, StartedName)); err == nil {
+		t.Fatal("a start recorded beside a config outside the container's directory")
 	}
 	// A symlink planted in its place is not followed.
 	os.Remove(filepath.Join(dir, StartedName))
@@ -110,7 +118,7 @@ func TestMarkStarted(t *testing.T) {
 	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	os.Chtimes(target, old, old)
 	os.Symlink(target, filepath.Join(dir, StartedName))
-	MarkStarted(filepath.Join(dir, "config"), logrus.NewEntry(logrus.New()))
+	MarkStarted(filepath.Join(dir, "config"), "web1", logrus.NewEntry(logrus.New()))
 	if fi, _ := os.Stat(target); !fi.ModTime().Equal(old) {
 		t.Fatal("MarkStarted followed a symlink")
 	}

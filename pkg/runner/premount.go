@@ -155,7 +155,7 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		return fmt.Errorf("saving runtime state in %q: %w", c.Run.Path, err)
 	}
 	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", target)
-	lxclog.MarkStarted(c.Inv.ConfigFile, c.Log)
+	lxclog.MarkStarted(c.Inv.ConfigFile, c.Inv.Name, c.Log)
 	return nil
 }
 

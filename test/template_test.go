@@ -264,6 +264,11 @@ func TestTemplateFromSources(t *testing.T) {
 	os.Mkdir(src, 0o755)
 	richTree(t, src)
 	checkProps(t, src, "the source itself")
+	// One machine's id, which no template may pass on to its containers.
+	const machineID = "0123456789abcdef0123456789abcdef\n"
+	if err := os.WriteFile(filepath.Join(src, "etc", "machine-id"), []byte(machineID), 0o444); err != nil {
+		t.Fatal(err)
+	}
 
 	sources := map[string]string{"dir": src}
 	for ext, flag := range map[string]string{".tar": "", ".tar.gz": "--gzip", ".tar.xz": "--xz", ".tar.zst": "--zstd"} {
@@ -324,11 +329,17 @@ func TestTemplateFromSources(t *testing.T) {
 			}
 			root := mountTemplate(t, out)
 			checkProps(t, root, kind+" -> "+format)
+			if fi, err := os.Lstat(filepath.Join(root, "etc", "machine-id")); err != nil || fi.Size() != 0 || fi.Mode() != 0o444 {
+				t.Errorf("from %s to %s: /etc/machine-id should be empty, mode 0444: %v %v", kind, format, fi, err)
+			}
 			holesKept(t, out)
 			if leftovers, _ := filepath.Glob(filepath.Join(dir, "out", ".*")); len(leftovers) > 0 {
 				t.Errorf("from %s to %s: left behind %v", kind, format, leftovers)
 			}
 		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(src, "etc", "machine-id")); string(b) != machineID {
+		t.Errorf("the source's /etc/machine-id was changed: %q", b)
 	}
 	// The template commands' own loop devices (on the source images) were
 	// gone when they returned.

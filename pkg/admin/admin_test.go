@@ -373,3 +373,23 @@ func TestStatusNamesEveryContainer(t *testing.T) {
 		t.Errorf("a readable container: exit %d %q", code, errb.String())
 	}
 }
+
+// init gives the container a log at WARN beside its config, unless the
+// host's default config chose its own.
+func TestInitLogLines(t *testing.T) {
+	var b strings.Builder
+	writeLogLines(&b, "lxc-hook-loopimg", "web1", "/var/lib/lxc/web1", "lxc.net.0.type = empty\n")
+	if got := b.String(); !strings.Contains(got, "\nlxc.log.file = /var/lib/lxc/web1/web1.log\nlxc.log.level = WARN\n") || !strings.Contains(got, "lxc-hook-loopimg status web1") {
+		t.Fatalf("got:\n%s", got)
+	}
+	b.Reset()
+	writeLogLines(&b, "lxc-hook-loopimg", "web1", "/var/lib/lxc/web1", "lxc.log.level = INFO\n")
+	if got := b.String(); strings.Contains(got, "lxc.log.level") || !strings.Contains(got, "lxc.log.file = ") {
+		t.Fatalf("the default config's level was overridden:\n%s", got)
+	}
+	b.Reset()
+	writeLogLines(&b, "lxc-hook-loopimg", "web1", "/var/lib/lxc/web1", "lxc.log.level = INFO\nlxc.log.file = /var/log/lxc/x.log\n")
+	if got := b.String(); got != "" {
+		t.Fatalf("got:\n%s", got)
+	}
+}

@@ -79,13 +79,12 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	// The mode of SRC's directory: an unprivileged container's root must
-	// reach its rootfs through it (init makes it 0711).
-	if fi, err := os.Stat(src.Dir); err == nil {
-		if err := os.Chmod(dstDir, fi.Mode().Perm()); err != nil {
-			os.Remove(dstDir)
-			return err
-		}
+	// The container's root must reach DST's rootfs as it reaches SRC's
+	// (an unprivileged container's root is not host root): the same owner,
+	// group and mode.
+	if err := sameOwnerAndMode(src.Dir, dstDir); err != nil {
+		os.Remove(dstDir)
+		return err
 	}
 	marker, err := markCopy(dstDir)
 	if err != nil {
@@ -315,11 +314,20 @@ func copyContainer(j copyJob) (string, error) {
 			return "", err
 		}
 	} else {
+		// LXC made DST's directory its own way (0755, owned by the mapped
+		// root for an unprivileged container); it gets SRC's, as the copy
+		// command gives it.
+		if err := sameOwnerAndMode(srcDir, dstDir); err != nil {
+			return "", err
+		}
 		// lxc-copy -s of a directory rootfs makes it overlay:SRC:DELTA; the
 		// hooks need a directory (the layer was copied in full instead).
 		if v := hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]); v != "" && !strings.HasPrefix(v, "dir:") && !strings.HasPrefix(v, "/") {
 			rw.Rootfs = "dir:" + filepath.Join(dstDir, "rootfs")
 			if err := os.MkdirAll(filepath.Join(dstDir, "rootfs"), 0o755); err != nil {
+				return "", err
+			}
+			if err := sameOwnerAndMode(filepath.Join(srcDir, "rootfs"), filepath.Join(dstDir, "rootfs")); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return "", err
 			}
 			// LXC recorded the new container as depending on SRC's rootfs
@@ -339,10 +347,11 @@ func copyContainer(j copyJob) (string, error) {
 	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
 		return "", err
 	}
-	if shift != nil && !j.Command {
-		// LXC gave the new container's directory to the source's mapped
-		// root (lxc-copy of an unprivileged container): it is the copy's
-		// root's now, not the source's.
+	if shift != nil {
+		// DST's directory has SRC's owner and group (the container's root
+		// group may pass it: 0710 root:GID), or LXC gave it to the source's
+		// mapped root (lxc-copy of an unprivileged container): it is the
+		// copy's root's now, not the source's.
 		if err := idmap.ShiftOwner(dstDir, shift.From, shift.To); err != nil {
 			return "", err
 		}
@@ -396,6 +405,23 @@ func dropRdepends(srcDir, dstDir string) error {
 		return os.Remove(p)
 	}
 	return os.WriteFile(p, []byte(strings.Join(keep, "\n")+"\n"), 0o644)
+}
+
+// sameOwnerAndMode gives the directory dst the owner, group and mode of
+// src (lstat: a symlink's own).
+func sameOwnerAndMode(src, dst string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	// Owner first: chown may clear set-ID bits that chmod then sets.
+	if err := unix.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return &os.PathError{Op: "chown", Path: dst, Err: err}
+	}
+	if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
+		return &os.PathError{Op: "chmod", Path: dst, Err: err}
+	}
+	return nil
 }
 
 // preallocate reserves the whole of the image at path (fallocate mode 0:

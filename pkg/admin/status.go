@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
@@ -24,8 +26,10 @@ const statusAbout = `Shows, for every container under the LXC path whose config 
 (or the NAMEs given): its state, templates, writable layer (directory or
 image), the cap, the space used inside, the blocks the layer occupies on
 the host, its loop devices, and, for a stopped container whose devices are
-still attached, who holds them. --json prints the same as one JSON object
-(fields documented in the README; stable: fields are only ever added).`
+still attached, who holds them; its LXC log and the last error the hooks
+wrote there since they last started it (why a start was refused). --json
+prints the same as one JSON object (fields documented in the README;
+stable: fields are only ever added).`
 
 // Status is one container's entry; its JSON form is documented in the
 // README (fields are only ever added).
@@ -59,6 +63,14 @@ type Status struct {
 	// (a hook binary a non-root user can replace, or an lxc.idmap that
 	// overlaps another user's or group's IDs); "" when neither.
 	Error string `json:"error"`
+	// LastError is the newest error the hooks logged for the container
+	// since its last successful start ("HOOK: message": why a start was
+	// refused, what still held a device after a stop), else "";
+	// LastErrorTime is when (RFC 3339, UTC), LogFile the LXC log it was
+	// read from ("" where the container has none).
+	LastError     string `json:"last_error"`
+	LastErrorTime string `json:"last_error_time"`
+	LogFile       string `json:"log_file"`
 }
 
 // Layer is the container's writable layer.
@@ -133,6 +145,7 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 	for _, s := range sts {
 		if s.Hook == "" { // the config could not be read
 			fmt.Fprintf(stdout, "%s: %s\n  error:     %s\n", s.Name, s.State, s.Error)
+			printLog(stdout, s)
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: %s (%s)\n", s.Name, s.State, s.Hook)
@@ -170,8 +183,20 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 		if s.Error != "" {
 			fmt.Fprintf(stdout, "  error:     %s\n", s.Error)
 		}
+		printLog(stdout, s)
 	}
 	return nil
+}
+
+// printLog shows where the container's log is and the last error in it.
+func printLog(w io.Writer, s Status) {
+	if s.LogFile != "" {
+		fmt.Fprintf(w, "  log:       %s\n", s.LogFile)
+	}
+	if s.LastError != "" {
+		t, _ := time.Parse(time.RFC3339Nano, s.LastErrorTime)
+		fmt.Fprintf(w, "  last error (%s): %s\n", t.Format("2006-01-02 15:04:05 MST"), s.LastError)
+	}
 }
 
 func humanApprox(n int64) string {
@@ -252,7 +277,9 @@ func (u *templateUsers) others(n int, seq, own uint64) int {
 func statusOf(c *container, users *templateUsers) Status {
 	st, pid := c.info()
 	if c.Err != nil {
-		return Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
+		s := Status{Name: c.Name, State: st, Config: c.Config, Templates: []string{}, Loops: []LoopStatus{}, Error: c.Err.Error()}
+		lastError(c, pid, &s)
+		return s
 	}
 	s := Status{Name: c.Name, State: st, Hook: c.Hook.Program, Config: c.Config, Templates: c.Hook.Lowers}
 	if text, err := os.ReadFile(c.Config); err == nil {
@@ -260,6 +287,7 @@ func statusOf(c *container, users *templateUsers) Status {
 			s.Error = fmt.Sprintf("%v; the hooks refuse to start it: %s, and name it on the hook lines", err, trusted.Fix)
 		}
 	}
+	lastError(c, pid, &s)
 	if s.Templates == nil {
 		s.Templates = []string{}
 	}
@@ -328,6 +356,66 @@ func statusOf(c *container, users *templateUsers) Status {
 		s.Holders = holdersOf(c)
 	}
 	return s
+}
+
+// lastError fills in the container's log and the last error the hooks
+// wrote there since they last started it (or, for a running container
+// started before that was recorded, since its init began).
+func lastError(c *container, pid int, s *Status) {
+	path := lxclog.LogFile(c.Config, c.Name)
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	s.LogFile = path
+	since := lxclog.LastStart(c.Dir)
+	if t := processStart(pid); t.After(since) {
+		since = t
+	}
+	if e, ok, err := lxclog.LastError(path, c.Name, since); err == nil && ok {
+		s.LastError = e.Hook + ": " + e.Message
+		s.LastErrorTime = e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
+}
+
+// processStart is when process pid began (zero if unknown): its start in
+// clock ticks after boot (/proc/PID/stat) plus the boot time (/proc/stat).
+func processStart(pid int) time.Time {
+	if pid <= 0 {
+		return time.Time{}
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	// The command name in parentheses may hold blanks: fields count from
+	// after its closing parenthesis, where field 3 (state) begins.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return time.Time{}
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return time.Time{}
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22, starttime
+	if err != nil {
+		return time.Time{}
+	}
+	st, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}
+			}
+			// USER_HZ is 100 on every architecture Linux runs LXC on.
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * 10 * time.Millisecond)
+		}
+	}
+	return time.Time{}
 }
 
 // statusEphemeral fills in an --ephemeral layer: its cap (--size), and

@@ -35,9 +35,10 @@ const templateAbout = `Writes a read-only template FILE for init --template, fro
                                       IDs the container saw
 The template keeps numeric owners, modes (setuid too), file capabilities and
 other xattrs (not overlayfs's own), device nodes, fifos, hardlinks, symlinks,
-holes of sparse files and modification times. An existing FILE is never
-overwritten: the template is written under a temporary name beside it and
-renamed. A running container is refused (its files change while they are
+holes of sparse files and modification times; /etc/machine-id comes out
+empty (the source is not changed), so that each container makes its own at
+its first boot. An existing FILE is never overwritten: the template is
+written under a temporary name beside it and renamed. A running container is refused (its files change while they are
 read): stop it first.
 
 FILE's name says the format, and --format must agree with it:

@@ -89,6 +89,18 @@ func New(o Options) (*logrus.Entry, io.Closer, error) {
 			logger.SetLevel(level)
 		}
 	}
+	if o.ParentPID > 0 {
+		// Run by LXC: warnings and errors reach the person at lxc-start
+		// too (see userstderr_linux.go). The file is left to the exit.
+		lxcpath := ""
+		if o.ConfigFile != "" {
+			lxcpath = filepath.Dir(filepath.Dir(o.ConfigFile))
+		}
+		logger.AddHook(&userStderrHook{
+			fmt:  &StderrFormatter{Program: o.Program},
+			find: func() *os.File { return findUserStderr(o.ParentPID, o.Hook, o.Container, lxcpath) },
+		})
+	}
 	entry := logger.WithFields(logrus.Fields{FieldContainer: o.Container, FieldHook: o.Hook})
 	if openErr != nil {
 		// Where a run's lines go must not be a choice of whoever can

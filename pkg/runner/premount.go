@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/identity"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
+	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 	"golang.org/x/sys/unix"
@@ -138,6 +140,9 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		return err
 	}
 	c.PushUndo(func() { _ = mount.Unmount(target) })
+	if err := identity.Apply(identity.Layer{Root: target, Dir: w.Root, Upper: w.Upper, Config: c.Inv.ConfigFile, Name: c.Inv.Name}, c.Log); err != nil {
+		return err
+	}
 
 	c.Mark("union")
 	killpoint.At("pre-mount:before-save")
@@ -169,6 +174,7 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 	}
 	c.Mark("save")
 	c.Log.WithField("lowers", len(lowers)).WithField("upper", w.Upper).Debugf("mounted the layered root on %s", target)
+	lxclog.MarkStarted(c.Inv.ConfigFile, c.Inv.Name, c.Log)
 	return nil
 }
 

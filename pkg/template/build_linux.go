@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/identity"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
@@ -126,21 +127,23 @@ func Build(src Source, file string, f Format) error {
 	}
 	killpoint.At("template:after-temp") // test-only
 
-	switch {
-	case src.Dir != "" && src.Shift == nil:
-		err = buildFromOrCopy(src.Dir, dir, base, tmp, f)
-	case src.Tarball != "":
-		err = buildFromTarball(src.Tarball, dir, base, tmp, f)
-	default:
-		err = mount.InPrivateNamespace(func() error {
-			root, cleanup, err := mountSource(src, dir, base)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			return buildFromOrCopy(root, dir, base, tmp, f)
-		})
-	}
+	// In a private mount namespace for every source: the machine-id files
+	// are hidden there (see identity_linux.go), and images (and the
+	// idmapped view of an unprivileged container's layer) are mounted.
+	err = mount.InPrivateNamespace(func() error {
+		switch {
+		case src.Dir != "" && src.Shift == nil:
+			return buildFromOrCopy(src.Dir, dir, base, tmp, f)
+		case src.Tarball != "":
+			return buildFromTarball(src.Tarball, dir, base, tmp, f)
+		}
+		root, cleanup, err := mountSource(src, dir, base)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		return buildFromOrCopy(root, dir, base, tmp, f)
+	})
 	if ierr := interrupted(); ierr != nil {
 		return ierr
 	}
@@ -296,7 +299,12 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 		return nil
 	}
 	if f.FS == "dir" {
-		return extract(tmp)
+		if err := extract(tmp); err != nil {
+			return err
+		}
+		// tmp is the template itself, this build's own: emptied in place.
+		_, err := identity.EmptyMachineIDs(tmp)
+		return err
 	}
 	staging, err := os.MkdirTemp(dir, "."+base+".staging-")
 	if err != nil {
@@ -310,6 +318,11 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 	if err := extract(staging); err != nil {
 		return err
 	}
+	// The staging copy is this build's own: emptied in place (a mount on
+	// it would keep RemoveAll from removing it).
+	if _, err := identity.EmptyMachineIDs(staging); err != nil {
+		return err
+	}
 	return buildFrom(staging, tmp, f)
 }
 
@@ -320,7 +333,12 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 // table answers for every symlink, also through an overlayfs union (a
 // Debian root's /bin -> usr/bin); cp -a treats that as "no xattrs".
 func buildFromOrCopy(root, dir, base, tmp string, f Format) error {
-	err := buildFrom(root, tmp, f)
+	cleanup, err := hideMachineIDs(root, dir, base)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	err = buildFrom(root, tmp, f)
 	if err != nil && f.FS == "erofs" && strings.Contains(err.Error(), "xattr") {
 		return buildViaCopy(root, dir, base, tmp, f)
 	}

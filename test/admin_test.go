@@ -418,7 +418,7 @@ func TestInitAufs(t *testing.T) {
 	}
 	c := initCtr(t, "lxc-hook-aufs", "--fallback=overlay")
 	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
-	for _, key := range []string{"pre-mount", "stop", "post-stop"} {
+	for _, key := range []string{"pre-mount", "stop", "clone"} {
 		if !strings.Contains(string(cfg), "lxc.hook."+key+" = "+filepath.Join(binDir, "lxc-hook-aufs")+" --config "+filepath.Join(c.dir, "config")+" --lower "+tplSquash+" --fallback=overlay\n") {
 			t.Fatalf("lxc.hook.%s without the fallback:\n%s", key, cfg)
 		}
@@ -443,7 +443,7 @@ func TestCommandLineByHand(t *testing.T) {
 	out, errOut, err := adminSplit(t, "lxc-hook-overlay", "stauts", "web1")
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || out != "" || strings.Count(errOut, "\n") != 1 ||
-		!strings.HasPrefix(errOut, "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, manpage;") {
+		!strings.HasPrefix(errOut, "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, migrate, manpage;") {
 		t.Errorf("lxc-hook-overlay stauts: %v, stdout %q, stderr %q", err, out, errOut)
 	}
 	if strings.Contains(errOut, "lxc.hook.version") {
@@ -454,9 +454,9 @@ func TestCommandLineByHand(t *testing.T) {
 		t.Errorf("lxc-hook-overlay resize: %v %q", err, errOut)
 	}
 	want := map[string]string{
-		"lxc-hook-overlay": "init|status|release|copy|template|manpage",
-		"lxc-hook-loopimg": "init|status|resize|release|copy|template|manpage",
-		"lxc-hook-aufs":    "init|status|release|copy|template|manpage",
+		"lxc-hook-overlay": "init|status|release|copy|template|migrate|manpage",
+		"lxc-hook-loopimg": "init|status|resize|release|copy|template|migrate|manpage",
+		"lxc-hook-aufs":    "init|status|release|copy|template|migrate|manpage",
 	}
 	for hook, cmds := range want {
 		help, _, err := adminSplit(t, hook, "--help")

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,8 @@ func initUnpriv(t *testing.T, hook, tpl string, extra ...string) *ctr {
 	os.WriteFile(defaults, []byte("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n"), 0o644)
 	name := uniqueName("uinit")
 	args := append([]string{"init", name, "--template", tpl, "-P", lxcpath, "--default-config", defaults, "--unprivileged"}, extra...)
-	if out, err := runWithSubIDs(t, "root:100000:65536\n", "root:100000:65536\n", filepath.Join(binDir, hook), args...); err != nil {
+	sub := fmt.Sprintf("root:%d:65536\n", unprivBase)
+	if out, err := runWithSubIDs(t, sub, sub, filepath.Join(binDir, hook), args...); err != nil {
 		t.Fatalf("%s init --unprivileged: %v\n%s", hook, err, out)
 	}
 	c := &ctr{t: t, name: name, lxcpath: lxcpath, dir: filepath.Join(lxcpath, name), logFile: filepath.Join(lxcpath, name, name+".log")}

@@ -10,11 +10,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 )
 
 // propsMtime is the modification time every file of props/ gets.
@@ -149,20 +153,71 @@ func checkProps(t *testing.T, root, what string) {
 	}
 }
 
-// mountTemplate mounts a template image read-only (loop) and returns where;
-// a dir template is its own root. Unmounted at the end of the test.
+// mountTemplate mounts a template image read-only and returns where to
+// read it: a detached mount (fsmount, never attached in any mount
+// namespace), read through its fd as /proc/self/fd/N. Attached on the host,
+// it would be copied into every mount namespace made meanwhile (a
+// container's start, a hook's private namespace, another test run), and a
+// copy there keeps its loop device after the umount. A dir template is its
+// own root. closeTemplates (or the end of the test) lets it go, and its
+// autoclear loop device with it.
 func mountTemplate(t *testing.T, file string) string {
 	t.Helper()
 	if fi, err := os.Stat(file); err == nil && fi.IsDir() {
 		return file
 	}
-	mp := file + ".mnt"
-	os.Mkdir(mp, 0o755)
-	if out, err := exec.Command("mount", "-o", "ro,loop", file, mp).CombinedOutput(); err != nil {
-		t.Fatalf("mount %s: %v %s", file, err, out)
+	l, err := layer.ResolveLower(file)
+	if err != nil {
+		t.Fatalf("template %s: %v", file, err)
 	}
-	t.Cleanup(func() { exec.Command("umount", mp).Run(); os.Remove(mp) })
-	return mp
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := loop.Attach(f, loop.Options{ReadOnly: true, Autoclear: true})
+	f.Close()
+	if err != nil {
+		t.Fatalf("loop device for %s: %v", file, err)
+	}
+	defer dev.Close() // the mount holds the device from here
+	fsfd, err := unix.Fsopen(l.FSType, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		t.Fatalf("fsopen %s: %v", l.FSType, err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigSetString(fsfd, "source", dev.Path); err != nil {
+		t.Fatalf("%s source %s: %v", l.FSType, dev.Path, err)
+	}
+	if err := unix.FsconfigSetFlag(fsfd, "ro"); err != nil {
+		t.Fatalf("%s ro: %v", l.FSType, err)
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		t.Fatalf("%s on %s: %v", l.FSType, dev.Path, err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY)
+	if err != nil {
+		t.Fatalf("fsmount %s: %v", file, err)
+	}
+	templateMounts.Lock()
+	templateMounts.fds = append(templateMounts.fds, mfd)
+	templateMounts.Unlock()
+	t.Cleanup(closeTemplates)
+	return fmt.Sprintf("/proc/self/fd/%d", mfd)
+}
+
+var templateMounts struct {
+	sync.Mutex
+	fds []int
+}
+
+// closeTemplates lets every template mountTemplate mounted go.
+func closeTemplates() {
+	templateMounts.Lock()
+	defer templateMounts.Unlock()
+	for _, fd := range templateMounts.fds {
+		unix.Close(fd)
+	}
+	templateMounts.fds = nil
 }
 
 // holesKept checks that the 64 MiB of zeros are not stored: an image is
@@ -351,6 +406,7 @@ func TestTemplateFromSources(t *testing.T) {
 	for _, m := range mountsUnder(dir) {
 		exec.Command("umount", m).Run()
 	}
+	closeTemplates()
 	waitNoLoops(t, dir, "after building and checking every template")
 	if m := mountsUnder(dir); len(m) > 0 {
 		t.Errorf("still mounted: %v", m)
@@ -461,6 +517,7 @@ func TestTemplateFromContainer(t *testing.T) {
 				for _, m := range mountsUnder(dir) {
 					exec.Command("umount", m).Run()
 				}
+				closeTemplates()
 			}
 
 			// A container from the flattened template sees the same.
@@ -485,6 +542,7 @@ func TestTemplateFromContainer(t *testing.T) {
 			for _, m := range mountsUnder(dir) {
 				exec.Command("umount", m).Run()
 			}
+			closeTemplates()
 			waitNoLoops(t, dir, "at the end")
 		})
 	}
@@ -568,17 +626,17 @@ func TestTemplateFromUnprivileged(t *testing.T) {
 			c.stop(false)
 			// What the layer holds on the host: the mapped IDs.
 			if hook == "lxc-hook-overlay" {
-				if uid, _ := ownerOf(t, filepath.Join(upper, "upper", "rootfile")); uid != 100000 {
-					t.Fatalf("the layer stores /rootfile as uid %d, want 100000 (the container's root mapped)", uid)
+				if uid, _ := ownerOf(t, filepath.Join(upper, "upper", "rootfile")); uid != unprivBase {
+					t.Fatalf("the layer stores /rootfile as uid %d, want %d (the container's root mapped)", uid, unprivBase)
 				}
-				if uid, _ := ownerOf(t, filepath.Join(upper, "upper", "home", "u", "f")); uid != 101000 {
-					t.Fatalf("the layer stores /home/u/f as uid %d, want 101000", uid)
+				if uid, _ := ownerOf(t, filepath.Join(upper, "upper", "home", "u", "f")); uid != unprivBase+1000 {
+					t.Fatalf("the layer stores /home/u/f as uid %d, want %d", uid, unprivBase+1000)
 				}
-				if r := capRootID(t, filepath.Join(upper, "upper", "capfile")); r != 100000 {
-					t.Fatalf("the layer stores /capfile's capability with root ID %d, want 100000", r)
+				if r := capRootID(t, filepath.Join(upper, "upper", "capfile")); r != int64(unprivBase) {
+					t.Fatalf("the layer stores /capfile's capability with root ID %d, want %d", r, unprivBase)
 				}
-			} else if got := hostOwnerInImage(t, img, "/upper/rootfile"); got != "100000" {
-				t.Fatalf("the layer image stores /rootfile as uid %s, want 100000", got)
+			} else if got := hostOwnerInImage(t, img, "/upper/rootfile"); got != unprivRoot {
+				t.Fatalf("the layer image stores /rootfile as uid %s, want %s", got, unprivRoot)
 			}
 
 			formats := map[string]string{"squashfs": filepath.Join(dir, "flat.squashfs"), "erofs": filepath.Join(dir, "flat.erofs"), "dir": filepath.Join(dir, "flat") + "/"}
@@ -637,6 +695,7 @@ func TestTemplateFromUnprivileged(t *testing.T) {
 			for _, m := range mountsUnder(dir) {
 				exec.Command("umount", m).Run()
 			}
+			closeTemplates()
 			waitNoLoops(t, dir, "at the end")
 		})
 	}

@@ -130,7 +130,14 @@ func unprivCtrOpts(t *testing.T, o ctrOpts) *ctr {
 // mounted in it on the host while it runs).
 func closeToOthers(t *testing.T, dir string) {
 	t.Helper()
-	if err := os.Chown(dir, 0, int(unprivBase)); err != nil {
+	closeToOthersFor(t, dir, unprivBase)
+}
+
+// closeToOthersFor is closeToOthers for a container whose root's host gid
+// is gid.
+func closeToOthersFor(t *testing.T, dir string, gid uint32) {
+	t.Helper()
+	if err := os.Chown(dir, 0, int(gid)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, 0o710); err != nil {

@@ -127,7 +127,10 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 	var failed []string
 	for _, c := range cs {
 		s := statusOf(c, users)
-		if s.Error != "" {
+		// Could not be read at all: the status of it failed. (An error of a
+		// container that could be read, a start its hooks refuse, is what
+		// the status reports.)
+		if s.Error != "" && s.Hook == "" {
 			failed = append(failed, s.Name)
 		}
 		sts = append(sts, s)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 func ctx() *runner.Context {
@@ -135,16 +136,21 @@ func TestClaim(t *testing.T) {
 		b, _ := json.Marshal(claim{Container: "other", Config: config, MountNSID: id})
 		os.WriteFile(filepath.Join(dir, InUseName), b, 0o600)
 	}
+	d, err := trust.OpenDir(dir, "--upper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	write("/lxc/other/config", self) // a live namespace: this test's own
-	if err := Claim(ctx(), dir); err == nil || !strings.Contains(err.Error(), "container other (/lxc/other/config)") {
+	if err := Claim(ctx(), d); err == nil || !strings.Contains(err.Error(), "container other (/lxc/other/config)") {
 		t.Fatalf("live claim: %v", err)
 	}
 	write("/lxc/other/config", self+1<<40) // a namespace that does not exist
 	c := ctx()
-	if err := Claim(c, dir); err != nil {
+	if err := Claim(c, d); err != nil {
 		t.Fatalf("stale claim: %v", err)
 	}
-	if cl, _ := readClaim(filepath.Join(dir, InUseName)); cl.Config != "/lxc/c1/config" || cl.MountNSID != self {
+	if cl, _ := readClaim(d); cl.Config != "/lxc/c1/config" || cl.MountNSID != self {
 		t.Fatalf("claim %+v", cl)
 	}
 	other := ctx()

@@ -159,6 +159,9 @@ type hookLine struct {
 	Program     string // base name of the binary
 	Binary      string
 	Lowers      []string
+	// LowersGiven: Lowers come from --lower (else they are the rootfs
+	// directory, LXC's own, which the hooks use as it is).
+	LowersGiven bool
 	Upper       string // overlay, aufs
 	Image       string // loopimg
 	Size        string
@@ -205,6 +208,7 @@ func parseHookLine(line, configFile string) (hookLine, error) {
 		return hookLine{}, err
 	}
 	h.Lowers, h.RunDir, h.Config = []string(common.Lowers), common.RunDir, common.Config
+	h.LowersGiven = len(h.Lowers) > 0
 	h.Image, h.Size, h.Preallocate, h.Upper = li.Image, li.SizeFlag, li.Preallocate, dl.Upper
 	h.Ephemeral = li.Ephemeral || dl.Ephemeral
 	if dl.Size != "" {

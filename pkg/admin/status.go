@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 const statusAbout = `Shows, for every container under the LXC path whose config uses these hooks
@@ -55,6 +57,10 @@ type Status struct {
 	// Error is why the container's config could not be read ("" when it
 	// could); the other fields are then mostly empty.
 	Error string `json:"error"`
+	// Untrusted is why a start would be refused before anything is
+	// touched: a layer, image or template path someone other than root
+	// can change (package trust); "" when there is none.
+	Untrusted string `json:"untrusted"`
 }
 
 // Layer is the container's writable layer.
@@ -135,6 +141,9 @@ func cmdStatus(k Kind, args []string, stdout io.Writer) error {
 		if s.Unprivileged {
 			fmt.Fprintf(stdout, "  idmap:     unprivileged, %s\n", strings.Join(s.IDMap, ", "))
 		}
+		if s.Untrusted != "" {
+			fmt.Fprintf(stdout, "  refused:   %s\n", s.Untrusted)
+		}
 	}
 	return nil
 }
@@ -164,11 +173,12 @@ func statusOf(c *container) Status {
 	if m, err := runner.ConfigMapping(c.Config); err == nil && m != nil {
 		s.Unprivileged, s.IDMap = true, m.Lines()
 	}
+	s.Untrusted = untrusted(c)
 	if c.Hook.Ephemeral {
 		statusEphemeral(c, st, &s)
 	} else if c.Hook.Image != "" {
 		s.Layer = Layer{Kind: "image", Path: c.Hook.Image}
-		if f, err := os.Open(c.Hook.Image); err == nil {
+		if f, err := image.Open(c.Hook.Image, os.O_RDONLY); err == nil {
 			apparent, allocated, _, _ := image.Usage(f)
 			s.CapBytes, s.AllocatedBytes = apparent, allocated
 			if sb, err := image.ReadSuperblock(f); err == nil {
@@ -201,6 +211,53 @@ func statusOf(c *container) Status {
 		s.Holders = holdersOf(c)
 	}
 	return s
+}
+
+// untrusted runs the checks of a start over the container's paths (package
+// trust): its templates (--lower) and its writable layer, and says why the
+// start would be refused, or "". A layer not made yet is checked as far as
+// it exists: the directories its first start would make it in.
+func untrusted(c *container) string {
+	if c.Hook.LowersGiven {
+		for _, p := range c.Hook.Lowers {
+			if err := trust.Check(p, "lower"); errors.Is(err, trust.ErrUntrusted) {
+				return err.Error()
+			}
+		}
+	}
+	var err error
+	switch {
+	case c.Hook.Image != "":
+		var f *os.File
+		if f, err = image.Open(c.Hook.Image, os.O_RDONLY); errors.Is(err, os.ErrNotExist) {
+			err = parentOK(c.Hook.Image, "--image")
+		} else if err == nil {
+			f.Close()
+		}
+	case c.Hook.Upper != "" && !c.Hook.Ephemeral:
+		var d *trust.Dir
+		if d, err = trust.OpenDir(c.Hook.Upper, "--upper"); errors.Is(err, os.ErrNotExist) {
+			err = parentOK(c.Hook.Upper, "--upper")
+		} else if err == nil {
+			d.Close()
+		}
+	}
+	var te *trust.Error
+	var le *trust.LinkError
+	var ie *image.LinksError
+	if errors.As(err, &te) || errors.As(err, &le) || errors.As(err, &ie) {
+		return err.Error()
+	}
+	return ""
+}
+
+// parentOK checks the directories above a path that does not exist yet.
+func parentOK(path, what string) error {
+	d, _, err := trust.Parent(path, what)
+	if err == nil {
+		d.Close()
+	}
+	return err
 }
 
 // statusEphemeral fills in an --ephemeral layer: its cap (--size), and

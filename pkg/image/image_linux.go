@@ -69,9 +69,19 @@ func OpenIn(d *trust.Dir, name string, flag int) (*os.File, error) {
 	}
 	if st.Nlink > 1 {
 		f.Close()
-		return nil, fmt.Errorf("image %q has %d names (hardlinks): the hooks use an image with one name only, as a start writes it and another name may belong to someone else; remove the other links (find / -xdev -samefile %s) or copy the image", d.Join(name), st.Nlink, d.Join(name))
+		return nil, &LinksError{Path: d.Join(name), Links: uint64(st.Nlink)}
 	}
 	return f, nil
+}
+
+// LinksError is an image refused for having more than one name.
+type LinksError struct {
+	Path  string
+	Links uint64
+}
+
+func (e *LinksError) Error() string {
+	return fmt.Sprintf("image %q has %d names (hardlinks): the hooks use an image with one name only, as a start writes it and another name may belong to someone else; remove the other links (find / -xdev -samefile %s) or copy the image", e.Path, e.Links, e.Path)
 }
 
 // Create makes a new ext4 image at path (see CreateIn), in a directory

@@ -168,6 +168,11 @@ func lockTemp(d *trust.Dir, tmp string) (*os.File, error) {
 	for attempt := 0; attempt < 10; attempt++ {
 		f, err := d.Open(tmp, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
+			// Another user's file in a sticky directory (protected_regular)
+			// answers EACCES: say whose it is.
+			if st, serr := d.Lstat(tmp); serr == nil && int(st.Uid) != os.Geteuid() && errors.Is(err, unix.EACCES) {
+				return nil, fmt.Errorf("%s belongs to uid %d, not to root: someone else made it; refused, left as it is (remove it if it is no creation's)", path, st.Uid)
+			}
 			return nil, err
 		}
 		var held unix.Stat_t

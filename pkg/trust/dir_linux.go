@@ -54,8 +54,9 @@ func (d *Dir) pathErr(op, name string, err error) error {
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
 		return &LinkError{Path: d.Join(name)}
 	}
-	if errors.Is(err, unix.ENOTDIR) {
-		// O_DIRECTORY|O_NOFOLLOW on a link answers ENOTDIR.
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EACCES) {
+		// O_DIRECTORY|O_NOFOLLOW on a link answers ENOTDIR; O_CREAT on
+		// another user's link in a sticky directory EACCES.
 		var st unix.Stat_t
 		if unix.Fstatat(d.Fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			return &LinkError{Path: d.Join(name)}

@@ -1,7 +1,9 @@
 // Package dirlayer is the writable layer kept in a host directory, used by
 // lxc-hook-overlay (and lxc-hook-aufs): --upper DIR holds the union's
 // upper and work directories, on one filesystem, and the marker naming the
-// filesystem that writes them.
+// filesystem that writes them. DIR must pass package trust's rule (root's
+// alone, with every directory above it); everything in it is made, read,
+// written and chowned through its fd, no link followed.
 package dirlayer
 
 import (

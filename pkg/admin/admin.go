@@ -156,9 +156,9 @@ type container struct {
 
 // hookLine is what a container's lxc.hook.pre-mount line says.
 type hookLine struct {
-	Program     string // base name of the binary
-	Binary      string
-	Lowers      []string
+	Program string // base name of the binary
+	Binary  string
+	Lowers  []string
 	// LowersGiven: Lowers come from --lower (else they are the rootfs
 	// directory, LXC's own, which the hooks use as it is).
 	LowersGiven bool

@@ -72,10 +72,14 @@ func cmdTemplate(k Kind, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s already exists: nothing was changed (a template is never overwritten; choose another name)", file)
 	}
 	// The template is written beside FILE and used from there by host
-	// root: a directory others can change would get it refused by init
-	// and every start (package trust), after the whole build.
-	if err := trust.Check(filepath.Dir(file), "template FILE's directory"); err != nil {
+	// root: directories others can change would get it refused by init
+	// and every start (package trust), after the whole build. (A sticky
+	// root-owned directory such as /tmp passes: others cannot replace
+	// root's entries there.)
+	if d, _, err := trust.Parent(file, "template FILE"); err != nil {
 		return err
+	} else {
+		d.Close()
 	}
 	src, release, err := resolveTemplateSource(*from, *lxcpath)
 	if err != nil {

@@ -76,11 +76,11 @@ func cmdTemplate(k Kind, args []string, stdout io.Writer) error {
 	// and every start (package trust), after the whole build. (A sticky
 	// root-owned directory such as /tmp passes: others cannot replace
 	// root's entries there.)
-	if d, _, err := trust.Parent(file, "template FILE"); err != nil {
+	dir, _, err := trust.Parent(file, "template FILE")
+	if err != nil {
 		return err
-	} else {
-		d.Close()
 	}
+	dir.Close()
 	src, release, err := resolveTemplateSource(*from, *lxcpath)
 	if err != nil {
 		return err

@@ -166,3 +166,40 @@ func TestClaim(t *testing.T) {
 }
 
 func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// lxc-hook-aufs records and checks the layer's owner as overlay does: a
+// second config naming the same --upper is refused while the first still
+// names it.
+func TestAufsChecksOwner(t *testing.T) {
+	d := t.TempDir()
+	upper := filepath.Join(d, "shared")
+	line := "lxc.hook.pre-mount = /x/lxc-hook-aufs --upper " + upper + " --fallback=overlay\n"
+	cfgs := []string{filepath.Join(d, "a", "config"), filepath.Join(d, "b", "config")}
+	for _, c := range cfgs {
+		os.MkdirAll(filepath.Dir(c), 0o755)
+		os.WriteFile(c, []byte(line), 0o644)
+	}
+	start := func(cfg string) error {
+		c := ctx()
+		c.Inv = &hook.Invocation{Name: filepath.Base(filepath.Dir(cfg)), ConfigFile: cfg}
+		a := &Aufs{Flags: Flags{Upper: upper, Fallback: "overlay"}, HasAufs: func() bool { return false }}
+		_, err := a.PrepareWritable(c)
+		if err != nil {
+			for i := len(c.Undo) - 1; i >= 0; i-- { // what the runner does
+				c.Undo[i]()
+			}
+		} else {
+			a.PostStop(c)
+		}
+		return err
+	}
+	if err := start(cfgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(cfgs[1]); err == nil || !strings.Contains(err.Error(), "belongs to the container of "+cfgs[0]) {
+		t.Fatalf("second config on the same layer: %v", err)
+	}
+	if err := start(cfgs[0]); err != nil {
+		t.Fatalf("the owner again: %v", err)
+	}
+}

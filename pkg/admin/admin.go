@@ -268,9 +268,12 @@ type container struct {
 // hookLine is what a container's hook line says (the same line is on each
 // hook key it uses: hook.LineKeys).
 type hookLine struct {
-	Program     string // base name of the binary
-	Binary      string
-	Lowers      []string
+	Program string // base name of the binary
+	Binary  string
+	Lowers  []string
+	// LowersGiven: Lowers come from --lower (else they are the rootfs
+	// directory, LXC's own, which the hooks use as it is).
+	LowersGiven bool
 	Upper       string // overlay, aufs
 	Image       string // loopimg
 	Size        string
@@ -317,6 +320,7 @@ func parseHookLine(line, configFile string) (hookLine, error) {
 		return hookLine{}, err
 	}
 	h.Lowers, h.RunDir, h.Config = []string(common.Lowers), common.RunDir, common.Config
+	h.LowersGiven = len(h.Lowers) > 0
 	h.Image, h.Size, h.Preallocate, h.Upper = li.Image, li.SizeFlag, li.Preallocate, dl.Upper
 	h.Ephemeral = li.Ephemeral || dl.Ephemeral
 	if dl.Size != "" {

@@ -60,7 +60,7 @@ func TestStatusJSONIsValidAndStable(t *testing.T) {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
 	c := v.Containers[0]
-	for _, k := range []string{"name", "state", "hook", "config", "templates", "layer", "cap_bytes", "used_bytes", "allocated_bytes", "loop_devices", "holders", "ephemeral", "unprivileged", "idmap", "error"} {
+	for _, k := range []string{"name", "state", "hook", "config", "templates", "layer", "cap_bytes", "used_bytes", "allocated_bytes", "loop_devices", "holders", "ephemeral", "unprivileged", "idmap", "error", "untrusted"} {
 		if _, ok := c[k]; !ok {
 			t.Errorf("field %q missing", k)
 		}

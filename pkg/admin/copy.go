@@ -15,7 +15,6 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/clone"
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
-	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
@@ -23,6 +22,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
@@ -242,17 +242,17 @@ func copyContainer(j copyJob) (string, error) {
 		}
 		if _, err := os.Lstat(srcLayer); errors.Is(err, os.ErrNotExist) {
 			summary = append(summary, "no layer yet (never started)")
-		} else if err := os.MkdirAll(filepath.Dir(dstLayer), 0o700); err != nil {
+		} else if err := layerDirOK(filepath.Dir(dstLayer)); err != nil {
 			return "", err
 		} else if isImage {
-			unlock, err := lockNotAttached(srcLayer)
+			src, err := lockNotAttached(srcLayer)
 			if err != nil {
 				return "", err
 			}
 			// Held until the copy is checked: a start of SRC meanwhile
 			// would attach the image and write it under the copy.
-			defer unlock()
-			reflinked, err := clone.Image(srcLayer, dstLayer, j.Progress)
+			defer src.Close()
+			reflinked, err := clone.Image(src, dstLayer, j.Progress)
 			if err != nil {
 				return "", fmt.Errorf("copying the image %s: %w", srcLayer, err)
 			}
@@ -274,7 +274,7 @@ func copyContainer(j copyJob) (string, error) {
 				}
 				shifted = &st
 			}
-			if out, err := execs.Run(image.ToolTimeout, "install e2fsprogs", "e2fsck", "-fn", dstLayer); err != nil {
+			if out, err := fsckCopy(dstLayer); err != nil {
 				os.Remove(dstLayer) // the copy just made, not the source
 				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
 			}
@@ -442,13 +442,15 @@ func preallocate(path string) error {
 	return f.Sync()
 }
 
-// lockNotAttached refuses to copy an image some loop device (a running
+// lockNotAttached opens the image at path (checked as a start checks it:
+// package trust) and refuses to copy an image some loop device (a running
 // container, a leftover) may be writing: the hook holds a flock for as
-// long as it is attached. The shared lock it takes is kept until unlock,
-// so a start of the container (which takes the lock exclusively) is
-// refused while the copy runs instead of writing the image being copied.
-func lockNotAttached(path string) (unlock func(), err error) {
-	f, err := os.Open(path)
+// long as it is attached. The shared lock it takes is kept until the
+// returned file is closed, so a start of the container (which takes the
+// lock exclusively) is refused while the copy runs instead of writing the
+// image being copied.
+func lockNotAttached(path string) (*os.File, error) {
+	f, err := image.Open(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
@@ -456,7 +458,29 @@ func lockNotAttached(path string) (unlock func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("image %q is in use by a running container (locked): stop it first; nothing was copied", path)
 	}
-	return func() { f.Close() }, nil
+	return f, nil
+}
+
+// layerDirOK makes the directory that receives the copy's layer (0700
+// where missing) and checks it as a start will (package trust): a copy
+// its first start refuses is no copy.
+func layerDirOK(dir string) error {
+	d, err := trust.MkdirAll(dir, "the copy's layer directory", 0o700)
+	if err != nil {
+		return err
+	}
+	return d.Close()
+}
+
+// fsckCopy runs e2fsck -fn on the image copy at path, through the file
+// opened and checked by name once.
+func fsckCopy(path string) (string, error) {
+	f, err := image.Open(path, os.O_RDONLY)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return image.FsckReadOnly(f)
 }
 
 func allocated(path string) string {

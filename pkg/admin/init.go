@@ -17,6 +17,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 const initAbout = `Writes a complete LXC container NAME under the LXC path: its directory, an
@@ -225,9 +226,13 @@ func cmdInit(k Kind, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(&b, "lxc.hook.%s = %s\n", t, line)
 	}
 
-	if err := os.MkdirAll(*lxcpath, 0o755); err != nil {
+	// The container's layer will live in its directory there: the LXC
+	// path must pass the rule every start applies (package trust).
+	lp, err := trust.MkdirAll(*lxcpath, "LXC path", 0o755)
+	if err != nil {
 		return err
 	}
+	lp.Close()
 	// Mkdir, not MkdirAll: losing a race to another init must not share a directory.
 	if err := os.Mkdir(dir, 0o770); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -358,7 +363,7 @@ func templateUsesSystemd(l layer.Lower) (bool, error) {
 	if !l.IsImage() {
 		return isSystemd(l.Path), nil
 	}
-	f, err := os.Open(l.Path)
+	f, err := l.Open()
 	if err != nil {
 		return false, err
 	}

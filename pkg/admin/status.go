@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
@@ -71,6 +73,10 @@ type Status struct {
 	LastError     string `json:"last_error"`
 	LastErrorTime string `json:"last_error_time"`
 	LogFile       string `json:"log_file"`
+	// Untrusted is why a start would be refused before anything is
+	// touched: a layer, image or template path someone other than root
+	// can change (package trust); "" when there is none.
+	Untrusted string `json:"untrusted"`
 }
 
 // Layer is the container's writable layer.
@@ -187,6 +193,9 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 			fmt.Fprintf(stdout, "  error:     %s\n", s.Error)
 		}
 		printLog(stdout, s)
+		if s.Untrusted != "" {
+			fmt.Fprintf(stdout, "  refused:   %s\n", s.Untrusted)
+		}
 	}
 	return nil
 }
@@ -302,11 +311,12 @@ func statusOf(c *container, users *templateUsers) Status {
 			s.Error = "start refused: " + err.Error()
 		}
 	}
+	s.Untrusted = untrusted(c)
 	if c.Hook.Ephemeral {
 		statusEphemeral(c, st, &s)
 	} else if c.Hook.Image != "" {
 		s.Layer = Layer{Kind: "image", Path: c.Hook.Image}
-		if f, err := os.Open(c.Hook.Image); err == nil {
+		if f, err := image.Open(c.Hook.Image, os.O_RDONLY); err == nil {
 			apparent, allocated, _, _ := image.Usage(f)
 			s.CapBytes, s.AllocatedBytes = apparent, allocated
 			if sb, err := image.ReadSuperblock(f); err == nil {
@@ -419,6 +429,53 @@ func processStart(pid int) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// untrusted runs the checks of a start over the container's paths (package
+// trust): its templates (--lower) and its writable layer, and says why the
+// start would be refused, or "". A layer not made yet is checked as far as
+// it exists: the directories its first start would make it in.
+func untrusted(c *container) string {
+	if c.Hook.LowersGiven {
+		for _, p := range c.Hook.Lowers {
+			if err := trust.Check(p, "lower"); errors.Is(err, trust.ErrUntrusted) {
+				return err.Error()
+			}
+		}
+	}
+	var err error
+	switch {
+	case c.Hook.Image != "":
+		var f *os.File
+		if f, err = image.Open(c.Hook.Image, os.O_RDONLY); errors.Is(err, os.ErrNotExist) {
+			err = parentOK(c.Hook.Image, "--image")
+		} else if err == nil {
+			f.Close()
+		}
+	case c.Hook.Upper != "" && !c.Hook.Ephemeral:
+		var d *trust.Dir
+		if d, err = trust.OpenDir(c.Hook.Upper, "--upper"); errors.Is(err, os.ErrNotExist) {
+			err = parentOK(c.Hook.Upper, "--upper")
+		} else if err == nil {
+			d.Close()
+		}
+	}
+	var te *trust.Error
+	var le *trust.LinkError
+	var ie *image.LinksError
+	if errors.As(err, &te) || errors.As(err, &le) || errors.As(err, &ie) {
+		return err.Error()
+	}
+	return ""
+}
+
+// parentOK checks the directories above a path that does not exist yet.
+func parentOK(path, what string) error {
+	d, _, err := trust.Parent(path, what)
+	if err == nil {
+		d.Close()
+	}
+	return err
 }
 
 // statusEphemeral fills in an --ephemeral layer: its cap (--size), and

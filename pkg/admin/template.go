@@ -17,6 +17,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/template"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 const templateAbout = `Writes a read-only template FILE for init --template, from SOURCE:
@@ -83,6 +84,16 @@ func cmdTemplate(k Kind, args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	// The template is written beside FILE and used from there by host
+	// root: directories others can change would get it refused by init
+	// and every start (package trust), after the whole build. (A sticky
+	// root-owned directory such as /tmp passes: others cannot replace
+	// root's entries there.)
+	dir, _, err := trust.Parent(file, "template FILE")
+	if err != nil {
+		return err
+	}
+	dir.Close()
 	src, release, err := resolveTemplateSource(*from, *lxcpath)
 	if err != nil {
 		return err
@@ -116,8 +127,15 @@ func resolveTemplateSource(from, lxcpath string) (template.Source, func(), error
 			return template.Source{Dir: abs}, nop, nil
 		}
 		if fi.Mode().IsRegular() {
-			if l, err := layer.ResolveLower(abs); err == nil {
+			l, err := layer.ResolveLower(abs)
+			if err == nil {
 				return template.Source{Image: &l}, nop, nil
+			}
+			if errors.Is(err, trust.ErrUntrusted) {
+				// An image mounted by host root must be root's alone: one
+				// its user can replace could be crafted to attack the
+				// kernel's filesystem code.
+				return template.Source{}, nop, err
 			}
 			if template.IsTarballName(abs) {
 				return template.Source{Tarball: abs}, nop, nil
@@ -216,7 +234,7 @@ func unionSource(c *container) (template.Source, func(), error) {
 	release := nop
 	switch {
 	case c.Hook.Image != "":
-		f, err := os.Open(c.Hook.Image)
+		f, err := image.Open(c.Hook.Image, os.O_RDONLY)
 		if errors.Is(err, os.ErrNotExist) {
 			break // never started: no layer yet
 		}
@@ -240,10 +258,18 @@ func unionSource(c *container) (template.Source, func(), error) {
 		u.LayerImage = c.Hook.Image
 		release = func() { f.Close() }
 	case c.Hook.Upper != "":
-		if m, err := os.ReadFile(filepath.Join(c.Hook.Upper, layer.MarkerName)); err == nil && strings.TrimSpace(string(m)) == layer.Aufs {
+		d, err := trust.OpenDir(c.Hook.Upper, "--upper")
+		if errors.Is(err, os.ErrNotExist) {
+			break // never started: no layer yet
+		}
+		if err != nil {
+			return template.Source{}, nop, fmt.Errorf("container %q: %w", c.Name, err)
+		}
+		defer d.Close()
+		if m, err := d.ReadFile(layer.MarkerName); err == nil && strings.TrimSpace(string(m)) == layer.Aufs {
 			return template.Source{}, nop, fmt.Errorf("container %q: its layer %s was written by aufs, whose whiteouts overlayfs cannot read; flatten it where AuFS runs", c.Name, c.Hook.Upper)
 		}
-		if fi, err := os.Stat(filepath.Join(c.Hook.Upper, "upper")); err == nil && fi.IsDir() {
+		if st, err := d.Lstat("upper"); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			u.UpperDir = filepath.Join(c.Hook.Upper, "upper")
 		}
 	}
@@ -256,7 +282,7 @@ func warnSlowTemplate(k Kind, l layer.Lower, w io.Writer) {
 	if !l.IsImage() {
 		return
 	}
-	f, err := os.Open(l.Path)
+	f, err := l.Open()
 	if err != nil {
 		return
 	}

@@ -38,12 +38,10 @@ func tempName(dst string) string {
 // with SEEK_DATA/SEEK_HOLE, with copy_file_range (in-kernel, no bounce
 // through this process), so a 2G image with 30M written costs 30M of
 // reads and writes and 30M on the host. It returns whether it reflinked.
-func Image(src, dst string, progress Progress) (reflinked bool, err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return false, err
-	}
-	defer in.Close()
+// The source is the open file in (opened and checked by the caller: its
+// name is not looked up again).
+func Image(in *os.File, dst string, progress Progress) (reflinked bool, err error) {
+	src := in.Name()
 	fi, err := in.Stat()
 	if err != nil {
 		return false, err

@@ -22,7 +22,12 @@ func TestImageSparse(t *testing.T) {
 	f.Truncate(128 << 20)
 	f.Close()
 	var calls int
-	if _, err := Image(src, dst, func(done, total int64) { calls++ }); err != nil {
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := Image(in, dst, func(done, total int64) { calls++ }); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(src)
@@ -39,7 +44,7 @@ func TestImageSparse(t *testing.T) {
 	if calls == 0 {
 		t.Fatal("no progress reported")
 	}
-	if _, err := Image(src, dst, nil); err == nil {
+	if _, err := Image(in, dst, nil); err == nil {
 		t.Fatal("an existing destination was overwritten")
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, ".*")); len(m) != 0 {

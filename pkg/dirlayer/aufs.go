@@ -3,13 +3,15 @@ package dirlayer
 import (
 	"errors"
 	"flag"
-	"os"
+	"fmt"
 	"path/filepath"
-	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // XinoName is AuFS's inode number table, kept beside the layer's upper/
@@ -61,8 +63,11 @@ func (a *Aufs) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	}
 	// A layer's own record comes first: it is the more specific error, and
 	// true on every kernel.
-	if got := markerOf(a.Upper); got != "" && got != layer.Aufs && a.Fallback == "" {
-		return Prepare(a.Upper, layer.Aufs) // refuses, explaining why
+	if got := layer.MarkerOf(a.Upper); got != "" && got != layer.Aufs && a.Fallback == "" {
+		if _, err := Prepare(a.Upper, layer.Aufs); err != nil {
+			return nil, err // refuses, explaining why
+		}
+		return nil, fmt.Errorf("layer %q changed while it was checked: try again", a.Upper)
 	}
 	switch {
 	case has():
@@ -73,11 +78,29 @@ func (a *Aufs) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	default:
 		return nil, ErrNoAufs
 	}
-	w, err := Prepare(a.Upper, a.union)
+	w, d, err := prepare(a.Upper, a.union)
 	if err != nil {
 		return nil, err
 	}
-	return w, Claim(c, a.Upper)
+	defer d.Close()
+	// As for overlay: the claim first (a layer a live container runs on
+	// is refused as such), then the owner record (a copy of a config with
+	// its hook arguments unchanged names another container's layer).
+	if err := Claim(c, d); err != nil {
+		return nil, err
+	}
+	if err := layer.CheckOwner(d, a.Upper, DefaultLayerName, c.Inv.ConfigFile, a.Program()); err != nil {
+		return nil, err
+	}
+	if a.union == layer.Aufs {
+		// AuFS creates its xino file by name (O_CREAT|O_EXCL) in this
+		// checked directory; whatever a dead mount left there goes first,
+		// through the directory's fd (a link is removed, not followed).
+		if err := d.Remove(XinoName); err != nil {
+			return nil, fmt.Errorf("--upper %q: AuFS's xino file: %w", a.Upper, err)
+		}
+	}
+	return w, nil
 }
 
 func (a *Aufs) MountUnion(c *runner.Context, lowers []string, w *runner.Writable, target string) error {
@@ -87,23 +110,19 @@ func (a *Aufs) MountUnion(c *runner.Context, lowers []string, w *runner.Writable
 	return mount.MountAufs(mount.Aufs{Upper: w.Upper, Lowers: lowers, Xino: filepath.Join(w.Root, XinoName)}, a.MountSource(), target)
 }
 
-// markerOf reads a layer's marker, or "".
-func markerOf(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, layer.MarkerName))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // AfterStop removes AuFS's xino file: it only maps inode numbers for a live
-// mount, and left behind it keeps its size on the host.
+// mount, and left behind it keeps its size on the host. Only a regular
+// file is removed, through the checked layer directory's fd.
 func (a *Aufs) AfterStop(c *runner.Context) {
 	Release(c, a.Upper)
-	p := filepath.Join(filepath.Clean(a.Upper), XinoName)
-	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
-		if err := os.Remove(p); err != nil {
-			c.Log.WithError(err).Warnf("could not remove AuFS's xino file %s", p)
+	d, err := trust.OpenDir(filepath.Clean(a.Upper), "--upper")
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	if st, err := d.Lstat(XinoName); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if err := d.Remove(XinoName); err != nil {
+			c.Log.WithError(err).Warnf("could not remove AuFS's xino file %s", d.Join(XinoName))
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // InUseName is the file in a directory layer that names the container
@@ -44,21 +46,17 @@ type claim struct {
 	MonitorStart uint64 `json:"monitor_start,omitempty"`
 }
 
-// Claim records the container of c as the layer dir's user, refusing a
-// layer another live container has claimed. Undone if pre-mount fails.
-func Claim(c *runner.Context, dir string) error {
-	dir = filepath.Clean(dir)
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("--upper %q: %w", dir, err)
-	}
-	defer d.Close()
+// Claim records the container of c as the user of the layer open as d,
+// refusing a layer another live container has claimed. Undone if
+// pre-mount fails. The record is read and written through d's fd.
+func Claim(c *runner.Context, d *trust.Dir) error {
+	dir := d.Path()
 	// Serializes claims of this layer (two starts at once, or one taking
 	// over a stale claim): held for the few syscalls below only. A copy
 	// holds it shared for as long as it copies the layer (LockForCopy):
 	// waited for briefly, then refused, as a hook never waits unbounded.
 	for deadline := time.Now().Add(claimWait); ; {
-		err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(d.Fd(), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			break
 		}
@@ -74,8 +72,9 @@ func Claim(c *runner.Context, dir string) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	path := filepath.Join(dir, InUseName)
-	if old, err := readClaim(path); err == nil {
+	// Dropped when the caller closes d: the lock guards this claim only.
+	defer unix.Flock(d.Fd(), unix.LOCK_UN)
+	if old, err := readClaim(d); err == nil {
 		if old.Config != c.Inv.ConfigFile {
 			if live, why := old.live(); live {
 				return fmt.Errorf("--upper %q is the writable layer of container %s (%s), %s: two containers writing one layer mix their writes, so the start is refused; give this container its own --upper", dir, old.Container, old.Config, why)
@@ -84,7 +83,11 @@ func Claim(c *runner.Context, dir string) error {
 		if old.Config != c.Inv.ConfigFile {
 			c.Log.Infof("--upper %s: taking over the claim of container %s (%s), which is no longer running", dir, old.Container, old.Config)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		var le *trust.LinkError
+		if errors.As(err, &le) {
+			return err // planted: refused, left for the sysadmin to see
+		}
 		c.Log.WithError(err).Warnf("--upper %s: unreadable %s, replaced", dir, InUseName)
 	}
 	cl := claim{Container: c.Inv.Name, Config: c.Inv.ConfigFile}
@@ -95,12 +98,7 @@ func Claim(c *runner.Context, dir string) error {
 		cl.MountNSID, _ = holders.MountNSID("/proc/self/ns/mnt")
 	}
 	b, _ := json.Marshal(cl)
-	tmp := path + ".tmp"
-	if err := writeNoFollow(tmp, append(b, '\n')); err != nil {
-		return fmt.Errorf("--upper %q: %w", dir, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := d.WriteFile(InUseName, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("--upper %q: %w", dir, err)
 	}
 	c.PushUndo(func() { release(dir, c.Inv.ConfigFile) })
@@ -114,18 +112,19 @@ const claimWait = 3 * time.Second
 // LockForCopy takes the layer dir's lock shared for a copy of the layer
 // and refuses a layer a live container has claimed; unlock releases it. A
 // start of the container meanwhile is refused (Claim), so the copy never
-// reads a layer that overlayfs is writing.
+// reads a layer that overlayfs is writing. dir must pass package trust's
+// rule, as for a start.
 func LockForCopy(dir string) (unlock func(), err error) {
 	dir = filepath.Clean(dir)
-	d, err := os.Open(dir)
+	d, err := trust.OpenDir(dir, "layer")
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+	if err := unix.Flock(d.Fd(), unix.LOCK_SH|unix.LOCK_NB); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("layer %q is locked by a starting container: stop it first; nothing was copied", dir)
 	}
-	if old, err := readClaim(filepath.Join(dir, InUseName)); err == nil {
+	if old, err := readClaim(d); err == nil {
 		if live, why := old.live(); live {
 			d.Close()
 			return nil, fmt.Errorf("layer %q is in use by container %s (%s), %s: stop it first; nothing was copied", dir, old.Container, old.Config, why)
@@ -139,35 +138,24 @@ func LockForCopy(dir string) (unlock func(), err error) {
 func Release(c *runner.Context, dir string) { release(filepath.Clean(dir), c.Inv.ConfigFile) }
 
 func release(dir, config string) {
-	path := filepath.Join(dir, InUseName)
-	if old, err := readClaim(path); err == nil && old.Config == config {
-		os.Remove(path)
+	d, err := trust.OpenDir(dir, "--upper")
+	if err != nil {
+		return // a start refused it: no claim was made
+	}
+	defer d.Close()
+	if old, err := readClaim(d); err == nil && old.Config == config {
+		d.Remove(InUseName)
 	}
 }
 
-func readClaim(path string) (claim, error) {
+func readClaim(d *trust.Dir) (claim, error) {
 	var cl claim
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	b, err := d.ReadFile(InUseName)
 	if err != nil {
 		return cl, err
 	}
-	defer f.Close()
-	err = json.NewDecoder(f).Decode(&cl)
+	err = json.Unmarshal(b, &cl)
 	return cl, err
-}
-
-// writeNoFollow writes a new file, never through a symlink planted there.
-func writeNoFollow(path string, b []byte) error {
-	os.Remove(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // live reports whether the claimant still runs, or still has the layer

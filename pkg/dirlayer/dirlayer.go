@@ -1,20 +1,23 @@
 // Package dirlayer is the writable layer kept in a host directory, used by
 // lxc-hook-overlay (and lxc-hook-aufs): --upper DIR holds the union's
 // upper and work directories, on one filesystem, and the marker naming the
-// filesystem that writes them.
+// filesystem that writes them. DIR must pass package trust's rule (root's
+// alone, with every directory above it); everything in it is made, read,
+// written and chowned through its fd, no link followed.
 package dirlayer
 
 import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // Overlay is lxc-hook-overlay's backend.
@@ -45,16 +48,17 @@ func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if o.Ephemeral {
 		return PrepareEphemeral(c, o.Size)
 	}
-	w, err := Prepare(o.Upper, layer.Overlay)
+	w, d, err := prepare(o.Upper, layer.Overlay)
 	if err != nil {
 		return nil, err
 	}
+	defer d.Close()
 	// The claim first: a layer another container runs on is refused as
 	// such, whoever its owner is.
-	if err := Claim(c, o.Upper); err != nil {
+	if err := Claim(c, d); err != nil {
 		return nil, err
 	}
-	if err := layer.CheckOwner(w.Root, o.Upper, DefaultLayerName, c.Inv.ConfigFile, o.Program()); err != nil {
+	if err := layer.CheckOwner(d, o.Upper, DefaultLayerName, c.Inv.ConfigFile, o.Program()); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -96,55 +100,78 @@ func (o *Overlay) MountUnion(c *runner.Context, lowers []string, w *runner.Writa
 
 // Prepare makes dir a writable layer for the union filesystem fs: dir
 // (0700) with upper/ and work/ on one filesystem, and the marker. A layer
-// written by another union filesystem is refused.
+// written by another union filesystem is refused, as is a dir someone
+// other than root can change (package trust).
 func Prepare(dir, fs string) (*runner.Writable, error) {
+	w, d, err := prepare(dir, fs)
+	if err != nil {
+		return nil, err
+	}
+	d.Close()
+	return w, nil
+}
+
+// prepare is Prepare, handing on the layer directory, open and checked:
+// everything in it is used through it.
+func prepare(dir, fs string) (*runner.Writable, *trust.Dir, error) {
 	dir = filepath.Clean(dir)
-	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("--upper %q is not a directory", dir)
+	d, err := trust.MkdirAll(dir, "--upper", 0o700)
+	if errors.Is(err, unix.ENOTDIR) {
+		return nil, nil, fmt.Errorf("--upper %q is not a directory", dir)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("--upper %q: %w", dir, err)
+	if err != nil {
+		var te *trust.Error
+		if errors.As(err, &te) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("--upper %q: %w", dir, err)
 	}
-	return PrepareIn(dir, fs, "--upper")
+	w, err := prepareIn(d, fs, "--upper")
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return w, d, nil
 }
 
 // PrepareIn makes upper/ and work/ in root (an existing directory, or the
-// root of a mounted image) and checks its marker. what names root in errors.
+// root of a mounted image) and checks its marker. what names root in
+// errors. root must pass package trust's rule.
 func PrepareIn(root, fs, what string) (*runner.Writable, error) {
-	w := &runner.Writable{Root: root, Upper: filepath.Join(root, "upper"), Work: filepath.Join(root, "work")}
-	// upper/ becomes the container's "/": the usual 0755 root:root.
-	if err := mkdirIfMissing(w.Upper, 0o755); err != nil {
-		return nil, fmt.Errorf("%s %q: %w", what, root, err)
-	}
-	if err := mkdirIfMissing(w.Work, 0o700); err != nil {
-		return nil, fmt.Errorf("%s %q: %w", what, root, err)
-	}
-	var su, sw syscall.Stat_t
-	if err := syscall.Stat(w.Upper, &su); err != nil {
+	d, err := trust.OpenDir(root, what)
+	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Stat(w.Work, &sw); err != nil {
+	defer d.Close()
+	return prepareIn(d, fs, what)
+}
+
+// prepareIn works through d's fd only: upper/ and work/ are made or
+// found there with no link followed (they belong to the container, and
+// are its root's in an unprivileged layer), and compared by fstatat.
+func prepareIn(d *trust.Dir, fs, what string) (*runner.Writable, error) {
+	root := d.Path()
+	w := &runner.Writable{Root: root, Upper: filepath.Join(root, "upper"), Work: filepath.Join(root, "work")}
+	// upper/ becomes the container's "/": the usual 0755 root:root.
+	if err := d.Mkdir("upper", 0o755); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", what, root, err)
+	}
+	if err := d.Mkdir("work", 0o700); err != nil {
+		return nil, fmt.Errorf("%s %q: %w", what, root, err)
+	}
+	su, err := d.Lstat("upper")
+	if err != nil {
+		return nil, err
+	}
+	sw, err := d.Lstat("work")
+	if err != nil {
 		return nil, err
 	}
 	if su.Dev != sw.Dev {
 		return nil, fmt.Errorf("%s %q: upper/ and work/ are on different filesystems; overlayfs needs them on one", what, root)
 	}
-	if err := layer.CheckMarker(root, w.Upper, fs); err != nil {
+	if err := layer.CheckMarker(d, fs); err != nil {
 		return nil, err
 	}
 	return w, nil
-}
-
-func mkdirIfMissing(p string, mode os.FileMode) error {
-	err := os.Mkdir(p, mode)
-	if err == nil {
-		return os.Chmod(p, mode) // not subject to the umask
-	}
-	if errors.Is(err, os.ErrExist) {
-		if fi, serr := os.Stat(p); serr == nil && !fi.IsDir() {
-			return fmt.Errorf("%q exists and is not a directory", p)
-		}
-		return nil
-	}
-	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 func ctx() *runner.Context {
@@ -135,16 +136,21 @@ func TestClaim(t *testing.T) {
 		b, _ := json.Marshal(claim{Container: "other", Config: config, MountNSID: id})
 		os.WriteFile(filepath.Join(dir, InUseName), b, 0o600)
 	}
+	d, err := trust.OpenDir(dir, "--upper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	write("/lxc/other/config", self) // a live namespace: this test's own
-	if err := Claim(ctx(), dir); err == nil || !strings.Contains(err.Error(), "container other (/lxc/other/config)") {
+	if err := Claim(ctx(), d); err == nil || !strings.Contains(err.Error(), "container other (/lxc/other/config)") {
 		t.Fatalf("live claim: %v", err)
 	}
 	write("/lxc/other/config", self+1<<40) // a namespace that does not exist
 	c := ctx()
-	if err := Claim(c, dir); err != nil {
+	if err := Claim(c, d); err != nil {
 		t.Fatalf("stale claim: %v", err)
 	}
-	if cl, _ := readClaim(filepath.Join(dir, InUseName)); cl.Config != "/lxc/c1/config" || cl.MountNSID != self {
+	if cl, _ := readClaim(d); cl.Config != "/lxc/c1/config" || cl.MountNSID != self {
 		t.Fatalf("claim %+v", cl)
 	}
 	other := ctx()
@@ -177,5 +183,42 @@ func TestHelpListsOnlyAcceptedFlags(t *testing.T) {
 	}
 	if !strings.Contains(aufs.String(), "-fallback") {
 		t.Errorf("lxc-hook-aufs --help lacks --fallback")
+	}
+}
+
+// lxc-hook-aufs records and checks the layer's owner as overlay does: a
+// second config naming the same --upper is refused while the first still
+// names it.
+func TestAufsChecksOwner(t *testing.T) {
+	d := t.TempDir()
+	upper := filepath.Join(d, "shared")
+	line := "lxc.hook.pre-mount = /x/lxc-hook-aufs --upper " + upper + " --fallback=overlay\n"
+	cfgs := []string{filepath.Join(d, "a", "config"), filepath.Join(d, "b", "config")}
+	for _, c := range cfgs {
+		os.MkdirAll(filepath.Dir(c), 0o755)
+		os.WriteFile(c, []byte(line), 0o644)
+	}
+	start := func(cfg string) error {
+		c := ctx()
+		c.Inv = &hook.Invocation{Name: filepath.Base(filepath.Dir(cfg)), ConfigFile: cfg}
+		a := &Aufs{Flags: Flags{Upper: upper, Fallback: "overlay"}, HasAufs: func() bool { return false }}
+		_, err := a.PrepareWritable(c)
+		if err != nil {
+			for i := len(c.Undo) - 1; i >= 0; i-- { // what the runner does
+				c.Undo[i]()
+			}
+		} else {
+			a.AfterStop(c)
+		}
+		return err
+	}
+	if err := start(cfgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(cfgs[1]); err == nil || !strings.Contains(err.Error(), "belongs to the container of "+cfgs[0]) {
+		t.Fatalf("second config on the same layer: %v", err)
+	}
+	if err := start(cfgs[0]); err != nil {
+		t.Fatalf("the owner again: %v", err)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strings"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // RecordName is the file at the top of a writable layer, beside its
@@ -20,12 +22,25 @@ const RecordName = "lxc-hook-idmap"
 // unmapped ones for a privileged layer. Started under another mapping, the
 // container would see its own files owned by nobody, so that is refused
 // with what to do. A new, empty layer started unprivileged gets upper and
-// work chowned to the container's root, and the record.
+// work chowned to the container's root, and the record. root must pass
+// package trust's rule; everything in it is used through its fd, no link
+// followed (upper/ and work/ belong to the container's root).
 func CheckLayer(root, upper, work string, m *Mapping) error {
-	path := filepath.Join(root, RecordName)
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("layer ownership record %q: %w", path, err)
+	d, err := trust.OpenDir(root, "layer")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	names := make([]string, 0, 2)
+	for _, p := range []string{upper, work} {
+		if filepath.Dir(p) != filepath.Clean(root) {
+			return fmt.Errorf("layer %q: %s is not directly in it", root, p)
+		}
+		names = append(names, filepath.Base(p))
+	}
+	b, err := d.ReadFile(RecordName)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("layer ownership record: %w", err)
 	}
 	recorded := strings.TrimSpace(string(b))
 	has := err == nil
@@ -42,30 +57,33 @@ func CheckLayer(root, upper, work string, m *Mapping) error {
 	// Unprivileged, no record: a new layer, or one a privileged container wrote.
 	uid, _ := m.RootUID()
 	gid, _ := m.RootGID()
-	if used, err := hasEntries(upper); err != nil {
+	if used, err := hasEntries(d, names[0]); err != nil {
 		return fmt.Errorf("layer %q: %w", root, err)
 	} else if used {
 		return fmt.Errorf("layer %q was written by a privileged container (no %s record; its files belong to host root, which this container's lxc.idmap shows as nobody): start it privileged (without lxc.idmap), or give this container a new layer; the hooks never chown a layer", root, RecordName)
 	}
-	for _, d := range []string{upper, work} {
-		if err := os.Chown(d, int(uid), int(gid)); err != nil {
-			return fmt.Errorf("layer %q: chown %s to the container's root (%d:%d): %w", root, d, uid, gid, err)
+	for _, n := range names {
+		if err := d.Chown(n, int(uid), int(gid)); err != nil {
+			return fmt.Errorf("layer %q: chown %s to the container's root (%d:%d): %w", root, n, uid, gid, err)
 		}
 	}
-	return SetRecord(root, m)
+	if err := d.WriteFile(RecordName, []byte(m.String()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("layer ownership record: %w", err)
+	}
+	return nil
 }
 
 // SetRecord writes m as the mapping the layer at root was written under
-// (a new file renamed over the old one).
+// (a new file renamed over the old one, through the checked layer
+// directory's fd: no link followed).
 func SetRecord(root string, m *Mapping) error {
-	path := filepath.Join(root, RecordName)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(m.String()+"\n"), 0o600); err != nil {
-		return fmt.Errorf("layer ownership record %q: %w", path, err)
+	d, err := trust.OpenDir(root, "layer")
+	if err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("layer ownership record %q: %w", path, err)
+	defer d.Close()
+	if err := d.WriteFile(RecordName, []byte(m.String()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("layer ownership record: %w", err)
 	}
 	return nil
 }
@@ -73,29 +91,33 @@ func SetRecord(root string, m *Mapping) error {
 // Record reads the mapping the layer at root was written under; nil when
 // it has no record (written by a privileged container, or never started).
 func Record(root string) (*Mapping, error) {
-	path := filepath.Join(root, RecordName)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	d, err := trust.OpenDir(root, "layer")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	b, err := d.ReadFile(RecordName)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("layer ownership record %q: %w", path, err)
+		return nil, fmt.Errorf("layer ownership record in %q: %w", root, err)
 	}
 	m, err := ParseRecord(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nil, fmt.Errorf("layer ownership record %q: %w", path, err)
+		return nil, fmt.Errorf("layer ownership record in %q: %w", root, err)
 	}
 	return m, nil
 }
 
-// hasEntries reports whether dir holds anything.
-func hasEntries(dir string) (bool, error) {
-	f, err := os.Open(dir)
+// hasEntries reports whether the directory name in d holds anything.
+func hasEntries(d *trust.Dir, name string) (bool, error) {
+	sub, err := d.Sub(name)
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
+	defer sub.Close()
+	names, err := sub.File().Readdirnames(1)
 	if len(names) > 0 {
 		return true, nil
 	}

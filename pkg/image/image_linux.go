@@ -12,6 +12,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // ToolTimeout bounds mke2fs, which works on a temporary file and may be
@@ -37,14 +38,69 @@ var ErrCreating = errors.New("another process is creating it right now")
 
 // TempName is the temporary name an image is created under, beside it.
 func TempName(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".creating")
+	return filepath.Join(filepath.Dir(path), tempBase(filepath.Base(path)))
 }
 
-// Create makes a new ext4 image at path: under a temporary name in the same
-// directory (TempName), sized (sparse, or reserved with fallocate),
-// formatted, synced, and only then linked to path without replacing
-// anything there. If path appeared meanwhile (another start won the race),
-// ErrExist is returned.
+func tempBase(name string) string { return "." + name + ".creating" }
+
+// Open opens the layer image at path with flag (O_RDWR, O_RDONLY) for host
+// root: it and every directory above it must be root's and writable by
+// root alone (package trust), it must be a regular file with one name
+// (OpenIn). The name is resolved once; the tools that work on the image
+// get the open file (ToolPath).
+func Open(path string, flag int) (*os.File, error) {
+	d, name, err := trust.Parent(path, "--image")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return OpenIn(d, name, flag)
+}
+
+// OpenIn opens the image name in the checked directory d (trust.Parent),
+// refusing a link, a file that is not root's or is writable by others, and
+// a file with more than one name: another name may sit in a directory
+// someone else can write (a sticky /tmp), or be another file's, which a
+// start would then check, grow and write.
+func OpenIn(d *trust.Dir, name string, flag int) (*os.File, error) {
+	f, st, err := d.OpenChecked(name, flag)
+	if err != nil {
+		return nil, err
+	}
+	if st.Nlink > 1 {
+		f.Close()
+		return nil, &LinksError{Path: d.Join(name), Links: uint64(st.Nlink)}
+	}
+	return f, nil
+}
+
+// LinksError is an image refused for having more than one name.
+type LinksError struct {
+	Path  string
+	Links uint64
+}
+
+func (e *LinksError) Error() string {
+	return fmt.Sprintf("image %q has %d names (hardlinks): the hooks use an image with one name only, as a start writes it and another name may belong to someone else; remove the other links (find / -xdev -samefile %s) or copy the image", e.Path, e.Links, e.Path)
+}
+
+// Create makes a new ext4 image at path (see CreateIn), in a directory
+// checked by trust.Parent.
+func Create(path string, o CreateOptions) error {
+	d, name, err := trust.Parent(path, "--image")
+	if err != nil {
+		return fmt.Errorf("creating image %q: %w", path, err)
+	}
+	defer d.Close()
+	return CreateIn(d, name, o)
+}
+
+// CreateIn makes a new ext4 image name in the checked directory d: under
+// a temporary name there (TempName), sized (sparse, or reserved with
+// fallocate), formatted, synced, and only then linked to name without
+// replacing anything there. If name appeared meanwhile (another start won
+// the race), ErrExist is returned. Every step works on d's fd and the
+// temporary file's: mke2fs gets the open file, not its name.
 //
 // Creators are serialized by an flock on the temporary file, held (also by
 // mke2fs, which inherits it) until the rename. The name carries no PID: a
@@ -52,11 +108,13 @@ func TempName(path string) string {
 // every container. A temporary file whose lock is free was left by a
 // creator that died (a SIGKILLed hook): the lock proves it, and the file is
 // reused from zero, so its space does not leak and the start is not
-// blocked. ErrCreating while the lock is held.
-func Create(path string, o CreateOptions) error {
-	dir := filepath.Dir(path)
-	tmp := TempName(path)
-	f, err := lockTemp(tmp)
+// blocked. ErrCreating while the lock is held. A temporary file that is a
+// link, is not root's, or has a second name (a hardlink to another file,
+// which the reuse would truncate) is refused and left alone.
+func CreateIn(d *trust.Dir, name string, o CreateOptions) error {
+	path := d.Join(name)
+	tmp := tempBase(name)
+	f, err := lockTemp(d, tmp)
 	if err != nil {
 		return fmt.Errorf("creating image %q: %w", path, err)
 	}
@@ -65,7 +123,7 @@ func Create(path string, o CreateOptions) error {
 		if !ok {
 			// Our own locked temporary file, never the user's image:
 			// removed while the lock is held.
-			os.Remove(tmp)
+			d.Remove(tmp)
 		}
 		f.Close()
 	}()
@@ -78,66 +136,90 @@ func Create(path string, o CreateOptions) error {
 	}
 	// nodiscard: a discard would punch the holes fallocate just filled.
 	// -m 0: no blocks reserved for root, so df inside shows the whole cap.
-	// mke2fs holds the lock too (fd 3): a mke2fs that outlived its hook
-	// keeps other creators off until it is gone.
+	// mke2fs holds the lock too (fd 3, which it also formats): a mke2fs
+	// that outlived its hook keeps other creators off until it is gone.
 	if out, err := execs.RunWith(execs.Options{Timeout: ToolTimeout, Hint: "install e2fsprogs", Files: []*os.File{f}},
-		"mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-E", "nodiscard", "-L", "lxc-layer", tmp); err != nil {
-		return fmt.Errorf("creating image %q: mke2fs: %v: %s", path, err, out)
+		"mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-E", "nodiscard", "-L", "lxc-layer", ToolPath); err != nil {
+		return fmt.Errorf("creating image %q: mke2fs: %v: %s", path, err, toolOutput(out, path))
 	}
 	killpoint.At("pre-mount:creating-image")
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("creating image %q: %w", path, err)
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE); err != nil {
+	if err := unix.Renameat2(d.Fd(), tmp, d.Fd(), name, unix.RENAME_NOREPLACE); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return os.ErrExist // the deferred Remove throws ours away
 		}
 		return fmt.Errorf("creating image %q: rename: %w", path, err)
 	}
 	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // the new name survives a crash
-		d.Close()
-	}
+	d.File().Sync() // the new name survives a crash
 	return nil
 }
 
-// lockTemp opens (creating) the temporary file and takes its lock. A file
-// already there with a free lock is a dead creator's: truncated and reused.
-// The name is checked to still be the locked file after the lock is taken:
-// a creator that held it renamed it to the image, and that file must never
-// be truncated.
-func lockTemp(tmp string) (*os.File, error) {
+// lockTemp opens (creating) the temporary file in d, never through a link,
+// and takes its lock. A file already there with a free lock is a dead
+// creator's: truncated and reused, once it is proven to be one: a regular
+// file of this user's with no other name. The name is checked to still be
+// the locked file after the lock is taken: a creator that held it renamed
+// it to the image, and that file must never be truncated.
+func lockTemp(d *trust.Dir, tmp string) (*os.File, error) {
+	path := d.Join(tmp)
 	for attempt := 0; attempt < 10; attempt++ {
-		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		f, err := d.Open(tmp, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
+			// Another user's file in a sticky directory (protected_regular)
+			// answers EACCES: say whose it is.
+			if st, serr := d.Lstat(tmp); serr == nil && int(st.Uid) != os.Geteuid() && errors.Is(err, unix.EACCES) {
+				return nil, fmt.Errorf("%s belongs to uid %d, not to root: someone else made it; refused, left as it is (remove it if it is no creation's)", path, st.Uid)
+			}
 			return nil, err
+		}
+		var held unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &held); err != nil {
+			f.Close()
+			return nil, err
+		}
+		switch {
+		case held.Mode&unix.S_IFMT != unix.S_IFREG:
+			f.Close()
+			return nil, fmt.Errorf("%s is not a regular file: refused, left as it is", path)
+		case int(held.Uid) != os.Geteuid():
+			f.Close()
+			return nil, fmt.Errorf("%s belongs to uid %d, not to root: someone else made it; refused, left as it is (remove it if it is no creation's)", path, held.Uid)
+		case held.Nlink > 1:
+			f.Close()
+			return nil, fmt.Errorf("%s has %d names (a hardlink to another file, which reusing it would truncate): refused, left as it is; remove that name", path, held.Nlink)
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%w (%s is locked); a second start of one image is refused anyway", ErrCreating, tmp)
+				return nil, fmt.Errorf("%w (%s is locked); a second start of one image is refused anyway", ErrCreating, path)
 			}
-			return nil, fmt.Errorf("flock %s: %w", tmp, err)
+			return nil, fmt.Errorf("flock %s: %w", path, err)
 		}
-		var held, named unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Lstat(tmp, &named) == nil && held.Dev == named.Dev && held.Ino == named.Ino {
-			if held.Mode&unix.S_IFMT != unix.S_IFREG {
-				f.Close()
-				return nil, fmt.Errorf("%s is not a regular file", tmp)
-			}
+		if named, err := d.Lstat(tmp); err == nil && held.Dev == named.Dev && held.Ino == named.Ino {
 			if held.Size > 0 || held.Blocks > 0 {
 				if err := f.Truncate(0); err != nil {
 					f.Close()
-					return nil, fmt.Errorf("reusing %s, left by a creator that died: %w", tmp, err)
+					return nil, fmt.Errorf("reusing %s, left by a creator that died: %w", path, err)
 				}
 			}
 			return f, nil
 		}
 		f.Close() // renamed (or removed) by the creator we waited for: again
 	}
-	return nil, fmt.Errorf("%s keeps changing under its lock", tmp)
+	return nil, fmt.Errorf("%s keeps changing under its lock", path)
 }
+
+// ToolPath is how an e2fsprogs tool names the image: the file the hook
+// opened and checked, passed to it as fd 3 (execs.Options.Files), which
+// the tool reopens through /proc. The image's name is never looked up
+// again, so nothing swapped in meanwhile is formatted, checked or grown.
+const ToolPath = "/proc/self/fd/3"
+
+// toolOutput puts the image's name back into a tool's words.
+func toolOutput(out, path string) string { return strings.ReplaceAll(out, ToolPath, path) }
 
 // Fsck runs e2fsck in preen mode (full check when force) on the image f,
 // whose lock the caller holds, which repairs only what is safe to repair
@@ -149,7 +231,7 @@ func Fsck(f *os.File, force bool) (repaired bool, err error) {
 	if force {
 		args = append(args, "-f")
 	}
-	out, err := runOn(f, "e2fsck", append(args, path)...)
+	out, err := runOn(f, "e2fsck", append(args, ToolPath)...)
 	code := execs.ExitCode(err)
 	switch {
 	case code == 0:
@@ -159,7 +241,14 @@ func Fsck(f *os.File, force bool) (repaired bool, err error) {
 	case code < 0:
 		return false, fmt.Errorf("e2fsck %q: %v", path, err)
 	}
-	return false, fmt.Errorf("image %q has errors e2fsck -p cannot repair safely (exit %d): %s; repair it by hand with e2fsck -f %s", path, code, lastLine(out), path)
+	return false, fmt.Errorf("image %q has errors e2fsck -p cannot repair safely (exit %d): %s; repair it by hand with e2fsck -f %s", path, code, lastLine(toolOutput(out, path)), path)
+}
+
+// FsckReadOnly runs e2fsck -fn on the image f (a copy just made): it
+// changes nothing and answers whether the filesystem is clean.
+func FsckReadOnly(f *os.File) (string, error) {
+	out, err := execs.RunWith(execs.Options{Timeout: ToolTimeout, Hint: "install e2fsprogs", Files: []*os.File{f}}, "e2fsck", "-fn", ToolPath)
+	return toolOutput(out, f.Name()), err
 }
 
 // Grow extends the image file to size (reserving the space with fallocate
@@ -177,15 +266,15 @@ func Grow(f *os.File, size int64, preallocate bool) error {
 	if _, err := Fsck(f, true); err != nil {
 		return err
 	}
-	if out, err := runOn(f, "resize2fs", path); err != nil {
-		return fmt.Errorf("growing image %q: resize2fs: %v: %s", path, err, lastLine(out))
+	if out, err := runOn(f, "resize2fs", ToolPath); err != nil {
+		return fmt.Errorf("growing image %q: resize2fs: %v: %s", path, err, lastLine(toolOutput(out, path)))
 	}
 	return nil
 }
 
 // runOn execs an e2fsprogs tool that changes the image f in place, with
-// argv (no shell): it inherits f, so the lock on it lives as long as the
-// tool; it is neither timed out nor killed with its hook (see ToolTimeout).
+// argv (no shell): it inherits f as fd 3 (ToolPath), so the lock on it
+// lives as long as the tool; it is neither timed out nor killed with its hook (see ToolTimeout).
 func runOn(f *os.File, tool string, args ...string) (string, error) {
 	o := execs.Options{Hint: "install e2fsprogs", Files: []*os.File{f}, KeepOnParentDeath: true}
 	if OnSlow != nil {

@@ -3,6 +3,11 @@
 // renamed into place), its checks (superblock magic, e2fsck in preen mode)
 // and its growth (file, then resize2fs). It never formats, truncates,
 // shrinks or deletes an existing image.
+//
+// An image is opened once, by a checked walk (package trust: root's alone,
+// with every directory above it, one name only), and used through that
+// file from then on: e2fsprogs get it as /proc/self/fd/3 (ToolPath), never
+// its name, so nothing swapped in between is formatted, checked or grown.
 package image
 
 import (

@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // Filesystem magic numbers and where they sit, from the kernel headers.
@@ -50,26 +55,23 @@ type Lower struct {
 func (l Lower) IsImage() bool { return l.FSType != "" }
 
 // ResolveLower checks path and says what kind of lower it is. The error
-// names the path and what is wrong with it, in one line.
+// names the path and what is wrong with it, in one line. The path must
+// pass package trust's rule (root's, and every directory above it, and
+// writable by root alone): a user who can replace a template makes host
+// root mount a filesystem image they crafted, or boot their files.
 func ResolveLower(path string) (Lower, error) {
-	fi, err := os.Stat(path)
+	f, st, err := trust.Open(path, "lower")
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return Lower{}, fmt.Errorf("lower %q does not exist", path)
-		}
-		return Lower{}, fmt.Errorf("lower %q: %w", path, err)
-	}
-	if fi.IsDir() {
-		return Lower{Path: path}, nil
-	}
-	if !fi.Mode().IsRegular() {
-		return Lower{}, fmt.Errorf("lower %q is neither a directory nor a filesystem image file (%s)", path, fi.Mode().Type())
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return Lower{}, fmt.Errorf("lower %q: %w", path, err)
+		return Lower{}, lowerError(path, err)
 	}
 	defer f.Close()
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return Lower{Path: path}, nil
+	case unix.S_IFREG:
+	default:
+		return Lower{}, fmt.Errorf("lower %q is neither a directory nor a filesystem image file (%s)", path, typeOf(st.Mode))
+	}
 	fstype, err := DetectFS(f)
 	if err != nil {
 		return Lower{}, fmt.Errorf("lower %q: reading its superblock: %w", path, err)
@@ -77,6 +79,47 @@ func ResolveLower(path string) (Lower, error) {
 	if fstype == "" {
 		return Lower{}, fmt.Errorf("lower %q is neither a directory nor a squashfs, erofs or ext4 image", path)
 	}
-	dev, ino := fileID(fi)
-	return Lower{Path: path, FSType: fstype, Dev: dev, Ino: ino}, nil
+	return Lower{Path: path, FSType: fstype, Dev: uint64(st.Dev), Ino: st.Ino}, nil
+}
+
+func lowerError(path string, err error) error {
+	var te *trust.Error
+	if errors.As(err, &te) {
+		return err // names the lower, what is wrong and the fix
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("lower %q does not exist", path)
+	}
+	return fmt.Errorf("lower %q: %w", path, err)
+}
+
+// Open opens the image lower for reading, through the same checks as
+// ResolveLower, and makes sure it is still the file ResolveLower saw.
+func (l Lower) Open() (*os.File, error) {
+	f, st, err := trust.Open(l.Path, "lower")
+	if err != nil {
+		return nil, lowerError(l.Path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || uint64(st.Dev) != l.Dev || st.Ino != l.Ino {
+		f.Close()
+		return nil, fmt.Errorf("lower %q was replaced since it was checked: try again", l.Path)
+	}
+	return f, nil
+}
+
+// typeOf maps a stat mode's file type to fs.FileMode's, for messages.
+func typeOf(mode uint32) fs.FileMode {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return fs.ModeSymlink
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		return fs.ModeDevice
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	}
+	return 0
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 func imageWith(off int, magic []byte) []byte {
@@ -62,26 +64,64 @@ func TestResolveLower(t *testing.T) {
 	}
 }
 
+func openDir(t *testing.T, dir string) *trust.Dir {
+	t.Helper()
+	d, err := trust.OpenDir(dir, "layer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
 func TestMarker(t *testing.T) {
 	dir := t.TempDir()
 	upper := filepath.Join(dir, "upper")
 	os.Mkdir(upper, 0o755)
-	if err := CheckMarker(dir, upper, Overlay); err != nil {
+	d := openDir(t, dir)
+	if err := CheckMarker(d, Overlay); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckMarker(dir, upper, Overlay); err != nil {
+	if err := CheckMarker(d, Overlay); err != nil {
 		t.Fatalf("same filesystem refused: %v", err)
 	}
-	err := CheckMarker(dir, upper, Aufs)
+	err := CheckMarker(d, Aufs)
 	if err == nil || !strings.Contains(err.Error(), "written by overlay") {
 		t.Fatalf("aufs over an overlay layer: %v", err)
+	}
+	if got := MarkerOf(dir); got != Overlay {
+		t.Fatalf("MarkerOf = %q", got)
 	}
 
 	legacy := t.TempDir()
 	lu := filepath.Join(legacy, "upper")
 	os.Mkdir(lu, 0o755)
 	os.WriteFile(filepath.Join(lu, ".wh..wh.aufs"), nil, 0o644)
-	if err := CheckMarker(legacy, lu, Overlay); err == nil || !strings.Contains(err.Error(), "AuFS whiteouts") {
+	if err := CheckMarker(openDir(t, legacy), Overlay); err == nil || !strings.Contains(err.Error(), "AuFS whiteouts") {
 		t.Fatalf("unmarked aufs layer taken by overlay: %v", err)
+	}
+}
+
+// A link planted at the marker's name, or at the name earlier versions
+// wrote it under first, is never followed: the file it points to keeps
+// its bytes.
+func TestMarkerNeverFollowsLinks(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "upper"), 0o755)
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	os.Symlink(victim, filepath.Join(dir, MarkerName+".tmp"))
+	d := openDir(t, dir)
+	if err := CheckMarker(d, Overlay); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, MarkerName))
+	os.Symlink(victim, filepath.Join(dir, MarkerName))
+	err := CheckMarker(d, Overlay)
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("marker link: %v", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("victim now %q", b)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // OwnerName is the file at the top of a directory layer (beside the
@@ -20,21 +21,21 @@ import (
 // the very layer of the container it was copied from.
 const OwnerName = "lxc-hook-owner"
 
-// CheckOwner makes sure the layer at layerPath (its top directory found at
+// CheckOwner makes sure the layer at layerPath (its top directory open as
 // root) is not another container's: it refuses a layer whose recorded
 // owner is another config that still names this layer on its hook lines,
 // and records configFile as the owner otherwise (a new layer, or one whose
 // owner is gone or moved on: a renamed or moved container). defaultName is
-// the layer's name beside a config that names none.
-func CheckOwner(root, layerPath, defaultName, configFile, program string) error {
-	p := filepath.Join(root, OwnerName)
+// the layer's name beside a config that names none. The record is read
+// and written through root, never through a link.
+func CheckOwner(root *trust.Dir, layerPath, defaultName, configFile, program string) error {
 	return checkOwner(func() (string, error) {
-		b, err := os.ReadFile(p)
-		if errors.Is(err, os.ErrNotExist) {
+		b, err := root.ReadFile(OwnerName)
+		if isNotExist(err) {
 			return "", nil
 		}
 		return string(b), err
-	}, func(owner string) error { return writeMarker(p, owner) }, layerPath, defaultName, configFile, program)
+	}, func(owner string) error { return root.WriteFile(OwnerName, []byte(owner+"\n"), 0o600) }, layerPath, defaultName, configFile, program)
 }
 
 // OwnerXattr is where an image file records its owner: on the file itself,

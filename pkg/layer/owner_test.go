@@ -20,18 +20,18 @@ func TestCheckOwner(t *testing.T) {
 
 	// The first start records its owner; the same config passes again.
 	for i := 0; i < 2; i++ {
-		if err := CheckOwner(shared, shared, "layer", a, "lxc-hook-overlay"); err != nil {
+		if err := CheckOwner(openDir(t, shared), shared, "layer", a, "lxc-hook-overlay"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Another config naming the same layer: refused while a names it.
-	err := CheckOwner(shared, shared, "layer", b, "lxc-hook-overlay")
+	err := CheckOwner(openDir(t, shared), shared, "layer", b, "lxc-hook-overlay")
 	if err == nil || !strings.Contains(err.Error(), "lxc-hook-overlay copy SRC DST") {
 		t.Fatalf("shared layer: %v", err)
 	}
 	// a gives the layer up (names another): b takes it over.
 	os.WriteFile(a, []byte("lxc.hook.pre-mount = /x/lxc-hook-overlay --upper=/elsewhere\n"), 0o644)
-	if err := CheckOwner(shared, shared, "layer", b, "lxc-hook-overlay"); err != nil {
+	if err := CheckOwner(openDir(t, shared), shared, "layer", b, "lxc-hook-overlay"); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(shared, OwnerName)); strings.TrimSpace(string(got)) != b {
@@ -41,13 +41,13 @@ func TestCheckOwner(t *testing.T) {
 	def := filepath.Join(d, "b", "layer")
 	os.MkdirAll(def, 0o700)
 	os.WriteFile(b, []byte("lxc.hook.pre-mount = /x/lxc-hook-overlay --lower /t\n"), 0o644)
-	CheckOwner(def, def, "layer", b, "lxc-hook-overlay")
-	if err := CheckOwner(def, def, "layer", a, "lxc-hook-overlay"); err == nil {
+	CheckOwner(openDir(t, def), def, "layer", b, "lxc-hook-overlay")
+	if err := CheckOwner(openDir(t, def), def, "layer", a, "lxc-hook-overlay"); err == nil {
 		t.Fatal("another config took b's default layer")
 	}
 	// b gone (renamed, destroyed): the layer passes on.
 	os.Remove(b)
-	if err := CheckOwner(def, def, "layer", a, "lxc-hook-overlay"); err != nil {
+	if err := CheckOwner(openDir(t, def), def, "layer", a, "lxc-hook-overlay"); err != nil {
 		t.Fatal(err)
 	}
 }

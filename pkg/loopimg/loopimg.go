@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // Backend is lxc-hook-loopimg's.
@@ -66,15 +68,24 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	image.OnSlow = func(tool, img string, d time.Duration) {
 		c.Log.Warnf("%s on image %s still running after %s; the start waits for it: interrupted, %s could damage the filesystem", tool, img, d.Round(time.Second), tool)
 	}
+	// The image's directory, checked (package trust) and kept open:
+	// the image is found, created and opened relative to it, never by its
+	// name again.
+	d, name, err := b.imageDir()
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
 	ephemeral := ""
 	if b.Ephemeral {
-		var err error
-		if ephemeral, err = b.newEphemeral(c); err != nil {
+		if ephemeral, err = b.newEphemeral(c, d); err != nil {
 			return nil, err
 		}
-		c.PushUndo(func() { os.Remove(ephemeral) })
+		name = ephemeral
+		image := b.Image
+		c.PushUndo(func() { removeBeside(image) })
 	}
-	f, err := b.openOrCreate(c)
+	f, err := b.openOrCreate(c, d, name)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +140,8 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if ephemeral != "" {
 		// Mounted: the loop device holds the file, which goes with the
 		// device (autoclear) when the container stops, or crashes.
-		if err := os.Remove(ephemeral); err != nil {
-			return nil, fmt.Errorf("ephemeral image %q: %w", ephemeral, err)
+		if err := d.Remove(ephemeral); err != nil {
+			return nil, fmt.Errorf("ephemeral image %q: %w", b.Image, err)
 		}
 	}
 	killpoint.At("pre-mount:after-image-mount")
@@ -145,13 +156,47 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	return dirlayer.PrepareIn(mp, layer.Overlay, "image")
 }
 
-// newEphemeral makes a new image for an --ephemeral layer, beside --image
-// under a name of this container's own (never --image itself), and points
-// b.Image at it. A file of that name is a leftover of a start that died
-// between creating and mounting it: removed unless something holds it.
-func (b *Backend) newEphemeral(c *runner.Context) (string, error) {
-	p := filepath.Join(filepath.Dir(b.Image), "."+filepath.Base(b.Image)+".ephemeral."+filepath.Base(c.Run.Path))
-	if f, err := os.OpenFile(p, os.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
+// imageDir opens and checks the directory of --image (package trust).
+func (b *Backend) imageDir() (*trust.Dir, string, error) {
+	d, name, err := trust.Parent(b.Image, "--image")
+	if err == nil {
+		return d, name, nil
+	}
+	var te *trust.Error
+	switch dir := filepath.Dir(b.Image); {
+	case errors.As(err, &te):
+		return nil, "", err
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "", fmt.Errorf("--image %q: directory %q does not exist", b.Image, dir)
+	case errors.Is(err, unix.ENOTDIR):
+		return nil, "", fmt.Errorf("--image %q: %q is not a directory", b.Image, dir)
+	}
+	return nil, "", fmt.Errorf("--image %q: %w", b.Image, err)
+}
+
+// removeBeside removes an ephemeral image by its path, through its
+// checked directory (an undo step, after the directory was closed).
+func removeBeside(path string) {
+	if d, name, err := trust.Parent(path, "--image"); err == nil {
+		d.Remove(name)
+		d.Close()
+	}
+}
+
+// newEphemeral makes a new image for an --ephemeral layer in d, beside
+// --image under a name of this container's own (never --image itself),
+// points b.Image at it and returns its name in d. A file of that name is a
+// leftover of a start that died between creating and mounting it: removed
+// unless something holds it, or it is not a file of root's with one name
+// (then it was not made by a start, and is left alone).
+func (b *Backend) newEphemeral(c *runner.Context, d *trust.Dir) (string, error) {
+	name := "." + filepath.Base(b.Image) + ".ephemeral." + filepath.Base(c.Run.Path)
+	p := d.Join(name)
+	if _, err := d.Lstat(name); err == nil {
+		f, err := image.OpenIn(d, name, os.O_RDWR)
+		if err != nil {
+			return "", fmt.Errorf("ephemeral image %q of an earlier start: %w", p, err)
+		}
 		var st unix.Stat_t
 		busy := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
 		if !busy && unix.Fstat(int(f.Fd()), &st) == nil {
@@ -162,16 +207,16 @@ func (b *Backend) newEphemeral(c *runner.Context) (string, error) {
 		if busy {
 			return "", fmt.Errorf("ephemeral image %q of an earlier start is still in use", p)
 		}
-		if err := os.Remove(p); err != nil {
+		if err := d.Remove(name); err != nil {
 			return "", fmt.Errorf("ephemeral image %q left by an earlier start: %w", p, err)
 		}
 		c.Log.Warnf("removed the ephemeral image %s left by an earlier start", p)
 	}
-	if err := image.Create(p, image.CreateOptions{Size: b.size}); err != nil {
+	if err := image.CreateIn(d, name, image.CreateOptions{Size: b.size}); err != nil {
 		return "", err
 	}
 	b.Image = p
-	return p, nil
+	return name, nil
 }
 
 // attachAndMount attaches f to a new autoclear loop device and mounts its
@@ -208,24 +253,16 @@ func damaged(err error) bool {
 	return errors.Is(err, unix.EUCLEAN) || errors.Is(err, unix.EBADMSG)
 }
 
-// openOrCreate opens the image read-write and locks it, creating it first
-// if it does not exist.
-func (b *Backend) openOrCreate(c *runner.Context) (*os.File, error) {
-	dir := filepath.Dir(b.Image)
-	if fi, err := os.Stat(dir); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("--image %q: directory %q does not exist", b.Image, dir)
-		}
-		return nil, fmt.Errorf("--image %q: %w", b.Image, err)
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("--image %q: %q is not a directory", b.Image, dir)
-	}
-	if _, err := os.Lstat(b.Image); errors.Is(err, os.ErrNotExist) {
+// openOrCreate opens the image name in its checked directory d
+// read-write, creating it first if it does not exist. It must be a regular
+// file of root's, writable by root alone, with one name (image.OpenIn).
+func (b *Backend) openOrCreate(c *runner.Context, d *trust.Dir, name string) (*os.File, error) {
+	if _, err := d.Lstat(name); errors.Is(err, fs.ErrNotExist) {
 		if b.size == 0 {
 			return nil, fmt.Errorf("image %q does not exist and no --size was given to create it", b.Image)
 		}
 		t0 := time.Now()
-		err := image.Create(b.Image, image.CreateOptions{Size: b.size, Preallocate: b.Preallocate})
+		err := image.CreateIn(d, name, image.CreateOptions{Size: b.size, Preallocate: b.Preallocate})
 		switch {
 		case err == nil:
 			c.Log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("created image %s (%s%s)", b.Image, image.Human(b.size), map[bool]string{true: ", preallocated", false: ", sparse"}[b.Preallocate])
@@ -236,16 +273,13 @@ func (b *Backend) openOrCreate(c *runner.Context) (*os.File, error) {
 			return nil, err
 		}
 	}
-	fi, err := os.Lstat(b.Image)
+	f, err := image.OpenIn(d, name, os.O_RDWR)
 	if err != nil {
-		return nil, fmt.Errorf("image %q: %w", b.Image, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("image %q is not a regular file (%s)", b.Image, fi.Mode().Type())
-	}
-	f, err := os.OpenFile(b.Image, os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("image %q: %w", b.Image, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("image %q: %w", b.Image, pe.Err)
+		}
+		return nil, err // names the image, what is wrong and the fix
 	}
 	return f, nil
 }

@@ -252,9 +252,9 @@ func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 		return "", fmt.Errorf("runtime state %s: %w", users.Path, err)
 	}
 	c.PushUndo(func() { users.Remove(c.Run) })
-	f, err := os.Open(l.Path)
+	f, err := l.Open() // the file resolveLowers checked, not its name again
 	if err != nil {
-		return "", fmt.Errorf("lower %q: %w", l.Path, err)
+		return "", err
 	}
 	dev, adopted, err := loop.AttachShared(f, state.TemplatesDir)
 	f.Close() // the loop device holds its own reference

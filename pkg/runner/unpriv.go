@@ -409,7 +409,7 @@ func checkLayerOwner(w *Writable, u *unprivBuild) error {
 	if u == nil {
 		return idmap.CheckLayer(w.Root, w.Upper, w.Work, nil)
 	}
-	if b, err := os.ReadFile(w.Root + "/" + layer.MarkerName); err == nil && strings.TrimSpace(string(b)) == layer.Aufs {
+	if layer.MarkerOf(w.Root) == layer.Aufs {
 		return fmt.Errorf("layer %q is an AuFS layer: AuFS cannot serve an unprivileged container (lxc.idmap); start it privileged", w.Root)
 	}
 	return idmap.CheckLayer(w.Root, w.Upper, w.Work, u.m)

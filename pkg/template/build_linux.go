@@ -18,6 +18,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // buildTimeout bounds each tool run: a template of many GiB on a slow disk
@@ -547,9 +548,15 @@ func mountSource(src Source, dir, base string) (string, func(), error) {
 // this mount lives only as long as the build).
 // It returns the device (closed) once attached, also when the mount fails.
 func mountImage(path, fstype, mp string, extra ...mount.Param) (*loop.Device, error) {
-	fh, err := os.Open(path)
+	// Host root mounts it: only a file root alone can change (package
+	// trust), opened once by name and attached through that fd.
+	fh, st, err := trust.Open(path, "source image")
 	if err != nil {
 		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		fh.Close()
+		return nil, fmt.Errorf("source image %s is not a regular file", path)
 	}
 	dev, err := loop.Attach(fh, loop.Options{ReadOnly: true, Autoclear: true})
 	fh.Close()

@@ -229,6 +229,16 @@ func copyContainer(j copyJob) (string, error) {
 		rw.IDMap, rw.OldIDMap = shift.To.Lines(), shift.From.String()
 	}
 
+	if !j.Command {
+		// LXC made DST's directory its own way (0770, owned by the mapped
+		// root for an unprivileged container: a directory the layer may
+		// not be in, package trust); it gets SRC's first, as the copy
+		// command gives it.
+		if err := sameOwnerAndMode(srcDir, dstDir); err != nil {
+			return "", err
+		}
+	}
+
 	srcLayer, isImage := j.Src.Hook.layerPath()
 	if srcLayer != "" {
 		dstLayer, inside := mapPath(srcLayer, srcDir, dstDir)
@@ -314,12 +324,6 @@ func copyContainer(j copyJob) (string, error) {
 			return "", err
 		}
 	} else {
-		// LXC made DST's directory its own way (0755, owned by the mapped
-		// root for an unprivileged container); it gets SRC's, as the copy
-		// command gives it.
-		if err := sameOwnerAndMode(srcDir, dstDir); err != nil {
-			return "", err
-		}
 		// lxc-copy -s of a directory rootfs makes it overlay:SRC:DELTA; the
 		// hooks need a directory (the layer was copied in full instead).
 		if v := hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]); v != "" && !strings.HasPrefix(v, "dir:") && !strings.HasPrefix(v, "/") {

@@ -83,7 +83,9 @@ func TestOtherUsersCannotReachUnprivilegedRoot(t *testing.T) {
 	if _, err := exec.LookPath("runuser"); err != nil {
 		t.Skip("runuser is not installed (util-linux): the test runs commands as a real non-root user")
 	}
-	a := newAttacker(t)
+	// A user of this run's own (its name has the run's PID): runs of the
+	// suite on one machine at once do not remove each other's.
+	user, _ := testUser(t)
 	hook := "lxc-hook-loopimg"
 	c := initUnpriv(t, hook, setuidTemplate(t), "--size", "64M")
 	rootfs := filepath.Join(c.dir, "rootfs")
@@ -106,9 +108,9 @@ func TestOtherUsersCannotReachUnprivilegedRoot(t *testing.T) {
 		{euid},
 		{"ls", "/proc/" + strconv.Itoa(c.pid()) + "/root/bin"},
 	} {
-		out, err := asUser(a.name, argv...)
+		out, err := asUser(user, argv...)
 		if err == nil || !strings.Contains(out, "Permission denied") {
-			t.Fatalf("as %s, %q: %v\n%s\nwant it refused with Permission denied", a.name, argv, err, out)
+			t.Fatalf("as %s, %q: %v\n%s\nwant it refused with Permission denied", user, argv, err, out)
 		}
 	}
 
@@ -117,12 +119,12 @@ func TestOtherUsersCannotReachUnprivilegedRoot(t *testing.T) {
 	if err := os.Chmod(c.dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	out, err := asUser(a.name, euid)
+	out, err := asUser(user, euid)
 	if err := os.Chmod(c.dir, 0o710); err != nil {
 		t.Fatal(err)
 	}
 	if err != nil || strings.TrimSpace(out) != container {
-		t.Fatalf("with the directory 0711, %s running %s: %v %q; want effective uid %s (the test's setuid program does not show what the mode guards)", a.name, euid, err, out, container)
+		t.Fatalf("with the directory 0711, %s running %s: %v %q; want effective uid %s (the test's setuid program does not show what the mode guards)", user, euid, err, out, container)
 	}
 	c.stop(false)
 	assertNoLoops(t, c.dir, "after lxc-stop")
@@ -160,8 +162,8 @@ func TestOtherUsersCannotReachUnprivilegedRoot(t *testing.T) {
 	if w := strings.Join(c.hookLogLines("WARN"), "\n"); !strings.Contains(w, "was open to every local user") {
 		t.Fatalf("closing the directory was not logged as a warning:\n%s", w)
 	}
-	if out, err := asUser(a.name, euid); err == nil || !strings.Contains(out, "Permission denied") {
-		t.Fatalf("as %s after pre-start closed the directory, %s: %v %s", a.name, euid, err, out)
+	if out, err := asUser(user, euid); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Fatalf("as %s after pre-start closed the directory, %s: %v %s", user, euid, err, out)
 	}
 	c.stop(false)
 	assertNoLoops(t, c.dir, "after the last lxc-stop")

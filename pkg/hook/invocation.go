@@ -229,6 +229,14 @@ func StripRootfsPrefix(p string) (string, error) {
 	if rest, ok := strings.CutPrefix(p, "dir:"); ok {
 		p = rest
 	} else if i := strings.IndexByte(p, ':'); i > 0 && !strings.Contains(p[:i], "/") {
+		if typ := p[:i]; typ == "overlay" || typ == "overlayfs" {
+			// Who gets here is nearly always lxc-copy -e: LXC saves the
+			// ephemeral copy's config after the clone hook ran, from what
+			// it read before, so the copy has LXC's overlay rootfs and the
+			// source's hook lines. A dir: rootfs is not what that user
+			// wants; a throw-away container of these hooks is.
+			return "", fmt.Errorf("lxc.rootfs.path %q: storage type %q is not supported with these hooks, which stack their own writable layer over the template on a dir: rootfs; lxc-copy -e (LXC's ephemeral copy) makes such a config and cannot be used with them: for a throw-away container use \"init NAME --template FILE --ephemeral\" of this hook binary, or its \"copy SRC DST\" and --ephemeral on the copy's hook lines", p, typ)
+		}
 		return "", fmt.Errorf("lxc.rootfs.path %q: storage type %q is not supported with these hooks; use dir:/path/to/an/empty/directory", p, p[:i])
 	}
 	if !filepath.IsAbs(p) {

@@ -124,6 +124,28 @@ func TestStripRootfsPrefix(t *testing.T) {
 	if _, err := StripRootfsPrefix("dir:relative"); err == nil {
 		t.Error("relative rootfs accepted")
 	}
+	// Other storage types are refused, naming the type and the fix: a
+	// dir: rootfs, or, for the overlay rootfs of lxc-copy -e, the hooks'
+	// own ephemeral containers (a dir: rootfs is not what that user wants).
+	for in, want := range map[string][]string{
+		"loop:/var/lib/lxc/a/rootdev":                                    {`storage type "loop"`, "use dir:/path/to/an/empty/directory"},
+		"overlay:/var/lib/lxc/a/rootfs:/var/lib/lxc/a_x/overlay/delta":   {`storage type "overlay"`, "lxc-copy -e", "--ephemeral"},
+		"overlayfs:/var/lib/lxc/a/rootfs:/var/lib/lxc/a_x/overlay/delta": {`storage type "overlayfs"`, "lxc-copy -e", "--ephemeral"},
+	} {
+		_, err := StripRootfsPrefix(in)
+		if err == nil {
+			t.Errorf("StripRootfsPrefix(%q) accepted", in)
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("StripRootfsPrefix(%q): %q lacks %q", in, err, w)
+			}
+		}
+		if strings.Contains(in, "overlay") && strings.Contains(err.Error(), "use dir:") {
+			t.Errorf("StripRootfsPrefix(%q) sends an lxc-copy -e user to a dir: rootfs: %q", in, err)
+		}
+	}
 }
 
 func TestConfigValues(t *testing.T) {

@@ -21,7 +21,6 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
-	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
 const statusAbout = `Shows, for every container under the LXC path whose config uses these hooks
@@ -296,7 +295,7 @@ func statusOf(c *container, users *templateUsers) Status {
 	s := Status{Name: c.Name, State: st, Hook: c.Hook.Program, Config: c.Config, Templates: c.Hook.Lowers}
 	if text, err := os.ReadFile(c.Config); err == nil {
 		if err := checkHookBinaries(string(text)); err != nil {
-			s.Error = fmt.Sprintf("%v; the hooks refuse to start it: %s, and name it on the hook lines", err, trusted.Fix)
+			s.Error = fmt.Sprintf("%v; the hooks refuse to start it: %s, and name it on the hook lines", err, trust.InstallFix)
 		}
 	}
 	lastError(c, pid, &s)

@@ -26,7 +26,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
-	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // HandCommands are the operator commands the binary answers when a person
@@ -181,8 +181,8 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 	}
 	defer closer.Close()
 	// Root running a binary a user can replace runs that user's code.
-	if err := trusted.Running(); err != nil {
-		log.Error(trusted.HookRefusal(err, failStatus(logOpts.Hook) != 0))
+	if err := trust.Running(); err != nil {
+		log.Error(trust.HookRefusal(err, failStatus(logOpts.Hook) != 0))
 		if failStatus(logOpts.Hook) != 0 {
 			return 1
 		}

@@ -79,6 +79,9 @@ type Writable struct {
 	Root  string // holds the marker, upper and work
 	Upper string
 	Work  string
+	// Dir is Root, open and checked by the backend (nil: opened again
+	// where needed); the runner closes it once the layer is checked.
+	Dir *trust.Dir
 }
 
 // Context is one hook run.
@@ -95,6 +98,8 @@ type Context struct {
 	// (and the benchmarks' report): Mark ends a phase.
 	phases   []string
 	lastMark time.Time
+	// lowerFiles are the template images resolveLowers checked, open.
+	lowerFiles map[int]*os.File
 }
 
 // Mark ends the phase name: the time since the previous mark goes to it.

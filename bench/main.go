@@ -36,12 +36,13 @@ var (
 )
 
 type bench struct {
-	lxcpath string
-	bin     string
-	tpl     string // squashfs template
-	tplDir  string // the same, extracted
-	tplExt4 string // the same as an ext4 image (LXC's loop backend)
-	report  *report
+	lxcpath  string
+	bin      string
+	tpl      string // squashfs template (mksquashfs's default, gzip)
+	tplErofs string // the same as the project's default format, erofs
+	tplDir   string // the same, extracted
+	tplExt4  string // the same as an ext4 image (LXC's loop backend)
+	report   *report
 }
 
 func main() {
@@ -81,6 +82,9 @@ func main() {
 
 	step("loop attach")
 	r.attach = b.attachTime(200)
+
+	step("starting a program")
+	r.execs = b.execCost()
 
 	if want("startstop") {
 		step(fmt.Sprintf("start/stop, %d interleaved rounds", *rounds))
@@ -168,6 +172,10 @@ func (b *bench) build() {
 	must(os.WriteFile(filepath.Join(b.tplDir, "sbin", "init"), []byte("#!/bin/sh\ntrap 'sync; exit 0' USR2 PWR TERM\nwhile :; do sleep 3600 & wait $!; done\n"), 0o755))
 	_, err = run("mksquashfs", b.tplDir, b.tpl, "-noappend", "-quiet", "-no-progress")
 	must(err)
+	// The project's default template format (template's own default).
+	b.tplErofs = filepath.Join(*workDir, "template.erofs")
+	_, err = run(filepath.Join(b.bin, "lxc-hook-loopimg"), "template", b.tplErofs, "--from", b.tplDir)
+	must(err)
 	// LXC's own loop backend boots from an ext4 image of the template.
 	b.tplExt4 = filepath.Join(*workDir, "template.ext4")
 	_, err = run("mke2fs", "-q", "-F", "-t", "ext4", "-d", b.tplDir, b.tplExt4, "64M")
@@ -190,9 +198,11 @@ type ctr struct {
 //     does any work, the floor each hook is measured against;
 //   - true-hooks: the floor with /bin/true on those keys (LXC's own cost of
 //     running hooks at all);
-//   - shell: the reference shell hook on pre-mount;
-//   - overlay, loopimg, loopimg-dirtpl (over the extracted template): the
-//     hooks, on the keys init writes;
+//   - shell: the reference shell hook on pre-mount (squashfs template);
+//   - overlay, loopimg: the hooks, on the keys init writes, over the
+//     template in the project's default format (erofs); with "-dirtpl"
+//     over the extracted template directory (as the floor boots), with
+//     "-squashfs" over mksquashfs's default (gzip) image;
 //   - lxc-overlay, lxc-loop: LXC's own overlay backend (directory template,
 //     directory upper) and loop backend (an ext4 image of the template), no
 //     hook: what the hooks replace.
@@ -201,12 +211,31 @@ type ctr struct {
 // (lxc.idmap): floor-unpriv is LXC's own idmapped dir rootfs
 // (lxc.rootfs.options = idmap=container), noop-unpriv that with the no-op
 // on pre-start and stop, and the hooks are on pre-start and stop.
+//
+// debug puts --log-level debug on the hooks' lines: each then logs where
+// its time went (the "done" line), at the cost of writing the lines.
 func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
+	return b.newCtrLog(name, variant, false, extraHookArgs...)
+}
+
+func (b *bench) newCtrLog(name, variant string, debug bool, extraHookArgs ...string) *ctr {
 	c := &ctr{b: b, name: name, variant: variant, dir: filepath.Join(b.lxcpath, name)}
 	must(os.MkdirAll(filepath.Join(c.dir, "rootfs"), 0o755))
 	rootfs := "dir:" + filepath.Join(c.dir, "rootfs")
 	hook := ""
-	base, unpriv := strings.CutSuffix(variant, "-unpriv")
+	unpriv := strings.Contains(variant, "-unpriv")
+	base := strings.Replace(variant, "-unpriv", "", 1)
+	lower := b.tplErofs
+	switch {
+	case strings.HasSuffix(base, "-dirtpl"):
+		base, lower = strings.TrimSuffix(base, "-dirtpl"), b.tplDir
+	case strings.HasSuffix(base, "-squashfs"):
+		base, lower = strings.TrimSuffix(base, "-squashfs"), b.tpl
+	}
+	level := ""
+	if debug {
+		level = " --log-level debug"
+	}
 	switch base {
 	case "floor":
 		rootfs = "dir:" + b.tplDir
@@ -237,16 +266,10 @@ func (b *bench) newCtr(name, variant string, extraHookArgs ...string) *ctr {
 		}
 		hook = fmt.Sprintf("%s %s %s", filepath.Join(*repo, "bench", "ref-hook.sh"), b.tpl, img)
 	case "overlay":
-		hook = fmt.Sprintf("%s --log-level debug --lower %s --upper %s", filepath.Join(b.bin, "lxc-hook-overlay"), b.tpl, filepath.Join(c.dir, "layer"))
-	case "loopimg", "loopimg-dio", "loopimg-buffered", "loopimg-dirtpl":
-		lower := b.tpl
-		if variant == "loopimg-dirtpl" {
-			// The extracted template: separates the hook's own cost from
-			// the cost of reading a compressed template.
-			lower = b.tplDir
-		}
-		hook = fmt.Sprintf("%s --log-level debug --lower %s --image %s --size 768M", filepath.Join(b.bin, "lxc-hook-loopimg"), lower, filepath.Join(c.dir, "layer.img"))
-		if variant == "loopimg-buffered" {
+		hook = fmt.Sprintf("%s%s --lower %s --upper %s", filepath.Join(b.bin, "lxc-hook-overlay"), level, lower, filepath.Join(c.dir, "layer"))
+	case "loopimg", "loopimg-dio", "loopimg-buffered":
+		hook = fmt.Sprintf("%s%s --lower %s --image %s --size 768M", filepath.Join(b.bin, "lxc-hook-loopimg"), level, lower, filepath.Join(c.dir, "layer.img"))
+		if base == "loopimg-buffered" {
 			hook += " --direct-io=false"
 		}
 	default:
@@ -312,10 +335,19 @@ func (c *ctr) sh(script string) (string, error) {
 }
 
 // hookTimes reads the "TYPE done took=..." lines the hooks log at debug.
-var doneRe = regexp.MustCompile(` - (pre-start|pre-mount|stop) done took=(\S+)`)
+var doneRe = regexp.MustCompile(` - (pre-start|pre-mount|stop) done cpu=(\S+) phases=(\S+) took=(\S+)`)
 
-func (c *ctr) hookTimes() map[string][]time.Duration {
-	out := map[string][]time.Duration{}
+// hookRun is one hook run as its "done" line tells it: wall time from its
+// main to its exit (took), CPU time of the whole process (cpu: its start
+// and the Go runtime's threads too), and the wall time of each phase.
+type hookRun struct {
+	took, cpu time.Duration
+	phases    map[string]time.Duration
+	order     []string
+}
+
+func (c *ctr) hookRuns() map[string][]hookRun {
+	out := map[string][]hookRun{}
 	f, err := os.Open(filepath.Join(c.dir, c.name+".log"))
 	if err != nil {
 		return out
@@ -323,11 +355,20 @@ func (c *ctr) hookTimes() map[string][]time.Duration {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if m := doneRe.FindStringSubmatch(sc.Text()); m != nil {
-			if d, err := time.ParseDuration(m[2]); err == nil {
-				out[m[1]] = append(out[m[1]], d)
-			}
+		m := doneRe.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
 		}
+		r := hookRun{phases: map[string]time.Duration{}}
+		r.cpu, _ = time.ParseDuration(m[2])
+		r.took, _ = time.ParseDuration(m[4])
+		for _, kv := range strings.Split(m[3], ",") {
+			k, v, _ := strings.Cut(kv, ":")
+			ms, _ := strconv.ParseFloat(v, 64)
+			r.phases[k] = time.Duration(ms * float64(time.Millisecond))
+			r.order = append(r.order, k)
+		}
+		out[m[1]] = append(out[m[1]], r)
 	}
 	return out
 }
@@ -342,6 +383,33 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // ---- measurements ----
+
+// execRuns is how many times execCost starts each program.
+const execRuns = 200
+
+// execCost times starting programs that do nothing, interleaved: /bin/true,
+// the no-op Go binary, and each hook binary answering --version.
+func (b *bench) execCost() []execRow {
+	cmds := [][]string{{"/bin/true"}, {filepath.Join(b.bin, "noop-hook")}}
+	names := []string{"`/bin/true`", "the no-op Go binary"}
+	for _, h := range []string{"lxc-hook-overlay", "lxc-hook-loopimg"} {
+		cmds = append(cmds, []string{filepath.Join(b.bin, h), "--version"})
+		names = append(names, "`"+h+" --version`")
+	}
+	ds := make([][]time.Duration, len(cmds))
+	for i := 0; i < execRuns; i++ {
+		for j, c := range cmds {
+			t0 := time.Now()
+			must(exec.Command(c[0], c[1:]...).Run())
+			ds[j] = append(ds[j], time.Since(t0))
+		}
+	}
+	var out []execRow
+	for j := range cmds {
+		out = append(out, execRow{names[j], median(ds[j])})
+	}
+	return out
+}
 
 func (b *bench) attachTime(n int) time.Duration {
 	f, err := os.Create(filepath.Join(*workDir, "attach.img"))
@@ -359,8 +427,12 @@ func (b *bench) attachTime(n int) time.Duration {
 	return median(ds)
 }
 
-var variants = []string{"floor", "noop", "true-hooks", "shell", "overlay", "loopimg", "loopimg-dirtpl", "lxc-overlay", "lxc-loop",
-	"floor-unpriv", "noop-unpriv", "overlay-unpriv", "loopimg-unpriv"}
+var variants = []string{"floor", "noop", "true-hooks", "shell", "overlay", "loopimg", "overlay-dirtpl", "loopimg-dirtpl", "loopimg-squashfs",
+	"lxc-overlay", "lxc-loop", "floor-unpriv", "noop-unpriv", "overlay-unpriv", "loopimg-unpriv", "overlay-unpriv-dirtpl"}
+
+// hookVariants get a debug pass after the timed rounds, for where their
+// time goes.
+var hookVariants = []string{"overlay", "loopimg", "overlay-dirtpl", "loopimg-dirtpl", "overlay-unpriv", "loopimg-unpriv"}
 
 func (b *bench) startStop() {
 	r := b.report
@@ -392,10 +464,24 @@ func (b *bench) startStop() {
 		}
 	}
 	for _, v := range variants {
-		row := startStopRow{variant: v, start: median(starts[v]), stop: median(stops[v])}
-		ht := cs[v].hookTimes()
-		row.preStart, row.preMount, row.stopHook = median(ht["pre-start"]), median(ht["pre-mount"]), median(ht["stop"])
-		r.startStop = append(r.startStop, row)
+		r.startStop = append(r.startStop, startStopRow{variant: v, start: median(starts[v]), stop: median(stops[v])})
+	}
+	// The timed rounds log nothing on a good run, as a user's containers.
+	// Where the time goes comes from a pass of its own with the hooks at
+	// debug level (their "done" lines), which costs the writing of lines.
+	for _, v := range hookVariants {
+		c := b.newCtrLog("ph-"+v, v, true)
+		for i := 0; i < *rounds+1; i++ {
+			if _, err := c.start(); err != nil {
+				fatalf("%s (debug): %v", v, err)
+			}
+			_, err := c.stop(true)
+			must(err)
+			if i == 0 {
+				os.Truncate(filepath.Join(c.dir, c.name+".log"), 0) // the warm-up
+			}
+		}
+		r.phases = append(r.phases, phaseRow{variant: v, runs: c.hookRuns()})
 	}
 }
 

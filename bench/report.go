@@ -16,6 +16,19 @@ type startStopRow struct {
 	preStart           time.Duration // unprivileged: the root is built here
 }
 
+// phaseRow is a hook variant's debug pass: its runs per hook type.
+type phaseRow struct {
+	variant string
+	runs    map[string][]hookRun
+}
+
+// execRow is what starting a program costs here, the program doing
+// nothing: wall time of fork, exec, its runtime's start and its exit.
+type execRow struct {
+	what string
+	wall time.Duration
+}
+
 type ioRow struct {
 	variant             string
 	cachePerMiB         float64
@@ -42,6 +55,8 @@ type report struct {
 	sizes             []sizeRow
 	attach            time.Duration
 	startStop         []startStopRow
+	phases            []phaseRow
+	execs             []execRow
 	rssKB             int64
 	io                []ioRow
 	parallel          []parallelRow
@@ -92,15 +107,15 @@ func (r *report) markdown() string {
 		r.started.UTC().Format("2006-01-02 15:04 MST"), r.machine, r.finished.Sub(r.started).Round(time.Minute))
 	w("Variants: **floor** is LXC's own dir rootfs on the extracted template with no hook; **noop** is the floor with a static Go binary that does nothing ([`bench/noop`](../bench/noop/main.go), built as the hooks are) on the two keys the hooks use, `lxc.hook.pre-mount` and `lxc.hook.stop`: what any Go hook costs before it does any work (LXC's `sh -c`, the exec, the Go runtime's start), **the floor each hook is measured against**; **true-hooks** is the floor with `/bin/true` on those keys (LXC's own cost of running hooks at all); **shell** is [`bench/ref-hook.sh`](../bench/ref-hook.sh), ")
 	w("what a sysadmin writes today (util-linux `mount -o loop` of the squashfs template and of an ext4 image, `mount -t overlay`); ")
-	w("**overlay** is `lxc-hook-overlay` (squashfs template, directory layer); **loopimg** is `lxc-hook-loopimg` (squashfs template, ext4 image layer); ")
-	w("**loopimg-dirtpl** is `lxc-hook-loopimg` over the extracted template directory, which separates the hook's own cost from the cost of reading a compressed template; ")
+	w("**overlay** is `lxc-hook-overlay` (directory layer), **loopimg** `lxc-hook-loopimg` (ext4 image layer), both over the template in the project's default format (erofs, made by `template`); ")
+	w("**-dirtpl** variants boot over the extracted template directory, as the floors do (and as the issue measured), which separates the hook's own cost from the template's; **loopimg-squashfs** over mksquashfs's default (gzip) image, whose decompression every start after the template's device was freed pays again; ")
 	w("**lxc-overlay** and **lxc-loop** are LXC's own overlay backend (directory template, directory upper) and loop backend (an ext4 image of the template), with no hook: what the hooks replace. ")
 	w("The **-unpriv** variants are unprivileged containers (`lxc.idmap = u 0 %d 65536`, the same for g", unprivBase)
 	if newxidmap() {
 		w("; LXC writes the mapping with newuidmap and newgidmap, installed here")
 	}
 	w("): **floor-unpriv** is LXC's own dir rootfs with `lxc.rootfs.options = idmap=container`, **noop-unpriv** that with the no-op binary on `lxc.hook.pre-start` and `lxc.hook.stop`, and the hooks build the root in pre-start and attach it where LXC takes it. ")
-	w("Every hook variant runs one hook process per start and one per stop, on the keys `init` writes. The template is busybox-static. Hook lines carry `--log-level debug` so the hooks report their own time (**took**: from the hook's main to its exit, the work itself).\n\n")
+	w("Every hook variant runs one hook process per start and one per stop, on the keys `init` writes, at LXC's log level WARN, so a good run logs nothing (as a user's containers); a pass of its own at debug level says where the time goes (below). The template is busybox-static.\n\n")
 
 	w("## Start and stop (medians of %d interleaved rounds)\n\n", *rounds)
 	w("![start and stop times](benchmarks-startstop.png)\n\n")
@@ -120,9 +135,10 @@ func (r *report) markdown() string {
 	}
 	floor, shell, li := r.row("floor"), r.row("shell"), r.row("loopimg")
 	w("\nLoop attach (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, median of 200): **%s**.\n\n", fmt.Sprintf("%.0f µs", float64(r.attach)/float64(time.Microsecond)))
+	w("%s", r.phasesMarkdown())
 
 	w("## Targets\n\n| target | figure | |\n|---|---|---|\n")
-	for _, h := range []string{"overlay", "loopimg", "overlay-unpriv", "loopimg-unpriv"} {
+	for _, h := range []string{"overlay", "loopimg", "overlay-dirtpl", "loopimg-dirtpl", "overlay-unpriv", "loopimg-unpriv", "overlay-unpriv-dirtpl"} {
 		v, fl := r.row(h), r.floorOf(h)
 		if v.start == 0 || fl.start == 0 {
 			continue
@@ -193,6 +209,51 @@ func (r *report) markdown() string {
 		w("| %s | %.2f MiB (%d bytes) |\n", s.name, float64(s.bytes)/(1<<20), s.bytes)
 	}
 	w("\nPeak RSS of one hook run (GNU time, largest over pre-mount and stop of 5 loopimg cycles): %.1f MiB.\n", float64(r.rssKB)/1024)
+	return b.String()
+}
+
+// phasesMarkdown says where each hook's time goes: what starting the
+// binary costs over the no-op one, then the hook's own phases (medians of
+// the debug pass).
+func (r *report) phasesMarkdown() string {
+	var b strings.Builder
+	w := func(f string, a ...interface{}) { fmt.Fprintf(&b, f, a...) }
+	w("## Where the time goes\n\n")
+	if len(r.execs) > 0 {
+		w("Starting a program that does nothing (fork, exec, runtime start, exit; medians of %d interleaved runs):", execRuns)
+		for _, e := range r.execs {
+			w(" %s %s;", e.what, ms(e.wall))
+		}
+		w(" the difference between the no-op Go binary and a hook binary is what the hook's size and its packages' initialization cost at every run, before `main`.\n\n")
+	}
+	w("Each hook's own run (from its `main` to its exit; medians of %d runs with the hooks at debug level): **took** is the wall time, **cpu** the CPU time of the whole process (its start and the Go runtime's threads included), then each phase's wall time in order: `setup` (arguments, the LXC log, the binary's own trust check), and for a start `prepare` (runtime records), `writable` (the layer: for an image, its loop device and its ext4 mount), `lowers` (the template's shared loop device and mount), `idmap` (idmapped clones), `union` (the overlay mount), `save` (the runtime record), `attach` (the unprivileged root onto the rootfs path); for a stop `load`, `unmount` (entering the container's namespace, detaching its root: the filesystems' teardown runs here), `host` (an unprivileged root's host mount), `verify` (the loop devices), `rest` (records removed, the log line).\n\n", *rounds)
+	w("| variant | hook | took | cpu | phases (ms) |\n|---|---|---|---|---|\n")
+	for _, p := range r.phases {
+		for _, typ := range []string{"pre-start", "pre-mount", "stop"} {
+			runs := p.runs[typ]
+			if len(runs) == 0 {
+				continue
+			}
+			var took, cpu []time.Duration
+			ph := map[string][]time.Duration{}
+			var order []string
+			for _, run := range runs {
+				took, cpu = append(took, run.took), append(cpu, run.cpu)
+				for _, k := range run.order {
+					if _, ok := ph[k]; !ok {
+						order = append(order, k)
+					}
+					ph[k] = append(ph[k], run.phases[k])
+				}
+			}
+			var parts []string
+			for _, k := range order {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(median(ph[k]))/1e6))
+			}
+			w("| %s | %s | %s | %s | %s |\n", p.variant, typ, ms(median(took)), ms(median(cpu)), strings.Join(parts, ", "))
+		}
+	}
+	w("\n")
 	return b.String()
 }
 

@@ -622,6 +622,9 @@ func TestUnprivilegedPreStartWithoutStart(t *testing.T) {
 	}
 
 	preStart()
+	if out, _ := admin(t, "lxc-hook-loopimg", "status", c.name, "-P", c.lxcpath); !strings.Contains(out, "still mounted on "+c.rootfs) {
+		t.Fatalf("status does not say the root is left on the host:\n%s", out)
+	}
 	out, err := admin(t, "lxc-hook-loopimg", "release", c.name, "-P", c.lxcpath)
 	if err != nil || !strings.Contains(out, "detached the container's root from "+c.rootfs) {
 		t.Fatalf("release: %v %s", err, out)
@@ -1037,6 +1040,22 @@ func TestLegacyHookLines(t *testing.T) {
 			if errs := c.hookLogLines("ERROR"); len(errs) > 0 {
 				t.Fatalf("errors with the legacy lines: %v", errs)
 			}
+			// status says migrate would help; migrate makes it so.
+			if out, _ := admin(t, tc.hook, "status", c.name, "-P", c.lxcpath); !strings.Contains(out, "migrate "+c.name) || !strings.Contains(out, "lxc.hook.post-stop removed") {
+				t.Fatalf("status does not suggest migrate:\n%s", out)
+			}
+			if out, err := admin(t, tc.hook, "migrate", c.name, "-P", c.lxcpath); err != nil || !strings.Contains(out, "migrated") {
+				t.Fatalf("migrate: %v %s", err, out)
+			}
+			if out, _ := admin(t, tc.hook, "status", c.name, "-P", c.lxcpath, "--json"); !strings.Contains(out, `"migrate": ""`) {
+				t.Fatalf("status after migrate:\n%s", out)
+			}
+			c.mustStart()
+			if got := c.mustSh("cat /root/n"); got != "1\n" {
+				t.Fatalf("after migrate: %q", got)
+			}
+			c.stop(false)
+			assertNoLoops(t, dir, "after migrate")
 		})
 	}
 }

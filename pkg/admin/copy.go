@@ -23,7 +23,6 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
-	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
 const copyAbout = `Makes DST a complete, independent copy of the stopped container SRC: its
@@ -210,7 +209,7 @@ func copyContainer(j copyJob) (string, error) {
 	// is refused before anything is copied (and the lines written are
 	// checked again below).
 	if err := checkHookBinaries(string(text)); err != nil {
-		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
+		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trust.InstallFix, j.Src.Name)
 	}
 	rw := rewrite{SrcDir: srcDir, DstDir: dstDir, KeepRootfs: !j.Command, SrcName: j.Src.Name, DstName: j.DstName}
 	if j.Command {
@@ -346,7 +345,7 @@ func copyContainer(j copyJob) (string, error) {
 	}
 	out := rw.apply(string(text))
 	if err := checkHookBinaries(out); err != nil {
-		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
+		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trust.InstallFix, j.Src.Name)
 	}
 	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
 		return "", err
@@ -776,8 +775,8 @@ func CloneHook(program, category string, stderr io.Writer) int {
 		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
 		return 1
 	}
-	if err := trusted.Running(); err != nil {
-		log.Errorf("copy of %s to %s refused: %s", srcName, name, trusted.HookRefusal(err, true))
+	if err := trust.Running(); err != nil {
+		log.Errorf("copy of %s to %s refused: %s", srcName, name, trust.HookRefusal(err, true))
 		return 1
 	}
 	if filepath.Clean(srcCfg) == filepath.Clean(cfg) {

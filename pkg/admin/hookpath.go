@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
-	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // lxcHookDir is where LXC keeps hooks; the package puts symlinks to the
@@ -25,8 +25,8 @@ func hookExecutable(program string) (string, error) {
 		return "", err
 	}
 	p := hookPath(lxcHookDir, self, program)
-	if _, err := trusted.Executable(p); err != nil {
-		return "", fmt.Errorf("%v; LXC runs the binary on the hook lines as root at every start, stop and copy of the container, so init does not write this one: %s (e.g. /usr/bin/%s init ...); nothing was written", err, trusted.Fix, program)
+	if _, err := trust.Executable(p); err != nil {
+		return "", fmt.Errorf("%v; LXC runs the binary on the hook lines as root at every start, stop and copy of the container, so init does not write this one: %s (e.g. /usr/bin/%s init ...); nothing was written", err, trust.InstallFix, program)
 	}
 	return p, nil
 }
@@ -79,7 +79,7 @@ func checkHookBinaries(text string) error {
 				p = lp
 			}
 		}
-		if _, err := trusted.Executable(p); err != nil {
+		if _, err := trust.Executable(p); err != nil {
 			return fmt.Errorf("%s = %s: %w", key, bin, err)
 		}
 	}

@@ -73,6 +73,10 @@ func cmdRelease(k Kind, args []string, stdout io.Writer) error {
 				held = append(held, l)
 			}
 		}
+		// Copies of the container's mounts that other namespaces held for
+		// a moment (a start meanwhile) go by themselves: waited for, as the
+		// stop hook does.
+		held = runner.WaitCopies(c.Hook.RunDir, run, held)
 	}
 	if len(held) == 0 {
 		fmt.Fprintf(stdout, "%s holds no loop device\n", c.Name)

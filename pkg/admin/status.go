@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
+	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
@@ -21,7 +22,6 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
-	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
 const statusAbout = `Shows, for every container under the LXC path whose config uses these hooks
@@ -60,6 +60,11 @@ type Status struct {
 	// mapping, one lxc.idmap value each ("u 0 100000 65536").
 	Unprivileged bool     `json:"unprivileged"`
 	IDMap        []string `json:"idmap"`
+	// HookKeys are the lxc.hook.* keys the container's hook line is on;
+	// Migrate says what "migrate" would change ("" when they are the
+	// current ones: one hook process per start and one per stop).
+	HookKeys []string `json:"hook_keys"`
+	Migrate  string   `json:"migrate"`
 	// Error is why the container's config could not be read (the other
 	// fields are then mostly empty), or why its hooks refuse to start it
 	// (a hook binary a non-root user can replace, or an lxc.idmap that
@@ -189,6 +194,9 @@ func cmdStatus(k Kind, args []string, stdout, stderr io.Writer) (err error) {
 		if s.Unprivileged {
 			fmt.Fprintf(stdout, "  idmap:     unprivileged, %s\n", strings.Join(s.IDMap, ", "))
 		}
+		if s.Migrate != "" {
+			fmt.Fprintf(stdout, "  hooks:     on %s, as an earlier version wrote them; %s migrate %s would save a process per start or stop (%s)\n", strings.Join(s.HookKeys, ", "), s.Hook, s.Name, s.Migrate)
+		}
 		if s.Error != "" {
 			fmt.Fprintf(stdout, "  error:     %s\n", s.Error)
 		}
@@ -286,6 +294,23 @@ func (u *templateUsers) others(n int, seq, own uint64) int {
 	return len(users)
 }
 
+// hookKeys lists the lxc.hook.* keys (without the prefix) that have an
+// lxc-hook-* line in config, in the order they appear.
+func hookKeys(config string) []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(config, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || !strings.HasPrefix(k, "lxc.hook.") || !strings.Contains(v, "lxc-hook-") || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, strings.TrimPrefix(k, "lxc.hook."))
+	}
+	return out
+}
+
 func statusOf(c *container, users *templateUsers) Status {
 	st, pid := c.info()
 	if c.Err != nil {
@@ -294,9 +319,15 @@ func statusOf(c *container, users *templateUsers) Status {
 		return s
 	}
 	s := Status{Name: c.Name, State: st, Hook: c.Hook.Program, Config: c.Config, Templates: c.Hook.Lowers}
+	s.HookKeys = []string{}
 	if text, err := os.ReadFile(c.Config); err == nil {
 		if err := checkHookBinaries(string(text)); err != nil {
-			s.Error = fmt.Sprintf("%v; the hooks refuse to start it: %s, and name it on the hook lines", err, trusted.Fix)
+			s.Error = fmt.Sprintf("%v; the hooks refuse to start it: %s, and name it on the hook lines", err, trust.InstallFix)
+		}
+		s.HookKeys = hookKeys(string(text))
+		unpriv := len(hook.ConfigValues(strings.NewReader(string(text)), idmap.ConfigKey)[idmap.ConfigKey]) > 0
+		if _, changes, err := migrateText(string(text), unpriv); err == nil && len(changes) > 0 {
+			s.Migrate = strings.Join(changes, "; ")
 		}
 	}
 	lastError(c, pid, &s)
@@ -551,6 +582,14 @@ func holdersOf(c *container) string {
 	run := state.For(c.Hook.RunDir, c.Name, c.Config)
 	rec, _ := run.Load()
 	var parts []string
+	// An unprivileged container's root pre-start attached on the host for
+	// LXC, still there although the container is stopped: no stop hook
+	// ran (LXC's monitor was killed).
+	if rec != nil && rec.HostRoot != nil {
+		if id, _, err := holders.MountID(rec.HostRoot.Path); err == nil && id == rec.HostRoot.MountID {
+			parts = append(parts, fmt.Sprintf("the container's root is still mounted on %s (its stop hook never ran); the next start, or %s release %s, detaches it", rec.HostRoot.Path, c.Hook.Program, c.Name))
+		}
+	}
 	if c.Hook.Image != "" {
 		var st unix.Stat_t
 		if unix.Stat(c.Hook.Image, &st) == nil {

@@ -41,7 +41,7 @@ AuFS layer kept in a host directory, on kernels that have AuFS (mainline
 kernels do not: there the start is refused, or with --fallback=overlay the
 layer is mounted with overlayfs). AuFS and overlayfs record deletions
 differently, so a layer written by one is refused by the other.
-Put the same line on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop,
+Put the same line on lxc.hook.pre-mount and lxc.hook.stop (unprivileged: pre-start and stop),
 with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 }
 
@@ -82,14 +82,15 @@ func (a *Aufs) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
 	// As for overlay: the claim first (a layer a live container runs on
 	// is refused as such), then the owner record (a copy of a config with
 	// its hook arguments unchanged names another container's layer).
 	if err := Claim(c, d); err != nil {
+		d.Close()
 		return nil, err
 	}
 	if err := layer.CheckOwner(d, a.Upper, DefaultLayerName, c.Inv.ConfigFile, a.Program()); err != nil {
+		d.Close()
 		return nil, err
 	}
 	if a.union == layer.Aufs {
@@ -97,9 +98,11 @@ func (a *Aufs) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		// checked directory; whatever a dead mount left there goes first,
 		// through the directory's fd (a link is removed, not followed).
 		if err := d.Remove(XinoName); err != nil {
+			d.Close()
 			return nil, fmt.Errorf("--upper %q: AuFS's xino file: %w", a.Upper, err)
 		}
 	}
+	w.Dir = d // the runner checks the layer's owner through it, then closes it
 	return w, nil
 }
 

@@ -33,7 +33,7 @@ func (o *Overlay) Synopsis() string {
 func (o *Overlay) Description() string {
 	return `An LXC hook that boots a container from a read-only template with a writable
 overlayfs layer kept in a host directory. The template is never changed.
-Put the same line on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop,
+Put the same line on lxc.hook.pre-mount and lxc.hook.stop (unprivileged: pre-start and stop),
 with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 }
 func (o *Overlay) MountSource() string { return "lxc-hook-overlay" }
@@ -52,15 +52,17 @@ func (o *Overlay) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
 	// The claim first: a layer another container runs on is refused as
 	// such, whoever its owner is.
 	if err := Claim(c, d); err != nil {
+		d.Close()
 		return nil, err
 	}
 	if err := layer.CheckOwner(d, o.Upper, DefaultLayerName, c.Inv.ConfigFile, o.Program()); err != nil {
+		d.Close()
 		return nil, err
 	}
+	w.Dir = d // the runner checks the layer's owner through it, then closes it
 	return w, nil
 }
 
@@ -142,8 +144,13 @@ func PrepareIn(root, fs, what string) (*runner.Writable, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
-	return prepareIn(d, fs, what)
+	w, err := prepareIn(d, fs, what)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	w.Dir = d // the runner checks the layer's owner through it, then closes it
+	return w, nil
 }
 
 // prepareIn works through d's fd only: upper/ and work/ are made or

@@ -17,7 +17,7 @@ func ConfigValues(r io.Reader, keys ...string) map[string][]string {
 	}
 	out := map[string][]string{}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	sc.Buffer(make([]byte, 4096), 1024*1024)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' {

@@ -31,6 +31,13 @@ func CheckLayer(root, upper, work string, m *Mapping) error {
 		return err
 	}
 	defer d.Close()
+	return CheckLayerDir(d, upper, work, m)
+}
+
+// CheckLayerDir is CheckLayer for the layer directory d, already open and
+// checked.
+func CheckLayerDir(d *trust.Dir, upper, work string, m *Mapping) error {
+	root := d.Path()
 	names := make([]string, 0, 2)
 	for _, p := range []string{upper, work} {
 		if filepath.Dir(p) != filepath.Clean(root) {

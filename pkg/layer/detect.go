@@ -60,26 +60,47 @@ func (l Lower) IsImage() bool { return l.FSType != "" }
 // writable by root alone): a user who can replace a template makes host
 // root mount a filesystem image they crafted, or boot their files.
 func ResolveLower(path string) (Lower, error) {
+	l, f, err := ResolveLowerOpen(path)
+	if f != nil {
+		f.Close()
+	}
+	return l, err
+}
+
+// ResolveLowerOpen is ResolveLower that also returns the image file it
+// checked, open (nil for a directory), for the caller to use instead of
+// opening the name again; the caller closes it.
+func ResolveLowerOpen(path string) (Lower, *os.File, error) {
+	l, f, err := resolveLower(path)
+	if err != nil || !l.IsImage() {
+		if f != nil {
+			f.Close()
+		}
+		return l, nil, err
+	}
+	return l, f, nil
+}
+
+func resolveLower(path string) (Lower, *os.File, error) {
 	f, st, err := trust.Open(path, "lower")
 	if err != nil {
-		return Lower{}, lowerError(path, err)
+		return Lower{}, nil, lowerError(path, err)
 	}
-	defer f.Close()
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		return Lower{Path: path}, nil
+		return Lower{Path: path}, f, nil
 	case unix.S_IFREG:
 	default:
-		return Lower{}, fmt.Errorf("lower %q is neither a directory nor a filesystem image file (%s)", path, typeOf(st.Mode))
+		return Lower{}, f, fmt.Errorf("lower %q is neither a directory nor a filesystem image file (%s)", path, typeOf(st.Mode))
 	}
 	fstype, err := DetectFS(f)
 	if err != nil {
-		return Lower{}, fmt.Errorf("lower %q: reading its superblock: %w", path, err)
+		return Lower{}, f, fmt.Errorf("lower %q: reading its superblock: %w", path, err)
 	}
 	if fstype == "" {
-		return Lower{}, fmt.Errorf("lower %q is neither a directory nor a squashfs, erofs or ext4 image", path)
+		return Lower{}, f, fmt.Errorf("lower %q is neither a directory nor a squashfs, erofs or ext4 image", path)
 	}
-	return Lower{Path: path, FSType: fstype, Dev: uint64(st.Dev), Ino: st.Ino}, nil
+	return Lower{Path: path, FSType: fstype, Dev: uint64(st.Dev), Ino: st.Ino}, f, nil
 }
 
 func lowerError(path string, err error) error {

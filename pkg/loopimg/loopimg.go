@@ -51,7 +51,7 @@ image caps the container's disk use (a full layer is ENOSPC inside, the host
 is untouched). The image is created on first start, checked with e2fsck -p
 when its superblock asks for it, grown when --size grows, never shrunk,
 formatted or deleted. Nothing stays mounted or attached after a stop.
-Put the same line on lxc.hook.pre-mount, lxc.hook.stop and lxc.hook.post-stop,
+Put the same line on lxc.hook.pre-mount and lxc.hook.stop (unprivileged: pre-start and stop),
 with lxc.rootfs.path = dir:/path/to/an/empty/directory.`
 }
 

@@ -56,8 +56,11 @@ func inInitialUserNS() bool {
 }
 
 // Write replaces path with data atomically: written under a fresh random
-// name (O_EXCL: never through a link), synced, renamed over path (which
-// replaces a symlink there instead of following it).
+// name (O_EXCL: never through a link), renamed over path (which replaces a
+// symlink there instead of following it). Not synced: runtime records
+// describe mounts and loop devices, which a crash of the host ends too,
+// and /run is not always a tmpfs (an fsync there waits for the disk on
+// every start and stop).
 func Write(path string, data []byte) error {
 	if err := Dir(filepath.Dir(path)); err != nil {
 		return err
@@ -67,9 +70,6 @@ func Write(path string, data []byte) error {
 		return err
 	}
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -66,6 +66,7 @@ func checkRootfs(rootfs string) error {
 func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 	rootfs := c.Inv.RootfsPath
 	lowers, err := resolveLowers(c, rootfs)
+	defer c.closeLowerFiles()
 	if err != nil {
 		return err
 	}
@@ -104,7 +105,12 @@ func build(b Backend, c *Context, target string, u *unprivBuild) (err error) {
 		return err
 	}
 	c.Mark("writable")
-	if err := checkLayerOwner(w, u); err != nil {
+	err = checkLayerOwner(w, u)
+	if w.Dir != nil {
+		w.Dir.Close()
+		w.Dir = nil
+	}
+	if err != nil {
 		return err
 	}
 	for _, l := range lowers {
@@ -200,6 +206,18 @@ func CheckConfig(written, running, program string) error {
 	return fmt.Errorf("this container's hook lines were written for the config %s (--config), not for %s: the config was copied without the writable layer (LXC's tools copy no layer unless the config has the lxc.hook.clone line init writes), so a start would run without the container's data or write another container's layer; copy containers with \"%s copy SRC DST\" (remove this one first with lxc-destroy), or, if you moved the container's directory yourself together with its layer, set --config to %s on every hook line", written, running, program, running)
 }
 
+// closeLowerFiles closes the template files no mount took (a build that
+// failed before mounting them).
+func (c *Context) closeLowerFiles() {
+	for i, f := range c.lowerFiles {
+		f.Close()
+		delete(c.lowerFiles, i)
+	}
+}
+
+// resolveLowers checks the lowers; the image files it checked stay open
+// in c.lowerFiles (by index), for mountImageLower to use rather than the
+// names again.
 func resolveLowers(c *Context, rootfs string) ([]layer.Lower, error) {
 	if len(c.Common.Lowers) == 0 {
 		// The extracted template in lxc.rootfs.path is the lower; the
@@ -207,13 +225,17 @@ func resolveLowers(c *Context, rootfs string) ([]layer.Lower, error) {
 		return []layer.Lower{{Path: rootfs}}, nil
 	}
 	lowers := make([]layer.Lower, 0, len(c.Common.Lowers))
-	for _, p := range c.Common.Lowers {
+	c.lowerFiles = map[int]*os.File{}
+	for i, p := range c.Common.Lowers {
 		if !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("lower %q is not an absolute path", p)
 		}
-		l, err := layer.ResolveLower(filepath.Clean(p))
+		l, f, err := layer.ResolveLowerOpen(filepath.Clean(p))
 		if err != nil {
 			return nil, err
+		}
+		if f != nil {
+			c.lowerFiles[i] = f
 		}
 		lowers = append(lowers, l)
 	}
@@ -252,9 +274,14 @@ func mountImageLower(c *Context, i int, l layer.Lower) (string, error) {
 		return "", fmt.Errorf("runtime state %s: %w", users.Path, err)
 	}
 	c.PushUndo(func() { users.Remove(c.Run) })
-	f, err := l.Open() // the file resolveLowers checked, not its name again
-	if err != nil {
-		return "", err
+	// The file resolveLowers checked, not its name again.
+	f := c.lowerFiles[i]
+	delete(c.lowerFiles, i)
+	if f == nil {
+		var err error
+		if f, err = l.Open(); err != nil {
+			return "", err
+		}
 	}
 	dev, adopted, err := loop.AttachShared(f, state.TemplatesDir)
 	f.Close() // the loop device holds its own reference

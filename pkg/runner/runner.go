@@ -15,18 +15,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
-	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // HandCommands are the operator commands the binary answers when a person
@@ -77,6 +79,9 @@ type Writable struct {
 	Root  string // holds the marker, upper and work
 	Upper string
 	Work  string
+	// Dir is Root, open and checked by the backend (nil: opened again
+	// where needed); the runner closes it once the layer is checked.
+	Dir *trust.Dir
 }
 
 // Context is one hook run.
@@ -93,6 +98,8 @@ type Context struct {
 	// (and the benchmarks' report): Mark ends a phase.
 	phases   []string
 	lastMark time.Time
+	// lowerFiles are the template images resolveLowers checked, open.
+	lowerFiles map[int]*os.File
 }
 
 // Mark ends the phase name: the time since the previous mark goes to it.
@@ -120,6 +127,7 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		return idmap.HoldUntilEOF()
 	}
 	started := time.Now()
+	tuneRuntime()
 	common := &Common{}
 	fs := flag.NewFlagSet(b.Program(), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -181,8 +189,8 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 	}
 	defer closer.Close()
 	// Root running a binary a user can replace runs that user's code.
-	if err := trusted.Running(); err != nil {
-		log.Error(trusted.HookRefusal(err, failStatus(logOpts.Hook) != 0))
+	if err := trust.Running(); err != nil {
+		log.Error(trust.HookRefusal(err, failStatus(logOpts.Hook) != 0))
 		if failStatus(logOpts.Hook) != 0 {
 			return 1
 		}
@@ -212,7 +220,11 @@ func Main(b Backend, args []string, stdout, stderr io.Writer) int {
 		// The benchmarks read this line; at debug level a sysadmin sees
 		// what each hook run costs, and where it went (ms per phase).
 		c.Mark("rest")
-		log.WithField("took", time.Since(started).Round(10*time.Microsecond)).WithField("phases", strings.Join(c.phases, ",")).Debugf("%s done", inv.Type)
+		var ru unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &ru)
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		log.WithField("took", time.Since(started).Round(10*time.Microsecond)).WithField("cpu", cpu.Round(10*time.Microsecond)).
+			WithField("phases", strings.Join(c.phases, ",")).Debugf("%s done", inv.Type)
 	}
 	switch inv.Type {
 	case hook.PreStart:
@@ -301,19 +313,51 @@ func pathIn(p, dir string) bool {
 }
 
 // hostParentPID is the PID of the LXC process that ran the hook, as the
-// host's /proc knows it. getppid() will not do: pre-mount runs from the
-// container's first process, which is PID 1 in the container's new PID
-// namespace, while /proc (not yet replaced) is the host's.
+// host's /proc knows it. getppid() will not always do: pre-mount runs from
+// the container's first process, which is PID 1 in the container's new PID
+// namespace (getppid() says 1 there), while /proc (not yet replaced) is the
+// host's: there, where this process's own PID differs from the one the
+// host's /proc gives it, it is field 4 of /proc/self/stat.
 func hostParentPID() int {
-	b, err := os.ReadFile("/proc/self/status")
+	if self, err := os.Readlink("/proc/self"); err == nil && self == strconv.Itoa(os.Getpid()) {
+		return unix.Getppid()
+	}
+	b, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
+	// The command name is in parentheses and may hold anything: fields
+	// count from its closing one, where field 3 (state) begins.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
 	}
-	return 0
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
 }
+
+// tuneRuntime fits the Go runtime to a hook run: a process of a few
+// milliseconds, on every container start and stop, that allocates little.
+// A garbage collection would only cost time (the process ends before the
+// memory matters; the limit still bounds it), and the main goroutine's
+// stack, started small, would be copied every time a deeper call needs
+// more (logging, JSON): grown once here, while it is shallow.
+func tuneRuntime() {
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(256 << 20)
+	growStack()
+}
+
+//go:noinline
+func growStack() {
+	var pad [32 << 10]byte
+	keep(pad[:])
+}
+
+//go:noinline
+func keep([]byte) {}

@@ -405,11 +405,24 @@ var transientWait = 3 * time.Second
 // once; a copy that outlives the wait (a namespace made with private
 // propagation while the container ran) is reported then, by its process.
 func waitTransient(c *Context, loops []state.Loop) []state.Loop {
+	t0 := time.Now()
+	still := WaitCopies(c.Common.RunDir, c.Run, loops)
+	if len(loops) > 0 && len(still) == 0 && time.Since(t0) > time.Millisecond {
+		c.Log.WithField("waited", time.Since(t0).Round(time.Millisecond)).Debug("the loop devices went with the copies other mount namespaces held")
+	}
+	return still
+}
+
+// WaitCopies returns the loops of the container whose runtime directory is
+// run (runRoot: --run-dir) that stay bound, waiting at most transientWait
+// while the only holders are copies of its mounts in other mount
+// namespaces (see waitTransient); a template device another container
+// uses meanwhile is no longer this one's to wait for.
+func WaitCopies(runRoot string, run state.Dir, loops []state.Loop) []state.Loop {
 	if len(loops) == 0 {
 		return nil
 	}
-	t0 := time.Now()
-	deadline := t0.Add(transientWait)
+	deadline := time.Now().Add(transientWait)
 	for {
 		var still []state.Loop
 		waiting := false
@@ -417,21 +430,17 @@ func waitTransient(c *Context, loops []state.Loop) []state.Loop {
 			if !sameBinding(l) {
 				continue
 			}
-			if l.Shared && usedByOthers(c, l) {
+			if l.Shared && state.UsersOf(l.Dev, l.Ino).Others(run) {
 				// A template device another container's start adopted
 				// meanwhile: its users' now.
 				continue
 			}
 			still = append(still, l)
-			if onlyCopies(FindHolders(c.Common.RunDir, l)) {
+			if onlyCopies(FindHolders(runRoot, l)) {
 				waiting = true
 			}
 		}
-		if len(still) == 0 {
-			c.Log.WithField("waited", time.Since(t0).Round(time.Millisecond)).Debug("the loop devices went with the copies other mount namespaces held")
-			return nil
-		}
-		if !waiting || time.Now().After(deadline) {
+		if len(still) == 0 || !waiting || time.Now().After(deadline) {
 			return still
 		}
 		time.Sleep(2 * time.Millisecond)

@@ -406,13 +406,17 @@ func (u *unprivBuild) unionError(err error) error {
 // checkLayerOwner makes sure the writable layer was written under this
 // start's mapping (none for a privileged start): see idmap.CheckLayer.
 func checkLayerOwner(w *Writable, u *unprivBuild) error {
-	if u == nil {
-		return idmap.CheckLayer(w.Root, w.Upper, w.Work, nil)
+	var m *idmap.Mapping
+	if u != nil {
+		if layer.MarkerOf(w.Root) == layer.Aufs {
+			return fmt.Errorf("layer %q is an AuFS layer: AuFS cannot serve an unprivileged container (lxc.idmap); start it privileged", w.Root)
+		}
+		m = u.m
 	}
-	if layer.MarkerOf(w.Root) == layer.Aufs {
-		return fmt.Errorf("layer %q is an AuFS layer: AuFS cannot serve an unprivileged container (lxc.idmap); start it privileged", w.Root)
+	if w.Dir != nil {
+		return idmap.CheckLayerDir(w.Dir, w.Upper, w.Work, m)
 	}
-	return idmap.CheckLayer(w.Root, w.Upper, w.Work, u.m)
+	return idmap.CheckLayer(w.Root, w.Upper, w.Work, m)
 }
 
 func fsTypeOf(path string) string {

@@ -1,4 +1,4 @@
-package trusted
+package trust
 
 import (
 	"errors"
@@ -39,20 +39,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: root-owned files are what is trusted")
-	}
-}
-
 // rootDir is a fresh directory whose every parent is root's (t.TempDir is
 // 0700 under the sticky /tmp); skipped where TMPDIR is not like that.
 func rootDir(t *testing.T) string {
 	t.Helper()
 	needRoot(t)
 	d := t.TempDir()
-	if _, err := walk(d, d, false); err != nil {
+	if _, err := walkBinary(d, d, false); err != nil {
 		t.Skipf("the test directory itself is not trusted here (TMPDIR?): %v", err)
 	}
 	return d
@@ -70,7 +63,7 @@ func writeBin(t *testing.T, p string) {
 
 func wantRefused(t *testing.T, err error, at, why string) {
 	t.Helper()
-	var e *Error
+	var e *BinaryError
 	if !errors.As(err, &e) {
 		t.Fatalf("want a refusal naming %s (%s), got %v", at, why, err)
 	}

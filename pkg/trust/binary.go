@@ -1,6 +1,7 @@
-// Package trusted decides whether a hook binary is one that only root can
-// change. LXC runs every hook line as host root at every start, stop and
-// copy: a line naming a binary that some user can replace (a build in a
+// Hook binaries.
+//
+// Whether a hook binary is one that only root can change. LXC runs every
+// hook line as host root at every start, stop and copy: a line naming a binary that some user can replace (a build in a
 // home directory, a checkout owned by a user, a file in a group-writable
 // directory) lets that user run code as root. A path is trusted when the
 // file and every directory on the way to it, and every symlink followed,
@@ -12,8 +13,12 @@
 //
 // The check is the same for init (the path it writes), copy and the clone
 // hook (the paths the new config names), status (every hook line of ours)
-// and the hooks themselves at start (their own executable).
-package trusted
+// and the hooks themselves at start (their own executable). It is stricter
+// than the rule for layers (doc.go): no group may write, gid 0's included,
+// and a FUSE filesystem proves nothing; and it only checks (LXC, not the
+// hooks, runs the file), so it walks by lstat rather than by fds.
+
+package trust
 
 import (
 	"bufio"
@@ -23,11 +28,11 @@ import (
 	"strings"
 )
 
-// Fix is the remedy every refusal gives.
-const Fix = "install the hooks into root-owned directories with make install (binaries in /usr/bin, links in /usr/share/lxc/hooks; PREFIX=/usr/local or another root-owned prefix works too) or the lxc-hooks package, and use the installed binary"
+// InstallFix is the remedy every refusal gives.
+const InstallFix = "install the hooks into root-owned directories with make install (binaries in /usr/bin, links in /usr/share/lxc/hooks; PREFIX=/usr/local or another root-owned prefix works too) or the lxc-hooks package, and use the installed binary"
 
 // Error says why a path is not trusted.
-type Error struct {
+type BinaryError struct {
 	Path string // the path asked about
 	// At is the file, directory or symlink at fault (Path itself or one
 	// on the way to it).
@@ -38,16 +43,19 @@ type Error struct {
 	Why   string // what is wrong with At
 }
 
-func (e *Error) Error() string {
+// Is makes errors.Is(err, ErrUntrusted) true for a binary too.
+func (e *BinaryError) Is(target error) bool { return target == ErrUntrusted }
+
+func (e *BinaryError) Error() string {
 	if e.At == "" {
 		return fmt.Sprintf("%s: %s", e.Path, e.Why)
 	}
-	return fmt.Sprintf("%s can be replaced by a non-root user: %s (owner %s, mode %s) %s", e.Path, e.At, ownerName(e.Owner), e.Mode, e.Why)
+	return fmt.Sprintf("%s can be replaced by a non-root user: %s (owner %s, mode %s) %s", e.Path, e.At, ownerNameUID(e.Owner), e.Mode, e.Why)
 }
 
 // ownerName is "uid 1000 (alice)"; the name from /etc/passwd, read only
 // for an error (os/user would link a larger resolver into every hook).
-func ownerName(uid uint32) string {
+func ownerNameUID(uid uint32) string {
 	s := "uid " + strconv.FormatUint(uint64(uid), 10)
 	f, err := os.Open("/etc/passwd")
 	if err != nil {
@@ -73,5 +81,5 @@ func HookRefusal(err error, refused bool) string {
 	if !refused {
 		what = "it cleans up this once, but starts are refused"
 	}
-	return fmt.Sprintf("%v; LXC runs this binary as root at every start, stop and copy, so %s: %s, and name it on the hook lines (%s)", err, what, Fix, "\"init\" of the installed binary writes them")
+	return fmt.Sprintf("%v; LXC runs this binary as root at every start, stop and copy, so %s: %s, and name it on the hook lines (%s)", err, what, InstallFix, "\"init\" of the installed binary writes them")
 }

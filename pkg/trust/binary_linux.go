@@ -1,4 +1,4 @@
-package trusted
+package trust
 
 import (
 	"errors"
@@ -10,9 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxLinks bounds the symlinks followed, as the kernel's own limit does.
-const maxLinks = 40
-
 // fuseMagic is FUSE's statfs type: owners and modes there are whatever a
 // user-space server says, so root-owned means nothing.
 const fuseMagic = 0x65735546
@@ -22,7 +19,7 @@ const fuseMagic = 0x65735546
 // kernel-resolved path), lstat-ing the directories, the symlinks it
 // follows and the file. It returns the resolved path of the file.
 func Executable(path string) (string, error) {
-	return walk(path, path, true)
+	return walkBinary(path, path, true)
 }
 
 // Running checks the executable of this process, for a hook at start:
@@ -38,7 +35,7 @@ func Executable(path string) (string, error) {
 // root (pre-start) have checked the same binary.
 func Running() error {
 	err := running()
-	var e *Error
+	var e *BinaryError
 	if errors.As(err, &e) && e.Owner == overflowUID && !inInitialUserNS() {
 		return nil
 	}
@@ -60,12 +57,12 @@ func running() error {
 	// the file that runs, unless that path led there (the usual case).
 	resolved := ""
 	if a := os.Args[0]; filepath.IsAbs(a) {
-		if resolved, err = walk(a, a, true); err != nil {
+		if resolved, err = walkBinary(a, a, true); err != nil {
 			return err
 		}
 	}
 	if resolved != path {
-		if _, err := walk(path, filepath.Dir(path), false); err != nil {
+		if _, err := walkBinary(path, filepath.Dir(path), false); err != nil {
 			return err
 		}
 	}
@@ -86,9 +83,9 @@ func running() error {
 // walk resolves path as the kernel would, checking every entry it meets;
 // subject is what errors name (the binary, when path is its directory).
 // wantFile: the end must be a regular file, else a directory.
-func walk(subject, path string, wantFile bool) (string, error) {
+func walkBinary(subject, path string, wantFile bool) (string, error) {
 	if !filepath.IsAbs(path) {
-		return "", &Error{Path: subject, Why: "is not an absolute path: which file runs would depend on the working directory or on PATH"}
+		return "", &BinaryError{Path: subject, Why: "is not an absolute path: which file runs would depend on the working directory or on PATH"}
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat("/", &st); err != nil {
@@ -115,7 +112,7 @@ func walk(subject, path string, wantFile bool) (string, error) {
 			continue
 		}
 		if !isDir {
-			return "", &Error{Path: subject, Why: fmt.Sprintf("cannot be resolved: %s is not a directory", cur)}
+			return "", &BinaryError{Path: subject, Why: fmt.Sprintf("cannot be resolved: %s is not a directory", cur)}
 		}
 		next := filepath.Join(cur, c)
 		if err := unix.Lstat(next, &st); err != nil {
@@ -149,9 +146,9 @@ func walk(subject, path string, wantFile bool) (string, error) {
 	}
 	switch {
 	case wantFile && isDir:
-		return "", &Error{Path: subject, Why: fmt.Sprintf("is a directory (%s), not an executable", cur)}
+		return "", &BinaryError{Path: subject, Why: fmt.Sprintf("is a directory (%s), not an executable", cur)}
 	case !wantFile && !isDir:
-		return "", &Error{Path: subject, Why: fmt.Sprintf("%s is not a directory", cur)}
+		return "", &BinaryError{Path: subject, Why: fmt.Sprintf("%s is not a directory", cur)}
 	}
 	return cur, nil
 }
@@ -168,7 +165,7 @@ func components(p string) []string {
 
 // checkEntry checks one file, directory or symlink met on the way.
 func checkEntry(subject, at string, st *unix.Stat_t) error {
-	e := &Error{Path: subject, At: at, Owner: st.Uid, Mode: fileMode(st)}
+	e := &BinaryError{Path: subject, At: at, Owner: st.Uid, Mode: fileMode(st)}
 	typ := st.Mode & unix.S_IFMT
 	switch {
 	case typ != unix.S_IFDIR && typ != unix.S_IFREG && typ != unix.S_IFLNK:
@@ -201,7 +198,7 @@ func checkFS(subject, at string, st *unix.Stat_t) error {
 		return fmt.Errorf("%s: statfs %s: %w", subject, at, err)
 	}
 	if fs.Type == fuseMagic {
-		return &Error{Path: subject, At: at, Owner: st.Uid, Mode: fileMode(st), Why: "is on a FUSE filesystem: its owners and modes are what a user-space server says"}
+		return &BinaryError{Path: subject, At: at, Owner: st.Uid, Mode: fileMode(st), Why: "is on a FUSE filesystem: its owners and modes are what a user-space server says"}
 	}
 	return nil
 }
@@ -248,6 +245,6 @@ func inInitialUserNS() bool {
 // IsUntrusted reports whether err is a refusal of this package (rather
 // than, say, a file that does not exist).
 func IsUntrusted(err error) bool {
-	var e *Error
+	var e *BinaryError
 	return errors.As(err, &e)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,12 +19,17 @@ import (
 // testUser creates a system user for one test (no home, no login, no
 // subordinate ID ranges, which would overlap root's) and removes it at
 // cleanup. It returns the name and uid.
+var testUserSeq atomic.Int32
+
 func testUser(t *testing.T) (string, int) {
 	t.Helper()
 	if _, err := exec.LookPath("useradd"); err != nil {
 		t.Skip("useradd is not installed (passwd)")
 	}
-	name := fmt.Sprintf("bins-sec%d", os.Getpid()%100000)
+	// A name of this run and this call's own: runs of the suite on one
+	// machine at once, or tests of one run in parallel, never remove
+	// each other's user.
+	name := fmt.Sprintf("lxchk%d-%d", os.Getpid()%100000, testUserSeq.Add(1))
 	// Others on the machine may hold the lock on /etc/passwd for a moment
 	// (useradd's "cannot lock"): a few bounded retries for that only.
 	var out []byte

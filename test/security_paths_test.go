@@ -19,8 +19,6 @@ import (
 // non-root user, made here and removed at the end; what it plants it
 // plants itself.
 
-const malloryName = "paths-mallory"
-
 type attacker struct {
 	t        *testing.T
 	name     string
@@ -28,23 +26,15 @@ type attacker struct {
 }
 
 // newAttacker adds a system user (no home, no login, no subordinate ids)
-// for this test and removes it at cleanup.
+// of this run's own for this test (testUser) and removes it at cleanup.
 func newAttacker(t *testing.T) *attacker {
 	t.Helper()
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("no useradd (apt-get install passwd): the test needs a real non-root user")
-	}
-	exec.Command("userdel", malloryName).Run() // left by a killed run
-	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", malloryName).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("userdel", malloryName).Run() })
-	u, err := user.Lookup(malloryName)
+	name, uid := testUser(t)
+	u, err := user.Lookup(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &attacker{t: t, name: malloryName}
-	a.uid, _ = strconv.Atoi(u.Uid)
+	a := &attacker{t: t, name: name, uid: uid}
 	a.gid, _ = strconv.Atoi(u.Gid)
 	return a
 }

@@ -17,7 +17,7 @@ const lxcHookDir = "/usr/share/lxc/hooks"
 
 // hookExecutable is the path of this binary to write on hook lines. LXC
 // runs it as root at every start, stop and copy, so it must be a file
-// only root can change (pkg/trusted): a build run from a user's checkout
+// only root can change (trust.Executable): a build run from a user's checkout
 // is refused, naming the directory at fault and the fix.
 func hookExecutable(program string) (string, error) {
 	self, err := os.Executable()

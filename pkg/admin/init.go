@@ -21,10 +21,11 @@ import (
 )
 
 const initAbout = `Writes a complete LXC container NAME under the LXC path: its directory, an
-empty rootfs directory, and a config with the hook lines (pre-mount and stop;
-pre-start and stop for --unprivileged) over the template FILE (and lxc.hook.clone, so that lxc-copy and lxc-snapshot copy the
-writable layer too; --config on each line refuses a copy made without it) (a squashfs, erofs or ext4 image, or a directory), the
-distribution's common config where LXC ships one, the host's LXC default
+empty rootfs directory, and a config with the hook lines over the template
+FILE (a squashfs, erofs or ext4 image, or a directory): pre-mount and stop
+(pre-start and stop for --unprivileged), and lxc.hook.clone, so that lxc-copy
+and lxc-snapshot copy the writable layer too (--config on each line refuses
+a copy made without it); the distribution's common config where LXC ships one, the host's LXC default
 config (networking), a writable /proc, sys_boot kept so that halt and reboot
 from inside work, SIGRTMIN+3 as the halt signal for systemd templates, and a
 log file, LXCPATH/NAME/NAME.log at level WARN, where the hooks' errors land

@@ -20,9 +20,7 @@ import (
 // cleanup. It returns the name and uid.
 func testUser(t *testing.T) (string, int) {
 	t.Helper()
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("useradd is not installed (passwd)")
-	}
+	needTools(t, "apt-get install passwd", "useradd", "userdel")
 	name := fmt.Sprintf("bins-sec%d", os.Getpid()%100000)
 	// Others on the machine may hold the lock on /etc/passwd for a moment
 	// (useradd's "cannot lock"): a few bounded retries for that only.
@@ -299,9 +297,7 @@ func TestLogSymlinkNotFollowed(t *testing.T) {
 // binary. The test build is the control: the same variable kills it.
 func TestReleaseBuildHasNoKillPoints(t *testing.T) {
 	requireEnv(t)
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed (scripts/build.sh takes the version from it)")
-	}
+	needTools(t, "apt-get install git; scripts/build.sh takes the version from it", "git")
 	dir := testDir(t)
 	rel := filepath.Join(dir, "release")
 	if out, err := exec.Command(filepath.Join(repoRoot(), "scripts", "build.sh"), rel).CombinedOutput(); err != nil {

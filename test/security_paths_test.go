@@ -31,9 +31,7 @@ type attacker struct {
 // for this test and removes it at cleanup.
 func newAttacker(t *testing.T) *attacker {
 	t.Helper()
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("no useradd (apt-get install passwd): the test needs a real non-root user")
-	}
+	needTools(t, "apt-get install passwd", "useradd", "userdel")
 	exec.Command("userdel", malloryName).Run() // left by a killed run
 	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", malloryName).CombinedOutput(); err != nil {
 		t.Fatalf("useradd: %v %s", err, out)

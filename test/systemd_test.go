@@ -153,15 +153,16 @@ func waitRunningAgain(t *testing.T, c *ctr, oldInit int, limit time.Duration) in
 
 // A real systemd template (Debian bookworm, debootstrap minbase with
 // systemd-sysv), made a template with the hooks' own `template` command
-// and a container with `init`, as the README's first example does: init
-// finds systemd inside the template and sets its halt signal
-// (SIGRTMIN+3); the container boots to systemd's settled state; lxc-stop
-// halts it cleanly through that signal (--nokill: a halt that did not work
-// fails instead of being killed at the timeout); `reboot` from inside
-// brings it back RUNNING with a new init, the layer's data kept and no
-// loop device more; `poweroff` and `halt` from inside stop it with nothing
-// left attached or mounted. The timings are logged (no assertion on them:
-// benchmarks measure speed).
+// and containers with `init`, privileged and --unprivileged, as the
+// README's first example does: init finds systemd inside the template and
+// sets its halt signal (SIGRTMIN+3), and not for the busybox template; the
+// container boots to systemd's settled state; lxc-stop halts it cleanly
+// through that signal (--nokill: a halt that did not work fails instead of
+// being killed at the timeout); `reboot` from inside brings it back
+// RUNNING with a new init, the layer's data kept and no loop device more;
+// `poweroff` and `halt` from inside stop it with nothing left attached or
+// mounted. The timings are logged (no assertion on them: benchmarks
+// measure speed).
 func TestSystemdTemplate(t *testing.T) {
 	requireEnv(t)
 	root := debianRoot(t)
@@ -176,17 +177,57 @@ func TestSystemdTemplate(t *testing.T) {
 
 	// init looks inside each template: systemd's gets its halt signal,
 	// busybox's (no systemd) does not.
-	const halt = "lxc.signal.halt = SIGRTMIN+3\n"
-	if cfg, _ := os.ReadFile(filepath.Join(initAt(t, "lxc-hook-loopimg", lxcpath, tplSquash, "--size", "32M").dir, "config")); strings.Contains(string(cfg), halt) {
+	if cfg, _ := os.ReadFile(filepath.Join(initAt(t, "lxc-hook-loopimg", lxcpath, tplSquash, "--size", "32M").dir, "config")); strings.Contains(string(cfg), systemdHalt) {
 		t.Fatalf("init gave the busybox template systemd's halt signal:\n%s", cfg)
 	}
-	c := initAt(t, "lxc-hook-loopimg", lxcpath, tpl, "--size", "512M")
+	t.Run("privileged", func(t *testing.T) {
+		systemdLifeCycle(t, initAt(t, "lxc-hook-loopimg", lxcpath, tpl, "--size", "512M"), dir)
+	})
+	t.Run("unprivileged", func(t *testing.T) {
+		systemdLifeCycle(t, initUnprivileged(t, lxcpath, tpl, "--size", "512M"), dir)
+	})
+}
+
+const systemdHalt = "lxc.signal.halt = SIGRTMIN+3\n"
+
+// initUnprivileged runs "lxc-hook-loopimg init --unprivileged" as a user
+// would, with the suite's ID block given to root in /etc/subuid and
+// /etc/subgid (seen only by init, in a private mount namespace).
+func initUnprivileged(t *testing.T, lxcpath, tpl string, extra ...string) *ctr {
+	t.Helper()
+	if err := os.Chmod(workRoot, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	defaults := filepath.Join(workRoot, "default.conf")
+	os.WriteFile(defaults, []byte("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n"), 0o644)
+	name := uniqueName("uinit")
+	rootLine := "root:" + unprivRoot + ":65536\n"
+	args := append([]string{"init", name, "--template", tpl, "-P", lxcpath, "--default-config", defaults, "--unprivileged"}, extra...)
+	if out, err := runWithSubIDs(t, rootLine, rootLine, filepath.Join(binDir, "lxc-hook-loopimg"), args...); err != nil {
+		t.Fatalf("init --unprivileged: %v %s", err, out)
+	}
+	c := &ctr{t: t, name: name, lxcpath: lxcpath, dir: filepath.Join(lxcpath, name), logFile: filepath.Join(lxcpath, name, name+".log")}
+	c.rootfs = filepath.Join(c.dir, "rootfs")
+	t.Cleanup(func() {
+		if c.state() != "STOPPED" {
+			exec.Command("lxc-stop", "-k", "-n", c.name, "-P", c.lxcpath).Run()
+		}
+		if t.Failed() {
+			t.Logf("LXC log of %s:\n%s", c.name, lastLines(c.log(), 30))
+		}
+	})
+	return c
+}
+
+// systemdLifeCycle boots c, made by init from the systemd template in
+// tplDir, and stops it every way (see TestSystemdTemplate).
+func systemdLifeCycle(t *testing.T, c *ctr, tplDir string) {
 	cfg, _ := os.ReadFile(filepath.Join(c.dir, "config"))
-	if !strings.Contains(string(cfg), halt) {
+	if !strings.Contains(string(cfg), systemdHalt) {
 		t.Fatalf("init did not set systemd's halt signal for a systemd template:\n%s", cfg)
 	}
 	img := filepath.Join(c.dir, "layer.img")
-	watch := []string{dir, c.dir} // the template's device, the image's
+	watch := []string{tplDir, c.dir} // the template's device, the image's
 
 	loops := func() []string {
 		var l []string
@@ -230,7 +271,7 @@ func TestSystemdTemplate(t *testing.T) {
 	// fromInside runs a command that ends the container from inside and
 	// waits, bounded, until LXC's monitor is gone (it ends after the stop
 	// hook), returning how long the container took to stop.
-	fromInside := func(cmd string) time.Duration {
+	fromInside := func(cmd string) string {
 		t.Helper()
 		mon := monitorPID(t, c)
 		t0 := time.Now()
@@ -238,7 +279,7 @@ func TestSystemdTemplate(t *testing.T) {
 		if out, err := c.lxc("lxc-wait", "-s", "STOPPED", "-t", "120"); err != nil {
 			t.Fatalf("%s from inside: not STOPPED within 120 s: %v %s", cmd, err, out)
 		}
-		took := time.Since(t0)
+		took := since(t0)
 		waitGone(t, mon, "the LXC monitor after "+cmd)
 		return took
 	}
@@ -248,7 +289,7 @@ func TestSystemdTemplate(t *testing.T) {
 
 	// lxc-stop sends lxc.signal.halt and waits; --nokill: if systemd did
 	// not halt, lxc-stop fails at the timeout instead of killing it.
-	t0 = time.Now()
+	t0 := time.Now()
 	if out, err := c.lxc("lxc-stop", "--nokill", "-t", "60"); err != nil {
 		t.Fatalf("lxc-stop (halt signal, no kill) failed: systemd did not halt within 60 s: %v %s", err, out)
 	}

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
@@ -632,12 +633,36 @@ func all(cs []*ctr, f func(*ctr) error) (time.Duration, int) {
 	return time.Since(t0), ok
 }
 
+// countLoops counts the loop devices whose backing file is a file below
+// under, matched by the device and inode numbers the kernel reports for the
+// device (LOOP_GET_STATUS64), not by the path sysfs shows: that path is
+// built from the mount the file was opened through and changes when that
+// mount is detached (as test/harness_test.go's loopsUnder does).
 func countLoops(under string) int {
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	const overlayfsMagic = 0x794c7630
+	type devIno struct{ dev, ino uint64 }
+	files := map[devIno]bool{}
+	filepath.Walk(under, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil
+		}
+		var sfs syscall.Statfs_t
+		if fi.IsDir() && p != under && syscall.Statfs(p, &sfs) == nil && sfs.Type == overlayfsMagic {
+			return filepath.SkipDir // a running container's root: no backing file there, many files
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() {
+			files[devIno{st.Dev, st.Ino}] = true
+		}
+		return nil
+	})
+	bound, _ := filepath.Glob("/sys/block/loop*/loop") // present while bound
 	n := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), under+"/") {
+	for _, d := range bound {
+		num, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(filepath.Dir(d)), "loop"))
+		if err != nil {
+			continue
+		}
+		if st, err := loop.StatusOf(num); err == nil && files[devIno{st.BackingDev, st.BackingIno}] {
 			n++
 		}
 	}

@@ -9,7 +9,12 @@ set -euo pipefail
 # uidmap: newuidmap/newgidmap, with which test/security_ids_test.go shows
 # that a user whose /etc/subuid range overlaps a container's IDs can become
 # the container's root (lxc only Recommends it too).
-packages=(lxc rsync squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace uidmap)
+# passwd: useradd/userdel, for the tests' real non-root users. git: the
+# version of scripts/build.sh, and the old release the upgrade test builds.
+# debootstrap: the Debian bookworm root of the systemd test
+# (test/systemd_test.go), built once per machine into
+# /var/cache/lxc-hooks-test.
+packages=(lxc rsync squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace uidmap passwd git debootstrap)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

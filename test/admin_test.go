@@ -330,11 +330,7 @@ func hasCap(n uint) bool {
 // (.ci/run runs lintian on the package.)
 func TestDebianPackage(t *testing.T) {
 	requireEnv(t)
-	for _, tool := range []string{"make", "dpkg-deb", "dpkg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " is not installed")
-		}
-	}
+	needTools(t, "apt-get install make dpkg", "make", "dpkg-deb", "dpkg")
 	deb := buildPackage(t, repoRoot(), "MAINTAINER=Test Builder <test@lxc-hooks.example.org>")
 	field := func(name string) string {
 		return strings.TrimSpace(mustExec(t, "dpkg-deb", "-f", deb, name))

@@ -182,7 +182,7 @@ func TestResizeOnFullHostChangesNothing(t *testing.T) {
 	small := filepath.Join(d, "small")
 	os.Mkdir(small, 0o755)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=100M", "lxc-hooks-test", small).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs for the small host filesystem: %v %s", err, out)
+		t.Fatalf("cannot mount a tmpfs for the small host filesystem: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", small).Run() })
 	img := filepath.Join(small, "l.img")

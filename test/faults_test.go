@@ -28,32 +28,123 @@ import (
 //
 // Hooks are killed through the test-only LXC_HOOKS_TEST_KILLPOINT
 // (pkg/killpoint), set on one lxc-start: LXC hands it to the hooks and to
-// its monitor, which runs the stop hooks.
+// its monitor, which runs the stop hooks. Every point the suite arms must
+// fire: the point leaves a marker (LXC_HOOKS_TEST_KILLPOINT_FIRED) just
+// before the SIGKILL, and a named point without its marker fails the
+// subtest (a renamed or moved point would otherwise turn it into a plain
+// start and stop). A point armed at a random moment ("after=") fires only
+// if the hook is still running then: its marker must agree with the
+// outcome (a start fails exactly when its pre-mount was killed).
 
 // fault is one container under fault, its files in its own directory.
 type fault struct {
-	t    *testing.T
-	dir  string
-	img  string
-	c    *ctr
-	data int // lines synced to /root/data so far
+	t     *testing.T
+	dir   string
+	img   string
+	c     *ctr
+	data  int    // lines synced to /root/data so far
+	fired string // where armed kill points leave their markers
 }
 
 func newFault(t *testing.T, extra ...string) *fault {
 	d := testDir(t)
 	f := &fault{t: t, dir: d, img: filepath.Join(d, "layer.img")}
 	f.c = loopimgCtr(t, d, f.img, append([]string{"--size", "48M"}, extra...)...)
+	f.fired = firedDir(t, d)
 	return f
 }
 
-// startWith runs lxc-start with a kill point armed.
+// newUnprivFault is newFault for an unprivileged container (pre-start
+// builds its root and attaches it on the host; see unpriv_test.go).
+func newUnprivFault(t *testing.T) *fault {
+	d := testDir(t)
+	tpl := filepath.Join(d, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	f := &fault{t: t, dir: d, img: filepath.Join(d, "layer.img")}
+	f.c = unprivCtr(t, "lxc-hook-loopimg", "--lower", tpl, "--image", f.img, "--size", "48M")
+	f.fired = firedDir(t, d)
+	return f
+}
+
+// firedDir makes the directory kill points leave their markers in.
+func firedDir(t *testing.T, d string) string {
+	t.Helper()
+	p := filepath.Join(d, "fired")
+	if err := os.Mkdir(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startWith runs lxc-start with a kill point armed; the markers of the
+// points that fire go to f.fired, emptied first.
 func (f *fault) startWith(killpoint string) error {
-	cmd := exec.Command("lxc-start", "-n", f.c.name, "-P", f.c.lxcpath)
-	cmd.Env = append(os.Environ(), "LXC_HOOKS_TEST_KILLPOINT="+killpoint)
+	return startArmed(f.c, killpoint, f.fired)
+}
+
+// startArmed runs lxc-start of c with a kill point armed; the markers of
+// the points that fire go to fired, emptied first.
+func startArmed(c *ctr, killpoint, fired string) error {
+	ents, _ := os.ReadDir(fired)
+	for _, e := range ents {
+		os.Remove(filepath.Join(fired, e.Name()))
+	}
+	cmd := exec.Command("lxc-start", "-n", c.name, "-P", c.lxcpath)
+	cmd.Env = append(os.Environ(), killpointEnv+"="+killpoint, firedEnv+"="+fired)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("lxc-start: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// killpointEnv and firedEnv are pkg/killpoint's Env and FiredEnv (the
+// test package is built without the tag that defines them).
+const (
+	killpointEnv = "LXC_HOOKS_TEST_KILLPOINT"
+	firedEnv     = "LXC_HOOKS_TEST_KILLPOINT_FIRED"
+)
+
+// firedPoint reports whether point left its marker since the last
+// startWith.
+func (f *fault) firedPoint(point string) bool {
+	return markerOf(f.fired, point)
+}
+
+// markerOf reports whether point left its marker ("POINT.PID") in dir.
+func markerOf(dir, point string) bool {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), point+".")
+		if _, err := strconv.Atoi(rest); ok && err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// mustHaveFired fails the test if point did not fire.
+func (f *fault) mustHaveFired(point string) {
+	f.t.Helper()
+	if !f.firedPoint(point) {
+		ents, _ := os.ReadDir(f.fired)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		f.t.Fatalf("kill point %s was armed but never fired (markers: %v): the test did not inject its fault", point, names)
+	}
+}
+
+// checkRandomPreMount checks a pre-mount killed at a random moment: the
+// start failed exactly when the kill point fired.
+func (f *fault) checkRandomPreMount(point string, startErr error) {
+	f.t.Helper()
+	switch fired := f.firedPoint(point); {
+	case fired && startErr == nil:
+		f.t.Fatalf("%s fired (the hook was killed), yet lxc-start succeeded", point)
+	case !fired && startErr != nil:
+		f.t.Fatalf("lxc-start failed though %s never fired (the hook finished first): %v\n%s", point, startErr, strings.Join(f.c.hookLogLines("ERROR"), "\n"))
+	}
 }
 
 // write appends a line to /root/data and syncs it.
@@ -79,8 +170,9 @@ func (f *fault) checkData(when string) {
 	}
 }
 
-// mountsOf lists the mounts on this host naming the container's files or
-// its runtime directory.
+// mountsOf lists the mounts on this host naming the container's files,
+// its runtime directory or its rootfs (where an unprivileged container's
+// root is attached while it runs).
 func (f *fault) mountsOf() []string {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
 	var out []string
@@ -88,7 +180,9 @@ func (f *fault) mountsOf() []string {
 		if strings.Contains(line, " - tmpfs lxc-hooks-test ") {
 			continue // the small host filesystem a test mounted itself
 		}
-		if strings.Contains(line, f.dir) || strings.Contains(line, f.c.runDir()) {
+		fields := strings.Fields(line)
+		onRootfs := len(fields) > 4 && (fields[4] == f.c.rootfs || strings.HasPrefix(fields[4], f.c.rootfs+"/"))
+		if onRootfs || strings.Contains(line, f.dir) || strings.Contains(line, f.c.runDir()) {
 			out = append(out, line)
 		}
 	}
@@ -180,6 +274,7 @@ func TestFaults(t *testing.T) {
 		if err := f.startWith("pre-mount:creating-image"); err == nil {
 			t.Fatal("lxc-start succeeded with its pre-mount hook killed")
 		}
+		f.mustHaveFired("pre-mount:creating-image")
 		f.recover("pre-mount killed while creating the image", by)
 		if m, _ := filepath.Glob(filepath.Join(f.dir, ".layer.img.*")); len(m) > 0 {
 			t.Fatalf("temporary images left (space leaked): %v", m)
@@ -199,8 +294,14 @@ func TestFaults(t *testing.T) {
 			f.write()
 			f.c.stop(false)
 			err := f.startWith(p)
-			if err == nil && !strings.Contains(p, "after=") {
-				t.Fatal("lxc-start succeeded with its pre-mount hook killed")
+			if strings.Contains(p, "after=") {
+				f.checkRandomPreMount(p, err)
+				t.Logf("%s: the pre-mount hook killed: %v", p, f.firedPoint(p))
+			} else {
+				if err == nil {
+					t.Fatal("lxc-start succeeded with its pre-mount hook killed")
+				}
+				f.mustHaveFired(p)
 			}
 			f.recover(p, by)
 			done(p)
@@ -223,10 +324,50 @@ func TestFaults(t *testing.T) {
 				}
 				f.write()
 				f.c.stop(kill)
+				// lxc-stop returns after the stop hook ended.
+				if strings.Contains(p, "after=") {
+					t.Logf("%s: the stop hook killed: %v", p, f.firedPoint(p))
+				} else {
+					f.mustHaveFired(p)
+				}
 				f.recover(name, by)
 				done(p)
 			})
 		}
+	}
+
+	// An unprivileged container's pre-start killed before and after it
+	// attached the root it built on the host (the next start detaches a
+	// root left there, by its recorded mount id), and its stop hook killed
+	// at each point.
+	for _, p := range []string{"pre-start:before-attach", "pre-start:after-attach"} {
+		t.Run("unprivileged_"+p, func(t *testing.T) {
+			f := newUnprivFault(t)
+			f.t = t
+			f.c.mustStart()
+			f.write()
+			f.c.stop(false)
+			if err := f.startWith(p); err == nil {
+				t.Fatal("lxc-start succeeded with its pre-start hook killed")
+			}
+			f.mustHaveFired(p)
+			f.recover("unprivileged, "+p, by)
+			done(p)
+		})
+	}
+	for _, p := range []string{"stop:before-unmount", "stop:before-verify", "stop:before-detach", "stop:before-remove"} {
+		t.Run("unprivileged_"+p, func(t *testing.T) {
+			f := newUnprivFault(t)
+			f.t = t
+			if err := f.startWith(p); err != nil {
+				t.Fatal(err)
+			}
+			f.write()
+			f.c.stop(false)
+			f.mustHaveFired(p)
+			f.recover("unprivileged, "+p, by)
+			done("unprivileged " + p)
+		})
 	}
 
 	t.Run("container init SIGKILLed", func(t *testing.T) {
@@ -245,35 +386,76 @@ func TestFaults(t *testing.T) {
 	// The monitor SIGKILLed: LXC can no longer stop the container or run
 	// its stop hooks. LXC gives the container's init SIGKILL as its
 	// parent-death signal, so the container ends with it and the kernel
-	// frees its mounts and (autoclear) loop devices; should init outlive
-	// it, the next start must be refused naming init as the holder (two
-	// mounts of one ext4 would corrupt it), and ending it is the remedy.
+	// frees its mounts and (autoclear) loop devices.
 	t.Run("LXC monitor SIGKILLed", func(t *testing.T) {
 		f := newFault(t)
 		f.t = t
 		f.c.mustStart()
 		f.write()
-		initPID := f.c.pid()
-		syscall.Kill(monitorPID(t, f.c), syscall.SIGKILL)
-		gone := false
-		for i := 0; i < 300 && !gone; i++ {
-			gone = syscall.Kill(initPID, 0) != nil
-			sleepBriefly()
-		}
-		if !gone {
-			err := f.c.start()
-			errs := strings.Join(f.c.hookLogLines("ERROR"), "\n")
-			if err == nil || !strings.Contains(errs, "is already attached to") || !strings.Contains(errs, "pid "+strconv.Itoa(initPID)) {
-				t.Fatalf("start while the orphaned init %d holds the image: %v\n%s", initPID, err, errs)
-			}
-			syscall.Kill(initPID, syscall.SIGKILL) // the remedy: end the holder
-			waitGone(t, initPID, "the orphaned init")
-		} else {
-			t.Log("init ended with its monitor (parent-death signal)")
-		}
-		waitNoLoops(t, f.dir, "after the holder ended")
+		killMonitor(t, f.c)
+		waitNoLoops(t, f.dir, "after the monitor and init ended")
+		f.clean("after kill -9 of the monitor")
 		f.recover("monitor SIGKILLed", by)
 		done("monitor")
+	})
+
+	// The same with a process kept in the container's mount namespace: it
+	// keeps the layer mounted there and the devices attached, so the next
+	// start is refused naming it; the README's remedy, release --kill,
+	// ends it and detaches the devices, and the container starts.
+	t.Run("LXC monitor SIGKILLed, namespace held", func(t *testing.T) {
+		f := newFault(t)
+		f.t = t
+		f.c.mustStart()
+		f.write()
+		holder, who := holdNamespace(t, f.c)
+		killMonitor(t, f.c)
+		if len(loopsUnder(f.dir)) == 0 {
+			t.Fatal("no loop device left with the namespace held: the fault was not injected")
+		}
+		err := f.c.start()
+		errs := strings.Join(f.c.hookLogLines("ERROR"), "\n")
+		if err == nil || !strings.Contains(errs, "is already attached to") || !strings.Contains(errs, who) {
+			t.Fatalf("start while %s holds the image: %v\n%s", who, err, errs)
+		}
+		out, err := admin(t, "lxc-hook-loopimg", "release", f.c.name, "-P", f.c.lxcpath)
+		if err != nil || !strings.Contains(out, who) {
+			t.Fatalf("release does not name %s: %v\n%s", who, err, out)
+		}
+		out, err = admin(t, "lxc-hook-loopimg", "release", f.c.name, "--kill", "-P", f.c.lxcpath)
+		if err != nil || !strings.Contains(out, "killed "+who) || !strings.Contains(out, " detached") {
+			t.Fatalf("release --kill: %v\n%s", err, out)
+		}
+		holder.Wait()
+		assertNoLoops(t, f.dir, "after release --kill")
+		f.clean("after release --kill")
+		f.recover("monitor SIGKILLed, namespace held, release --kill", by)
+		done("monitor, namespace held")
+	})
+
+	// An unprivileged container's root stays attached on the host when no
+	// stop hook runs, holding its devices: the README's remedy, release,
+	// detaches it (by its recorded mount id), and the devices go.
+	t.Run("LXC monitor SIGKILLed, unprivileged", func(t *testing.T) {
+		f := newUnprivFault(t)
+		f.t = t
+		f.c.mustStart()
+		f.write()
+		killMonitor(t, f.c)
+		if !isMountpoint(t, f.c.rootfs) || len(loopsUnder(f.dir)) == 0 {
+			t.Fatalf("after the monitor's kill: root mounted on the host %v, devices %v; want both left (the fault was not injected)", isMountpoint(t, f.c.rootfs), loopsUnder(f.dir))
+		}
+		out, err := admin(t, "lxc-hook-loopimg", "release", f.c.name, "-P", f.c.lxcpath)
+		if err != nil || !strings.Contains(out, "detached the container's root from "+f.c.rootfs) {
+			t.Fatalf("release: %v\n%s", err, out)
+		}
+		if isMountpoint(t, f.c.rootfs) {
+			t.Fatal("the root is still mounted on the host after release")
+		}
+		waitNoLoops(t, f.dir, "after release")
+		f.clean("after release")
+		f.recover("monitor SIGKILLed, unprivileged, release", by)
+		done("monitor, unprivileged")
 	})
 
 	t.Run("stop racing start", func(t *testing.T) {
@@ -302,7 +484,7 @@ func TestFaults(t *testing.T) {
 		small := filepath.Join(d, "small")
 		os.Mkdir(small, 0o755)
 		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=40M", "lxc-hooks-test", small).CombinedOutput(); err != nil {
-			t.Skipf("cannot mount a small tmpfs: %v %s", err, out)
+			t.Fatalf("cannot mount a small tmpfs: %v %s", err, out)
 		}
 		t.Cleanup(func() { exec.Command("umount", "-l", small).Run() })
 		f := &fault{t: t, dir: d, img: filepath.Join(small, "layer.img")}
@@ -384,11 +566,30 @@ func TestFaults(t *testing.T) {
 				kind = p[:i] + ":random"
 			}
 			if p != "init" {
-				if f.startWith(p) == nil {
+				err := f.startWith(p)
+				if err == nil {
 					f.write()
 					f.c.stop(rng.Intn(2) == 0)
 				} else {
 					kind += " (start refused)"
+				}
+				switch {
+				case p == "":
+					if err != nil {
+						t.Fatalf("cycle %d: a start with no fault failed: %v", i, err)
+					}
+				case strings.HasPrefix(p, "pre-mount:after="):
+					f.checkRandomPreMount(p, err)
+				case strings.HasPrefix(p, "pre-mount:"):
+					if err == nil {
+						t.Fatalf("cycle %d: lxc-start succeeded with its pre-mount hook killed at %s", i, p)
+					}
+					f.mustHaveFired(p)
+				case !strings.Contains(p, "after="):
+					if err != nil {
+						t.Fatalf("cycle %d: lxc-start with a stop kill point failed: %v", i, err)
+					}
+					f.mustHaveFired(p)
 				}
 			}
 			f.recover(fmt.Sprintf("cycle %d (%s)", i, p), by)
@@ -400,6 +601,17 @@ func TestFaults(t *testing.T) {
 		}
 		t.Logf("%d cycles, each followed by a normal start (data checked) and stop (no loop device, no mount, e2fsck -fn clean, bystander untouched): %v", cycles, tally)
 	})
+}
+
+// killMonitor SIGKILLs the container's LXC monitor and waits, bounded,
+// until it and the container's init (killed by its parent-death signal)
+// are gone.
+func killMonitor(t *testing.T, c *ctr) {
+	t.Helper()
+	initPID, mon := c.pid(), monitorPID(t, c)
+	syscall.Kill(mon, syscall.SIGKILL)
+	waitGone(t, mon, "the LXC monitor after kill -9")
+	waitGone(t, initPID, "the container's init after its monitor's kill -9 (LXC sets SIGKILL as its parent-death signal)")
 }
 
 // clean2 checks the small-host case: the image lives outside f.dir.

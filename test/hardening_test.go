@@ -18,37 +18,73 @@ import (
 // through /proc/PID/root; B starts and gets A's old mount namespace number.
 // status and release must name the real holder and never B, release --kill
 // must kill the holder and leave B running, and A must restart cleanly.
+// The reuse is forced, not hoped for: a helper fills every free namespace
+// number below A's old one (the kernel hands out the lowest free number),
+// so B's gets it; a B that still gets another number (a process elsewhere
+// took it meanwhile) is stopped and tried again, bounded, and the test
+// fails if the reuse never happens.
 func TestReleaseAfterNamespaceNumberReuse(t *testing.T) {
 	requireEnv(t)
-	a := initCtr(t, "lxc-hook-loopimg", "--size", "64M")
-	a.mustStart()
-	a.mustSh("echo kept > /root/k && sync")
-	nsA, _ := os.Readlink("/proc/" + strconv.Itoa(a.pid()) + "/ns/mnt")
+	var a, b *ctr
+	var holder *exec.Cmd
+	var who string
+	var nsA, nsB uint64
+	for attempt := 1; ; attempt++ {
+		a = initCtr(t, "lxc-hook-loopimg", "--size", "64M")
+		a.mustStart()
+		a.mustSh("echo kept > /root/k && sync")
+		nsA = mountNSInode(t, a.pid())
 
-	// exec 3</proc/$PID/root/bin/busybox in a sleeping host process.
-	f, err := os.Open("/proc/" + strconv.Itoa(a.pid()) + "/root/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder := exec.Command("/bin/sleep", "600")
-	holder.ExtraFiles = []*os.File{f}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
-	who := "pid " + strconv.Itoa(holder.Process.Pid) + " (/bin/sleep 600)"
+		// exec 3</proc/$PID/root/bin/busybox in a sleeping host process.
+		f, err := os.Open("/proc/" + strconv.Itoa(a.pid()) + "/root/bin/busybox")
+		if err != nil {
+			t.Fatal(err)
+		}
+		holder = exec.Command("/bin/sleep", "600")
+		holder.ExtraFiles = []*os.File{f}
+		if err := holder.Start(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		h := holder
+		t.Cleanup(func() { h.Process.Kill(); h.Wait() })
+		who = "pid " + strconv.Itoa(holder.Process.Pid) + " (/bin/sleep 600)"
 
-	a.stop(false)
-	if errs := strings.Join(a.hookLogLines("ERROR"), "\n"); !strings.Contains(errs, who) {
-		t.Fatalf("the stop hook did not name the host process holding A's files (%s):\n%s", who, errs)
-	}
+		a.stop(false)
+		if errs := strings.Join(a.hookLogLines("ERROR"), "\n"); !strings.Contains(errs, who) {
+			t.Fatalf("the stop hook did not name the host process holding A's files (%s):\n%s", who, errs)
+		}
 
-	b := initCtr(t, "lxc-hook-loopimg", "--size", "64M")
-	b.mustStart()
+		b, nsB = initCtr(t, "lxc-hook-loopimg", "--size", "64M"), 0
+		for try := 1; try <= 5 && nsB != nsA; try++ {
+			fill, line := startHelper(t, "nsfill", strconv.FormatUint(nsA, 10))
+			if !strings.HasPrefix(line, "ready") {
+				// A's namespace may not be freed yet, or another process
+				// took its number.
+				fill.end()
+				t.Logf("attempt %d.%d: namespace number %d is not free: %s", attempt, try, nsA, line)
+				sleepBriefly()
+				continue
+			}
+			b.mustStart()
+			fill.end()
+			t.Logf("attempt %d.%d: namespace number %d made the next: %s", attempt, try, nsA, line)
+			if nsB = mountNSInode(t, b.pid()); nsB != nsA {
+				t.Logf("attempt %d.%d: B got namespace number %d, not A's %d", attempt, try, nsB, nsA)
+				b.stop(true)
+			}
+		}
+		if nsB == nsA {
+			t.Logf("B got A's mount namespace number %d (attempt %d)", nsA, attempt)
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("B never got A's old mount namespace number %d in %d attempts: the scenario was not produced", nsA, attempt)
+		}
+		holder.Process.Kill()
+		holder.Wait()
+	}
 	bInit := b.pid()
-	nsB, _ := os.Readlink("/proc/" + strconv.Itoa(bInit) + "/ns/mnt")
-	t.Logf("A's namespace was %s, B's is %s (reused: %v)", nsA, nsB, nsA == nsB)
 
 	notB := func(what, out string) {
 		t.Helper()
@@ -107,57 +143,34 @@ func TestReleaseAfterNamespaceNumberReuse(t *testing.T) {
 	fsckClean(t, filepath.Join(a.dir, "layer.img"), "A after the final stop")
 }
 
-// hookPIDs lists the processes running the hook binary with an argument
-// containing match (the container's name, appended by LXC).
-func hookPIDs(hook, match string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		args := strings.Split(string(b), "\x00")
-		if len(args) > 0 && args[0] == filepath.Join(binDir, hook) && strings.Contains(string(b), "\x00"+match+"\x00") {
-			out = append(out, pid)
-		}
+// mountNSInode is the inode number of pid's mount namespace.
+func mountNSInode(t *testing.T, pid int) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/"+strconv.Itoa(pid)+"/ns/mnt", &st); err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return st.Ino
 }
 
 // Issue 13 item 2: a hook SIGKILLed while creating the image left a
 // temporary file that blocked every later start. Now the next start reuses
 // the dead creator's file (its lock is free) and works; nothing is left
-// beside the image and the preallocated space is not counted twice.
+// beside the image and the preallocated space is not counted twice. The
+// hook is killed by its kill point pre-mount:creating-image (after mke2fs,
+// before the rename), which must fire: the test cannot pass without the
+// fault.
 func TestImageCreationKilled(t *testing.T) {
 	requireEnv(t)
 	dir := testDir(t)
 	img := filepath.Join(dir, "layer.img")
 	tmp := filepath.Join(dir, ".layer.img.creating")
+	fired := firedDir(t, dir)
 	a := loopimgCtr(t, dir, img, "--size", "2G", "--preallocate")
 
-	killed := make(chan string, 1)
-	go func() {
-		for i := 0; i < 2000000; i++ {
-			// Any temporary name (earlier versions added a PID).
-			if m, _ := filepath.Glob(tmp + "*"); len(m) > 0 {
-				for _, pid := range hookPIDs("lxc-hook-loopimg", a.name) {
-					syscall.Kill(pid, syscall.SIGKILL)
-					killed <- strconv.Itoa(pid)
-					return
-				}
-			}
-			if exists(img) {
-				break
-			}
-		}
-		killed <- ""
-	}()
-	err := a.start()
-	pid := <-killed
-	if pid == "" {
-		t.Skip("the image was created before the hook could be caught (a machine too fast for this test)")
+	err := startArmed(a, "pre-mount:creating-image", fired)
+	if !markerOf(fired, "pre-mount:creating-image") {
+		t.Fatalf("the kill point pre-mount:creating-image never fired (start: %v): the test did not kill the creation", err)
 	}
 	if err == nil {
 		a.stop(true)
@@ -166,7 +179,10 @@ func TestImageCreationKilled(t *testing.T) {
 	if exists(img) {
 		t.Fatal("an image appeared though its creation was killed")
 	}
-	t.Logf("killed the hook (pid %s) during creation; temporary file left: %v", pid, exists(tmp))
+	if !exists(tmp) {
+		t.Fatalf("no %s left by the killed creation: its reuse is not tested", tmp)
+	}
+	left := duBlocks(t, dir)
 
 	a.mustStart()
 	a.mustSh("echo kept > /root/k && sync")
@@ -184,6 +200,7 @@ func TestImageCreationKilled(t *testing.T) {
 	if used > 2<<30+64<<20 {
 		t.Fatalf("the container's directory occupies %d MiB for one 2 GiB image: space leaked", used>>20)
 	}
+	t.Logf("the killed creation left %d MiB in its temporary file; after the next start the directory holds %d MiB", left>>20, used>>20)
 	a.mustStart()
 	if got := a.mustSh("cat /root/k"); got != "kept\n" {
 		t.Fatalf("%q", got)
@@ -508,9 +525,7 @@ func TestStopsWithOldFormatRecord(t *testing.T) {
 // an inherited fd does.
 func TestOrphanToolHoldingImageLockNamed(t *testing.T) {
 	requireEnv(t)
-	if _, err := exec.LookPath("flock"); err != nil {
-		t.Skip("flock(1) is not installed (util-linux)")
-	}
+	needTools(t, "apt-get install util-linux", "flock")
 	dir := testDir(t)
 	img := filepath.Join(dir, "delta.img")
 	c := loopimgCtr(t, dir, img, "--size", "32M")

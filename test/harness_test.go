@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
 
@@ -30,9 +33,19 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if code, ran := runHelper(); ran {
+		os.Exit(code)
+	}
 	code := func() int {
 		if skipReason = prerequisites(); skipReason != "" {
-			return m.Run()
+			if os.Geteuid() == 0 {
+				// As root the tests must run: scripts/deps.sh installs
+				// what they need, and a suite that skipped would leave CI
+				// green with no hook start or stop tested.
+				fmt.Fprintf(os.Stderr, "FAIL: the real-LXC tests cannot run as root here: %s\n", skipReason)
+				return 1
+			}
+			return m.Run() // each test skips, naming the reason
 		}
 		var err error
 		workRoot, err = os.MkdirTemp("", "lxc-hooks-test-")
@@ -85,6 +98,19 @@ func requireEnv(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
+	}
+}
+
+// needTools fails the test when one of tools is missing. The real tests
+// run as root (requireEnv skips them otherwise), where scripts/deps.sh
+// installs every tool they use: a skip would let CI pass without the test.
+// Only what this kernel cannot do (AuFS) is a reason to skip.
+func needTools(t *testing.T, install string, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed (%s; scripts/deps.sh installs it): this test cannot run without it", tool, install)
+		}
 	}
 }
 
@@ -459,22 +485,68 @@ func (c *ctr) hookLogLines(level string) []string {
 
 // ---- what a user checks ----
 
-// loopsUnder lists the loop devices whose backing file is below dir.
+// loopsUnder lists the loop devices whose backing file is a file below dir,
+// as "/dev/loopN (PATH)", PATH the file's path below dir. A device's
+// backing file is matched by the device and inode numbers the kernel
+// reports for it (LOOP_GET_STATUS64), never by the path sysfs shows: that
+// path is built from the mount the file was opened through, and once that
+// mount is detached (a namespace's copy, a bind mount, a detached tree) it
+// is another path, or one relative to that mount, which a path match
+// would miss. A backing file deleted since it was attached is in no
+// directory: it is matched by the path sysfs shows for it (" (deleted)").
 func loopsUnder(dir string) []string {
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	files := filesUnder(dir)
+	devs, _ := filepath.Glob("/sys/block/loop*/loop") // present while bound
 	var out []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	for _, d := range devs {
+		n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(filepath.Dir(d)), "loop"))
 		if err != nil {
 			continue
 		}
-		backing := strings.TrimSpace(string(b))
-		if strings.HasPrefix(backing, dir+"/") {
-			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f)))+" ("+backing+")")
+		st, err := loop.StatusOf(n)
+		if err != nil {
+			continue // detached meanwhile
+		}
+		p, ok := files[devIno{st.BackingDev, st.BackingIno}]
+		if deleted, gone := strings.CutSuffix(st.BackingFile, " (deleted)"); !ok && gone && strings.HasPrefix(deleted, dir+"/") {
+			p, ok = st.BackingFile, true
+		}
+		if ok {
+			out = append(out, st.Path+" ("+p+")")
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+type devIno struct{ dev, ino uint64 }
+
+// filesUnder maps the regular files below dir by device and inode number.
+// It does not descend into an overlayfs mounted below dir (a running
+// unprivileged container's root, attached on the host): no loop device is
+// backed by a file of one here, and a distribution's root has many.
+func filesUnder(dir string) map[devIno]string {
+	files := map[devIno]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // gone meanwhile, or unreadable: not a backing file here
+		}
+		if d.IsDir() && p != dir {
+			var sfs unix.Statfs_t
+			if unix.Statfs(p, &sfs) == nil && sfs.Type == unix.OVERLAYFS_SUPER_MAGIC {
+				return fs.SkipDir
+			}
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) == nil {
+			files[devIno{st.Dev, st.Ino}] = p
+		}
+		return nil
+	})
+	return files
 }
 
 func assertNoLoops(t *testing.T, dir, when string) {

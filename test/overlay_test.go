@@ -309,16 +309,12 @@ func TestOverlayExt4AndErofsTemplates(t *testing.T) {
 	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-d", tplDir, ext4, "32M").CombinedOutput(); err != nil {
 		t.Fatalf("mke2fs -d: %v %s", err, out)
 	}
-	images := []string{ext4}
-	if _, err := exec.LookPath("mkfs.erofs"); err == nil {
-		erofs := filepath.Join(dir, "tpl.img")
-		if out, err := exec.Command("mkfs.erofs", erofs, tplDir).CombinedOutput(); err != nil {
-			t.Fatalf("mkfs.erofs: %v %s", err, out)
-		}
-		images = append(images, erofs)
-	} else {
-		t.Log("mkfs.erofs not installed (erofs-utils): only the ext4 template is tried")
+	needTools(t, "apt-get install erofs-utils", "mkfs.erofs")
+	erofs := filepath.Join(dir, "tpl.img")
+	if out, err := exec.Command("mkfs.erofs", erofs, tplDir).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.erofs: %v %s", err, out)
 	}
+	images := []string{ext4, erofs}
 	for _, img := range images {
 		before := fileSHA(t, img)
 		c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", img, "--upper", filepath.Join(dir, filepath.Base(img)+".layer")}})

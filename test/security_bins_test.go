@@ -23,9 +23,7 @@ var testUserSeq atomic.Int32
 
 func testUser(t *testing.T) (string, int) {
 	t.Helper()
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("useradd is not installed (passwd)")
-	}
+	needTools(t, "apt-get install passwd", "useradd", "userdel")
 	// A name of this run and this call's own: runs of the suite on one
 	// machine at once, or tests of one run in parallel, never remove
 	// each other's user.
@@ -305,9 +303,7 @@ func TestLogSymlinkNotFollowed(t *testing.T) {
 // binary. The test build is the control: the same variable kills it.
 func TestReleaseBuildHasNoKillPoints(t *testing.T) {
 	requireEnv(t)
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed (scripts/build.sh takes the version from it)")
-	}
+	needTools(t, "apt-get install git; scripts/build.sh takes the version from it", "git")
 	dir := testDir(t)
 	rel := filepath.Join(dir, "release")
 	if out, err := exec.Command(filepath.Join(repoRoot(), "scripts", "build.sh"), rel).CombinedOutput(); err != nil {

@@ -294,11 +294,7 @@ func TestIDsInitRefusesOverlappingRootRange(t *testing.T) {
 // if anything of it is left in the files.
 func subIDUser(t *testing.T, start uint32) (name string, uid, gid uint32, remove func()) {
 	t.Helper()
-	for _, tool := range []string{"useradd", "usermod", "userdel"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (package passwd): no real user to test with", tool)
-		}
-	}
+	needTools(t, "apt-get install passwd", "useradd", "usermod", "userdel")
 	name = fmt.Sprintf("lxchooks%d", os.Getpid()%100000)
 	if _, err := user.Lookup(name); err == nil {
 		t.Fatalf("user %s exists already (left by a killed test run?): remove it with userdel %s", name, name)
@@ -382,9 +378,7 @@ func TestIDsOverlapRefusedAtStartAndShownByStatus(t *testing.T) {
 		// newuidmap is what lets a user map a user namespace onto its
 		// subordinate range (package uidmap; scripts/deps.sh installs it
 		// for this test): the very thing an overlap hands over.
-		if _, err := exec.LookPath("newuidmap"); err != nil {
-			t.Skip("newuidmap is not installed (apt-get install uidmap): the takeover is not shown, the refusals below still are")
-		}
+		needTools(t, "apt-get install uidmap", "newuidmap")
 		init, mon := c.pid(), monitorPID(t, c)
 		m := fmt.Sprintf("%d,0,65536", base)
 		cmd := exec.Command("unshare", "--user", "--map-users="+m, "--map-groups="+m, "--setuid", "0", "--setgid", "0",

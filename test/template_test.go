@@ -309,11 +309,7 @@ var templateFormats = []string{"squashfs-lz4", "squashfs-zstd", "erofs", "erofs-
 // every property; nothing stays mounted or attached.
 func TestTemplateFromSources(t *testing.T) {
 	requireEnv(t)
-	for _, tool := range []string{"mkfs.erofs", "zstd", "xz"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install erofs-utils zstd xz-utils)", tool)
-		}
-	}
+	needTools(t, "apt-get install erofs-utils zstd xz-utils", "mkfs.erofs", "zstd", "xz")
 	dir := testDir(t)
 	src := filepath.Join(dir, "src")
 	os.Mkdir(src, 0o755)

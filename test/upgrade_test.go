@@ -68,11 +68,7 @@ func buildPackage(t *testing.T, src string, vars ...string) string {
 // under the new version, and again after migrate rewrote their lines.
 func TestUpgradeWhileRunning(t *testing.T) {
 	requireEnv(t)
-	for _, tool := range []string{"git", "tar", "make", "dpkg-deb", "dpkg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " is not installed")
-		}
-	}
+	needTools(t, "apt-get install git tar make dpkg", "git", "tar", "make", "dpkg-deb", "dpkg")
 	repo := repoRoot()
 	if exec.Command("git", "-C", repo, "cat-file", "-e", oldRelease+"^{commit}").Run() != nil {
 		t.Skip("no git history with commit " + oldRelease[:7] + " (0.1.0) to build the old version from: a shallow clone or a source tarball (git fetch --unshallow)")

@@ -16,6 +16,10 @@
 // after Arm(HOOKTYPE), e.g. "stop:after=3ms" (wherever it is then);
 // "POINT/stop" stops it there (SIGSTOP) instead. The variable is set on
 // one lxc-start only (it reaches its monitor, which runs the stop hooks).
+// With LXC_HOOKS_TEST_KILLPOINT_FIRED=DIR a point that fires first leaves
+// a marker file in DIR (FiredEnv), which the tests check: an armed point
+// that never fired (renamed, or off the path the test takes) fails the
+// test instead of making it a plain start or stop.
 package killpoint
 
 // Tag is the build tag that compiles the kill points in.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -25,14 +27,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func run(t *testing.T, child, point string) error {
+// run runs the child with point armed and markers going to dir; it returns
+// how the child ended and its PID.
+func run(t *testing.T, child, point, dir string) (error, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "KILLPOINT_CHILD="+child)
+	cmd.Env = append(os.Environ(), "KILLPOINT_CHILD="+child, FiredEnv+"="+dir)
 	if point != "" {
 		cmd.Env = append(cmd.Env, Env+"="+point)
 	}
-	return cmd.Run()
+	err := cmd.Run()
+	return err, cmd.Process.Pid
 }
 
 func killed(err error) bool {
@@ -44,20 +49,47 @@ func killed(err error) bool {
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
+func markers(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
 func TestAt(t *testing.T) {
-	if err := run(t, "at", "pre-mount:after-attach"); !killed(err) {
+	dir := t.TempDir()
+	err, pid := run(t, "at", "pre-mount:after-attach", dir)
+	if !killed(err) {
 		t.Fatalf("not killed at its point: %v", err)
 	}
+	if m := markers(t, dir); len(m) != 1 || m[0] != MarkerName("pre-mount:after-attach", pid) {
+		t.Fatalf("markers %v, want the one of pre-mount:after-attach for pid %d", m, pid)
+	}
 	for _, p := range []string{"", "pre-mount:after-image-mount", "stop:after=1ms"} {
-		if err := run(t, "at", p); err != nil {
+		dir := t.TempDir()
+		if err, _ := run(t, "at", p, dir); err != nil {
 			t.Fatalf("%q: killed elsewhere: %v", p, err)
+		}
+		if m := markers(t, dir); len(m) != 0 {
+			t.Fatalf("%q: markers %v though nothing fired", p, m)
 		}
 	}
 }
 
 func TestArm(t *testing.T) {
+	dir := t.TempDir()
 	t0 := time.Now()
-	if err := run(t, "arm", "stop:after=10ms"); !killed(err) || time.Since(t0) > 4*time.Second {
+	err, pid := run(t, "arm", "stop:after=10ms", dir)
+	if !killed(err) || time.Since(t0) > 4*time.Second {
 		t.Fatalf("not killed by its timer: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stop:after=10ms."+strconv.Itoa(pid))); err != nil {
+		t.Fatalf("no marker of the timer: %v", err)
 	}
 }

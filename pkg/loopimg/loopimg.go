@@ -145,11 +145,16 @@ func (b *Backend) PrepareWritable(c *runner.Context) (*runner.Writable, error) {
 		}
 	}
 	killpoint.At("pre-mount:after-image-mount")
-	if c.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
-		// Only for the debug line: whether direct I/O took (it falls back).
+	if b.DirectIO || c.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		// Whether direct I/O took: loop.Attach falls back to buffered I/O
+		// where the host filesystem refuses O_DIRECT (ramfs, some FUSE or
+		// network filesystems), and the user asked for direct I/O.
 		dio := "buffered"
 		if st, err := dev.Status(); err == nil && st.DirectIO() {
 			dio = "direct"
+		}
+		if b.DirectIO && dio == "buffered" {
+			c.Log.WithField("device", dev.Path).Infof("image %s: the host filesystem refuses direct I/O, so its loop device uses buffered I/O (the layer's pages are cached twice)", b.Image)
 		}
 		c.Log.WithField("device", dev.Path).WithField("io", dio).Debugf("image %s mounted on %s", b.Image, mp)
 	}
@@ -358,7 +363,9 @@ func (b *Backend) checkAndGrow(c *runner.Context, f *os.File, sb *image.Superblo
 	}
 	if why != "" && b.Fsck != "never" {
 		t0 := time.Now()
-		repaired, err := image.Fsck(f, false)
+		// --fsck=always forces the full check: e2fsck -p alone only
+		// reads the superblock of a filesystem that says it is clean.
+		repaired, err := image.Fsck(f, b.Fsck == "always")
 		if err != nil {
 			return err
 		}

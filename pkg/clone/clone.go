@@ -201,6 +201,7 @@ func TreeShowing(src, dst string, progress Progress) error {
 		// of the files to copy.
 		total := treeBytes(src)
 		o.ReadBytes = func(n int64) { progress(min(n, total), total) }
+		progress(0, total) // the total from the start
 	}
 	if out, err := execs.RunWith(o, "cp", "-a", "--sparse=always", "--no-target-directory", src, tmp); err != nil {
 		// cp made tmp itself: only a directory of our own temporary name

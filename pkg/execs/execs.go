@@ -102,7 +102,7 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 	cmd.Stdin = o.Stdin
 	var ptyMaster *os.File
 	if o.Terminal {
-		master, slave, err := openPTY(80)
+		master, slave, err := OpenPTY(80)
 		if err != nil {
 			return "", fmt.Errorf("%s: a pseudo-terminal for its progress: %w", tool, err)
 		}

@@ -8,11 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openPTY makes a new pseudo-terminal of cols columns and returns its
+// OpenPTY makes a new pseudo-terminal of cols columns and returns its
 // master and its other end, which a tool gets as stdout and stderr. The
 // other end is opened from the master's fd (TIOCGPTPEER, Linux 4.13),
-// not by its name in /dev/pts, so no other pty can be swapped in.
-func openPTY(cols uint16) (master, tty *os.File, err error) {
+// not by its name in /dev/pts, so no other pty can be swapped in. The
+// caller closes both; reads from the master end with EIO once every
+// holder of the other end has closed it. The master is non-blocking, read
+// through package os's poller.
+func OpenPTY(cols uint16) (master, tty *os.File, err error) {
 	// Non-blocking: package os then reads it through its poller, and a
 	// Close ends a read that waits.
 	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)

@@ -264,6 +264,9 @@ func buildFrom(root, out string, f Format, m *progress.Meter) error {
 	var args []string
 	o := execs.Options{Timeout: buildTimeout}
 	step := "writing the template (" + f.Name + ")"
+	// first shows the total from the start (a quick tool may end before
+	// it reports anything).
+	first := func() {}
 	switch f.FS {
 	case "squashfs":
 		// Not -all-root: ownership stays numeric as in the source.
@@ -291,6 +294,7 @@ func buildFrom(root, out string, f Format, m *progress.Meter) error {
 			// entries under root.
 			entries, _ := countTree(root)
 			o.Output = progress.Erofs(m, entries)
+			first = func() { m.Count(0, entries, "files") }
 		}
 		if f.Comp != "" {
 			args = append(args, "-z"+f.Comp)
@@ -306,12 +310,14 @@ func buildFrom(root, out string, f Format, m *progress.Meter) error {
 			// cp says nothing of its progress: the bytes it has read, of
 			// the bytes of the files under root.
 			_, total := countTree(root)
-			o.ReadBytes = func(n int64) { m.Bytes(n, total) }
+			o.ReadBytes = func(n int64) { m.Bytes(min(n, total), total) }
+			first = func() { m.Bytes(0, total) }
 		}
 	default:
 		return fmt.Errorf("format %q has no builder", f.Name)
 	}
 	m.Step(step)
+	first()
 	text, err := execs.RunWith(o, tool, args...)
 	m.End(err)
 	if err != nil {

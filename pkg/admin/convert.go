@@ -115,6 +115,13 @@ func cmdConvert(k Kind, args []string, stdout, stderr io.Writer) error {
 	if _, err := hookExecutable(k.Program); err != nil {
 		return err
 	}
+	// The container's layer will live in its directory there: the LXC
+	// path must pass the rule every start applies (package trust).
+	lp, err := trust.OpenDir(filepath.Dir(dir), "LXC path")
+	if err != nil {
+		return err
+	}
+	lp.Close()
 	if k.Program == "lxc-hook-aufs" && !hasAufs() && s.fallback == "" {
 		return errors.New("this kernel has no AuFS, so every start of the converted container would be refused: use lxc-hook-overlay convert (or lxc-hook-loopimg convert), or add --fallback=overlay; nothing was changed")
 	}

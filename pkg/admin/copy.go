@@ -275,13 +275,18 @@ func copyContainer(j copyJob) (string, error) {
 				// The hook line says --preallocate, which the copy keeps:
 				// the copy reserves its space on the host as the source
 				// did, or a full host would fail the container's writes.
-				if err := preallocate(dstLayer); err != nil {
+				j.Progress.Step("reserving the copy's space on the host (fallocate)")
+				err := preallocate(dstLayer)
+				j.Progress.End(err)
+				if err != nil {
 					os.Remove(dstLayer) // the copy just made, not the source
 					return "", fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
 				}
 			}
 			if shift != nil {
+				j.Progress.Step("moving the copy's files to its ID block")
 				st, err := shiftImageLayer(dstLayer, shift.To)
+				j.Progress.End(err)
 				if err != nil {
 					os.Remove(dstLayer) // the copy just made, not the source
 					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
@@ -316,7 +321,9 @@ func copyContainer(j copyJob) (string, error) {
 			}
 			killpoint.At("copy:after-layer-copy") // test-only
 			if shift != nil {
+				j.Progress.Step("moving the copy's files to its ID block")
 				st, err := shiftLayerRoot(dstLayer, shift.To)
+				j.Progress.End(err)
 				if err != nil {
 					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
 				}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
+	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
 // TemplateName is the LXC template of binary program: lxc-create -t
@@ -106,6 +107,13 @@ func cmdLXCTemplate(k Kind, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The container's layer will live in its directory there: the LXC
+	// path must pass the rule every start applies (package trust).
+	lp, err := trust.OpenDir(filepath.Dir(dir), "LXC path")
+	if err != nil {
+		return err
+	}
+	lp.Close()
 	defer p.unlock()
 	p.cmd, p.by = "lxc-template", "lxc-template (lxc-create -t "+lxcTemplateFlag(k.Program)+")"
 	// LXC's lines stay, but for those init writes itself.

@@ -199,6 +199,9 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 		}
 	}
 	text := strings.TrimSpace(out.String())
+	if o.Terminal {
+		text = Shown(text)
+	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return text, fmt.Errorf("%s timed out after %s", tool, o.Timeout)
 	}
@@ -210,6 +213,23 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 		return text, fmt.Errorf("%s: %w", tool, err)
 	}
 	return text, nil
+}
+
+// Shown is what a terminal would show of a tool's output: of each line,
+// what follows its last carriage return (a progress bar redrawn in place
+// leaves only its last state, or the words written over it), without
+// erase-line sequences; "\r\n" (a pty's line end) is a line end. Messages
+// quote a tool's words from it.
+func Shown(out string) string {
+	lines := strings.Split(strings.ReplaceAll(out, "\r\n", "\n"), "\n")
+	for i, l := range lines {
+		l = strings.ReplaceAll(l, "\x1b[K", "")
+		if j := strings.LastIndex(strings.TrimRight(l, "\r"), "\r"); j >= 0 {
+			l = l[j+1:]
+		}
+		lines[i] = strings.TrimRight(l, "\r")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // limitedBuffer keeps the first max bytes written and discards the rest,

@@ -152,3 +152,16 @@ func TestReadBytesAndStdin(t *testing.T) {
 		t.Fatalf("%v %q", err, out)
 	}
 }
+
+func TestShown(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain\nwords":                         "plain\nwords",
+		"\r[==  ] 1/4 25%\r[====] 4/4 100%\r\n": "[====] 4/4 100%\n",
+		"\x1b[KProcessing a ...\r\x1b[KProcessing b ...\r<E> erofs: failed to build shared xattrs\nmore": "<E> erofs: failed to build shared xattrs\nmore",
+		"a\r\nb\r\n": "a\nb\n",
+	} {
+		if got := Shown(in); got != want {
+			t.Errorf("Shown(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

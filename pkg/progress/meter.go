@@ -132,8 +132,9 @@ func (m *Meter) update(text, done string) {
 }
 
 // End ends the current step: with err nil its line shows it complete and
-// the time it took; otherwise the line is ended as it stands, so that the
-// error printed next starts a line of its own.
+// the time it took; otherwise its figures as they stand and "failed" (the
+// caller says why), and the line is ended, so that what is printed next
+// starts a line of its own.
 func (m *Meter) End(err error) {
 	if m == nil {
 		return
@@ -150,6 +151,12 @@ func (m *Meter) End(err error) {
 			m.text += ", "
 		}
 		m.text += "done in " + seconds(took)
+		m.draw(true)
+	} else if m.onLine {
+		if m.text != "" {
+			m.text += ", "
+		}
+		m.text += "failed"
 		m.draw(true)
 	}
 	if m.onLine {

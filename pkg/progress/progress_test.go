@@ -100,12 +100,12 @@ func TestStepLines(t *testing.T) {
 	if got := lastLine(b.String()); got != "copying the layer: 4.0M of 4.0M (100%), done in 2.5s" {
 		t.Fatalf("done line %q", got)
 	}
-	// A failed step's line ends as it stands.
+	// A failed step's line ends as it stands, saying so.
 	b.Reset()
 	m.Step("checking")
 	m.Fraction(0.4, "pass 1 of 5")
 	m.End(errors.New("boom"))
-	if got := b.String(); !strings.HasSuffix(got, "\n") || strings.Contains(got, "done") || lastLine(got) != "checking: pass 1 of 5 (40%)" {
+	if got := b.String(); !strings.HasSuffix(got, "\n") || strings.Contains(got, "done") || lastLine(got) != "checking: pass 1 of 5 (40%), failed" {
 		t.Fatalf("failed step: %q", got)
 	}
 	// End without a step, twice: nothing.

@@ -321,7 +321,8 @@ func buildFrom(root, out string, f Format, m *progress.Meter) error {
 	text, err := execs.RunWith(o, tool, args...)
 	m.End(err)
 	if err != nil {
-		return fmt.Errorf("%w: %s", err, lastLines(text, 3))
+		// Without the progress lines (mkfs.erofs's, in a pipe).
+		return fmt.Errorf("%w: %s", err, lastLines(execs.Shown(text), 3))
 	}
 	return nil
 }

@@ -111,9 +111,12 @@ func cmdInit(k Kind, args []string, stdout, stderr io.Writer) error {
 	written := false
 	defer func() {
 		if !written {
-			// Ours, made above, with nothing mounted in it: an image
-			// --preallocate failed to create, say, goes with it.
-			os.RemoveAll(dir)
+			// What this init made, one by one (never recursively: next to
+			// a mountpoint that would cross into it).
+			for _, f := range []string{"config", "rootfs", loopimg.DefaultImageName} {
+				os.Remove(filepath.Join(dir, f))
+			}
+			os.Remove(dir)
 		}
 	}()
 	if err := p.closeDir(); err != nil {

@@ -86,8 +86,9 @@ Description: writable layers over read-only LXC container templates
  .
  The layers are mounted in the container's own mount namespace, never on the
  host, and the hooks leave nothing mounted or attached after the container
- stops. The same binaries carry operator commands: init, status, resize and
- release.
+ stops. The same binaries carry operator commands (init, status, resize,
+ release, copy, template, convert), with bash completion, and serve as LXC
+ templates: lxc-create -t hooks-loopimg (hooks-overlay, hooks-aufs).
 DESC
 } > "$root/DEBIAN/control"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0r md5sum) > "$root/DEBIAN/md5sums"

@@ -360,6 +360,20 @@ func TestDebianPackage(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(root, "usr/share/man/man1", b+".1.gz")); err != nil {
 			t.Fatalf("man page of %s: %v", b, err)
 		}
+		// lxc-create -t hooks-X finds the binary as LXC's template.
+		tpl := filepath.Join(root, "usr/share/lxc/templates", "lxc-hooks-"+strings.TrimPrefix(b, "lxc-hook-"))
+		if l, err := os.Readlink(tpl); err != nil || l != "../../../bin/"+b {
+			t.Fatalf("%s links to %q (%v)", tpl, l, err)
+		}
+		if h, err := exec.Command(tpl, "-h").CombinedOutput(); err != nil || !strings.Contains(string(h), "lxc-create -n NAME -t hooks-"+strings.TrimPrefix(b, "lxc-hook-")) {
+			t.Fatalf("%s -h: %v %s", tpl, err, h)
+		}
+		// The bash completion is the binary's own.
+		comp, err := os.ReadFile(filepath.Join(root, "usr/share/bash-completion/completions", b))
+		own, _ := exec.Command(filepath.Join(root, "usr/bin", b), "completion", "bash").Output()
+		if err != nil || len(comp) == 0 || string(comp) != string(own) {
+			t.Fatalf("bash completion of %s: %v (%d bytes; the binary writes %d)", b, err, len(comp), len(own))
+		}
 	}
 	doc := filepath.Join(root, "usr/share/doc/lxc-hooks")
 	if c, err := os.ReadFile(filepath.Join(doc, "copyright")); err != nil || !strings.HasPrefix(string(c), "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/") {
@@ -380,7 +394,7 @@ func TestDebianPackage(t *testing.T) {
 	}
 	// Purged, it leaves none of its files (LXC's own hook directory stays).
 	mustExec(t, "dpkg", "--root="+root, "--force-script-chrootless", "--purge", "lxc-hooks")
-	for _, p := range []string{"usr/bin/lxc-hook-loopimg", "usr/share/lxc/hooks/lxc-hook-loopimg", "usr/share/doc/lxc-hooks", "usr/share/man/man1/lxc-hook-loopimg.1.gz"} {
+	for _, p := range []string{"usr/bin/lxc-hook-loopimg", "usr/share/lxc/hooks/lxc-hook-loopimg", "usr/share/doc/lxc-hooks", "usr/share/man/man1/lxc-hook-loopimg.1.gz", "usr/share/lxc/templates/lxc-hooks-loopimg", "usr/share/bash-completion/completions/lxc-hook-loopimg"} {
 		if exists(filepath.Join(root, p)) {
 			t.Fatalf("%s is left after dpkg --purge", p)
 		}
@@ -439,7 +453,7 @@ func TestCommandLineByHand(t *testing.T) {
 	out, errOut, err := adminSplit(t, "lxc-hook-overlay", "stauts", "web1")
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || out != "" || strings.Count(errOut, "\n") != 1 ||
-		!strings.HasPrefix(errOut, "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, migrate, manpage;") {
+		!strings.HasPrefix(errOut, "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, convert, migrate, lxc-template, completion, manpage;") {
 		t.Errorf("lxc-hook-overlay stauts: %v, stdout %q, stderr %q", err, out, errOut)
 	}
 	if strings.Contains(errOut, "lxc.hook.version") {
@@ -450,9 +464,9 @@ func TestCommandLineByHand(t *testing.T) {
 		t.Errorf("lxc-hook-overlay resize: %v %q", err, errOut)
 	}
 	want := map[string]string{
-		"lxc-hook-overlay": "init|status|release|copy|template|migrate|manpage",
-		"lxc-hook-loopimg": "init|status|resize|release|copy|template|migrate|manpage",
-		"lxc-hook-aufs":    "init|status|release|copy|template|migrate|manpage",
+		"lxc-hook-overlay": "init|status|release|copy|template|convert|migrate|lxc-template|completion|manpage",
+		"lxc-hook-loopimg": "init|status|resize|release|copy|template|convert|migrate|lxc-template|completion|manpage",
+		"lxc-hook-aufs":    "init|status|release|copy|template|convert|migrate|lxc-template|completion|manpage",
 	}
 	for hook, cmds := range want {
 		help, _, err := adminSplit(t, hook, "--help")
@@ -464,7 +478,7 @@ func TestCommandLineByHand(t *testing.T) {
 			t.Fatalf("%s manpage: %v", hook, err)
 		}
 		for _, c := range strings.Split(cmds, "|") {
-			if !strings.Contains(page, "\n.SS "+c+"\n.nf\nUsage: "+strings.ReplaceAll(hook, "-", `\-`)+" "+c) {
+			if !strings.Contains(page, "\n.SS "+c+"\n.nf\nUsage: "+strings.ReplaceAll(hook+" "+c, "-", `\-`)) {
 				t.Errorf("%s's man page has no section for %s", hook, c)
 			}
 		}

@@ -53,7 +53,10 @@ func init() {
 		{name: "release", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdRelease(k, args, stdout) }},
 		{name: "copy", run: cmdCopy},
 		{name: "template", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdTemplate(k, args, stdout) }},
+		{name: "convert", run: cmdConvert},
 		{name: "migrate", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdMigrate(k, args, stdout) }},
+		{name: "lxc-template", run: cmdLXCTemplate},
+		{name: "completion", run: cmdCompletion},
 		{name: "manpage", run: func(k Kind, args []string, stdout, _ io.Writer) error { return cmdManpage(k, args, stdout) }},
 	}
 }
@@ -91,6 +94,10 @@ func Run(b runner.Backend, hasImage bool) int {
 	HookHelp = func(w io.Writer) { runner.Usage(b, w) }
 	// --help's "Run by hand" line, from the same table.
 	runner.HandCommands = CommandNames(k)
+	// lxc-create -t hooks-loopimg runs the link of that name.
+	if filepath.Base(os.Args[0]) == TemplateName(k.Program) {
+		return Main(k, append([]string{"lxc-template"}, args...), os.Stdout, os.Stderr)
+	}
 	if isCloneHook(args, os.Getenv) {
 		return CloneHook(b.Program(), b.Category(), os.Stderr)
 	}
@@ -224,9 +231,18 @@ func flags(k Kind, name, synopsis, about string, stdout io.Writer) *flag.FlagSet
 	return fs
 }
 
+// inspectFlags, when set, is handed a command's flag set, with every flag
+// defined, at its parse, which then stops the command there: the
+// completion script is written from the flag sets the commands run with.
+var inspectFlags func(*flag.FlagSet)
+
 // parse parses flags and positional arguments in any order (Go's flag
 // package stops at the first positional one).
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	if inspectFlags != nil {
+		inspectFlags(fs)
+		return nil, flag.ErrHelp
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {

@@ -208,8 +208,8 @@ func TestUnknownCommand(t *testing.T) {
 		k          Kind
 		word, want string
 	}{
-		{overlay, "stauts", "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, migrate, manpage; each with --help; as an LXC hook: lxc-hook-overlay --help)\n"},
-		{loopimg, "resze", "lxc-hook-loopimg: unknown command resze; did you mean resize? (commands: init, status, resize, release, copy, template, migrate, manpage;"},
+		{overlay, "stauts", "lxc-hook-overlay: unknown command stauts; did you mean status? (commands: init, status, release, copy, template, convert, migrate, lxc-template, completion, manpage; each with --help; as an LXC hook: lxc-hook-overlay --help)\n"},
+		{loopimg, "resze", "lxc-hook-loopimg: unknown command resze; did you mean resize? (commands: init, status, resize, release, copy, template, convert, migrate, lxc-template, completion, manpage;"},
 		{loopimg, "templ", "did you mean template?"},
 		{loopimg, "cpy", "did you mean copy?"},
 		{loopimg, "frobnicate", "lxc-hook-loopimg: unknown command frobnicate (commands: init,"},
@@ -229,10 +229,10 @@ func TestUnknownCommand(t *testing.T) {
 			t.Errorf("%s: not one line: %q", tc.word, errb.String())
 		}
 	}
-	if got := strings.Join(CommandNames(overlay), " "); got != "init status release copy template migrate manpage" {
+	if got := strings.Join(CommandNames(overlay), " "); got != "init status release copy template convert migrate lxc-template completion manpage" {
 		t.Errorf("overlay's commands: %s", got)
 	}
-	if got := strings.Join(CommandNames(loopimg), " "); got != "init status resize release copy template migrate manpage" {
+	if got := strings.Join(CommandNames(loopimg), " "); got != "init status resize release copy template convert migrate lxc-template completion manpage" {
 		t.Errorf("loopimg's commands: %s", got)
 	}
 }

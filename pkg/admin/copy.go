@@ -21,6 +21,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
+	"github.com/lxc-hooks/lxc-hooks/pkg/progress"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
@@ -101,7 +102,7 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	t0 := time.Now()
 	res, err := copyContainer(copyJob{
 		Src: src, DstConfig: filepath.Join(dstDir, "config"), DstName: dstName,
-		Command: true, Progress: terminalProgress(stderr),
+		Command: true, Progress: progress.New(stdout),
 	})
 	select {
 	case s := <-sigs:
@@ -178,7 +179,8 @@ type copyJob struct {
 	DstConfig string
 	DstName   string
 	Command   bool
-	Progress  clone.Progress
+	// Progress shows the copy's steps on a terminal (nil: none).
+	Progress *progress.Meter
 }
 
 // layerPath is the writable layer a hook line uses ("" for an ephemeral
@@ -261,7 +263,9 @@ func copyContainer(j copyJob) (string, error) {
 			// Held until the copy is checked: a start of SRC meanwhile
 			// would attach the image and write it under the copy.
 			defer src.Close()
-			reflinked, err := clone.Image(src, dstLayer, j.Progress)
+			j.Progress.Step("copying the layer")
+			reflinked, err := clone.Image(src, dstLayer, j.Progress.Bytes)
+			j.Progress.End(err)
 			if err != nil {
 				return "", fmt.Errorf("copying the image %s: %w", srcLayer, err)
 			}
@@ -270,20 +274,25 @@ func copyContainer(j copyJob) (string, error) {
 				// The hook line says --preallocate, which the copy keeps:
 				// the copy reserves its space on the host as the source
 				// did, or a full host would fail the container's writes.
-				if err := preallocate(dstLayer); err != nil {
+				j.Progress.Step("reserving the copy's space on the host (fallocate)")
+				err := preallocate(dstLayer)
+				j.Progress.End(err)
+				if err != nil {
 					os.Remove(dstLayer) // the copy just made, not the source
 					return "", fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
 				}
 			}
 			if shift != nil {
+				j.Progress.Step("moving the copy's files to its ID block")
 				st, err := shiftImageLayer(dstLayer, shift.To)
+				j.Progress.End(err)
 				if err != nil {
 					os.Remove(dstLayer) // the copy just made, not the source
 					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
 				}
 				shifted = &st
 			}
-			if out, err := fsckCopy(dstLayer); err != nil {
+			if out, err := fsckCopy(dstLayer, j.Progress); err != nil {
 				os.Remove(dstLayer) // the copy just made, not the source
 				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
 			}
@@ -303,12 +312,17 @@ func copyContainer(j copyJob) (string, error) {
 			// Held until the layer is copied: a start of SRC meanwhile
 			// would write it under the copy.
 			defer unlock()
-			if err := clone.Tree(srcLayer, dstLayer); err != nil {
+			j.Progress.Step("copying the layer")
+			err = clone.TreeShowing(srcLayer, dstLayer, j.Progress.Bytes)
+			j.Progress.End(err)
+			if err != nil {
 				return "", fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
 			}
 			killpoint.At("copy:after-layer-copy") // test-only
 			if shift != nil {
+				j.Progress.Step("moving the copy's files to its ID block")
 				st, err := shiftLayerRoot(dstLayer, shift.To)
+				j.Progress.End(err)
 				if err != nil {
 					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
 				}
@@ -477,13 +491,16 @@ func layerDirOK(dir string) error {
 
 // fsckCopy runs e2fsck -fn on the image copy at path, through the file
 // opened and checked by name once.
-func fsckCopy(path string) (string, error) {
+func fsckCopy(path string, m *progress.Meter) (string, error) {
 	f, err := image.Open(path, os.O_RDONLY)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	return image.FsckReadOnly(f)
+	m.Step("checking the copy (e2fsck -fn)")
+	out, err := image.FsckReadOnlyShowing(f, m)
+	m.End(err)
+	return out, err
 }
 
 func allocated(path string) string {
@@ -515,6 +532,8 @@ func copyDirFiles(srcDir, dstDir, layerPath, config string) error {
 		p := filepath.Join(srcDir, e.Name())
 		switch e.Name() {
 		case "snaps", "lxc_snapshots", "lxc_rdepends": // LXC's records of SRC's snapshots
+			continue
+		case oldRootfsName: // what convert moved aside: the template holds it
 			continue
 		}
 		if p == layerPath || p == config || strings.HasSuffix(e.Name(), ".log") || strings.HasPrefix(e.Name(), ".") {
@@ -690,34 +709,6 @@ func replacePath(s, old, new string) string {
 	}
 }
 
-// terminalProgress shows a long copy's progress when w is a terminal.
-func terminalProgress(w io.Writer) clone.Progress {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
-		return nil
-	}
-	t0 := time.Now()
-	shown, ended := false, false
-	return func(done, total int64) {
-		if ended || !shown && time.Since(t0) < time.Second {
-			return // short copies stay quiet
-		}
-		shown = true
-		pct := 100
-		if total > 0 {
-			pct = int(done * 100 / total)
-		}
-		fmt.Fprintf(f, "\rcopying the layer: %s of %s (%d%%)  ", humanApprox(done), humanApprox(total), pct)
-		if done >= total {
-			ended = true
-			fmt.Fprintln(f)
-		}
-	}
-}
-
 func lastLines(s string, n int) string {
 	l := strings.Split(strings.TrimSpace(s), "\n")
 	if len(l) > n {
@@ -760,11 +751,11 @@ func CloneHook(program, category string, stderr io.Writer) int {
 	// but its exit status: a refusal also goes to the terminal lxc-copy
 	// runs on, where there is one.
 	var w io.Writer = stderr
-	var progress clone.Progress
+	var meter *progress.Meter
 	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
 		defer tty.Close()
 		w = io.MultiWriter(stderr, tty)
-		progress = terminalProgress(tty) // a long copy shows its progress there too
+		meter = progress.New(tty) // a long copy shows its progress there too
 	}
 	log, closer, _ := lxclog.New(lxclog.Options{
 		Program: program, Category: category, Container: name, Hook: string(hook.Clone),
@@ -801,7 +792,7 @@ func CloneHook(program, category string, stderr io.Writer) int {
 		return 1
 	}
 	t0 := time.Now()
-	res, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: progress})
+	res, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: meter})
 	if err != nil {
 		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
 		return 1

@@ -17,6 +17,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/progress"
 )
 
 const resizeAbout = `Grows the cap of container NAME to SIZE. A stopped container's image is
@@ -114,7 +115,7 @@ func cmdResize(k Kind, args []string, stdout io.Writer) error {
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			return fmt.Errorf("image %s is locked by a starting container; try again", c.Hook.Image)
 		}
-		if err := image.Grow(f, size, c.Hook.Preallocate); err != nil {
+		if err := image.GrowShowing(f, size, c.Hook.Preallocate, progress.New(stdout)); err != nil {
 			how := "fix the cause above and run resize again"
 			if errors.Is(err, unix.ENOSPC) {
 				how = "free space on the host filesystem and run resize again"

@@ -16,6 +16,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/progress"
 	"github.com/lxc-hooks/lxc-hooks/pkg/template"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
@@ -100,7 +101,7 @@ func cmdTemplate(k Kind, args []string, stdout io.Writer) error {
 	}
 	defer release()
 	start := time.Now()
-	if err := template.Build(src, file, f); err != nil {
+	if err := template.Build(src, file, f, progress.New(stdout)); err != nil {
 		return fmt.Errorf("from %s: %w", *from, err)
 	}
 	size := ""

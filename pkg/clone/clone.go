@@ -178,6 +178,12 @@ var CopyTimeout = 12 * time.Hour
 // an overlayfs upper). rsync -aHAXS --numeric-ids would do as well, but
 // is not on every host; cp is.
 func Tree(src, dst string) error {
+	return TreeShowing(src, dst, nil)
+}
+
+// TreeShowing is Tree telling progress the bytes cp has read so far of
+// the bytes of the regular files under src (nil: nothing is counted).
+func TreeShowing(src, dst string, progress Progress) error {
 	fi, err := os.Lstat(src)
 	if err != nil {
 		return err
@@ -189,7 +195,15 @@ func Tree(src, dst string) error {
 		return fmt.Errorf("%q already exists", dst)
 	}
 	tmp := tempName(dst)
-	if out, err := execs.Run(CopyTimeout, "install coreutils", "cp", "-a", "--sparse=always", "--no-target-directory", src, tmp); err != nil {
+	o := execs.Options{Timeout: CopyTimeout, Hint: "install coreutils"}
+	if progress != nil {
+		// cp says nothing of its progress: what it has read, of the bytes
+		// of the files to copy.
+		total := treeBytes(src)
+		o.ReadBytes = func(n int64) { progress(min(n, total), total) }
+		progress(0, total) // the total from the start
+	}
+	if out, err := execs.RunWith(o, "cp", "-a", "--sparse=always", "--no-target-directory", src, tmp); err != nil {
 		// cp made tmp itself: only a directory of our own temporary name
 		// is removed, and nothing is mounted there.
 		if rmErr := removeTemp(tmp); rmErr != nil {
@@ -198,6 +212,21 @@ func Tree(src, dst string) error {
 		return fmt.Errorf("cp -a %s: %v: %s", src, err, out)
 	}
 	return link(tmp, dst)
+}
+
+// treeBytes is the apparent size of the regular files under root (links
+// not followed, unreadable parts left out: it only sizes a progress line).
+func treeBytes(root string) int64 {
+	var n int64
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // removeTemp removes a partial copy of our own temporary name, refusing

@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +44,22 @@ type Options struct {
 	// while the tool runs, so a long run is visible in the log.
 	Progress      func(elapsed time.Duration)
 	ProgressEvery time.Duration
+	// Output, if set, is given the tool's output (stdout and stderr
+	// together) as it comes, besides the text Run returns: a reader of the
+	// tool's own progress lines (package progress).
+	Output io.Writer
+	// Terminal puts the tool's stdout and stderr on a pseudo-terminal of
+	// its own, 80 columns wide, instead of a pipe: tools that draw their
+	// progress only on a terminal, or write it out only there (mksquashfs
+	// buffers its bar in a pipe for seconds), show it as it happens. The
+	// pty never becomes the tool's controlling terminal.
+	Terminal bool
+	// Stdin is the tool's standard input (nil: /dev/null).
+	Stdin io.Reader
+	// ReadBytes, if set, is told every 200 ms how many bytes the tool has
+	// read so far (rchar in /proc/PID/io: files and pipes alike), for
+	// tools that report no progress of their own (cp).
+	ReadBytes func(n int64)
 }
 
 // Run execs tool with args, killed after timeout, and returns its combined
@@ -74,7 +92,25 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 	cmd.Args[0] = tool
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
 	out := &limitedBuffer{max: 1 << 20}
-	cmd.Stdout, cmd.Stderr = out, out
+	var sink io.Writer = out
+	if o.Output != nil {
+		sink = io.MultiWriter(out, o.Output)
+	}
+	// The same writer for both: os/exec then gives them one pipe, and
+	// one goroutine writes to sink.
+	cmd.Stdout, cmd.Stderr = sink, sink
+	cmd.Stdin = o.Stdin
+	var ptyMaster *os.File
+	if o.Terminal {
+		master, slave, err := OpenPTY(80)
+		if err != nil {
+			return "", fmt.Errorf("%s: a pseudo-terminal for its progress: %w", tool, err)
+		}
+		ptyMaster = master
+		defer master.Close()
+		defer slave.Close()
+		cmd.Stdout, cmd.Stderr = slave, slave
+	}
 	cmd.ExtraFiles = o.Files
 	// A grandchild keeping the output pipe open must not hold Wait forever.
 	cmd.WaitDelay = 5 * time.Second
@@ -89,6 +125,37 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("%s: %w", tool, err)
+	}
+	var ptyDone chan struct{}
+	if ptyMaster != nil {
+		// Only the tool holds the pty's other end now: reads end (EIO)
+		// once it has exited and everything it wrote has been read.
+		cmd.Stdout.(*os.File).Close()
+		ptyDone = make(chan struct{})
+		go func() {
+			defer close(ptyDone)
+			io.Copy(sink, ptyMaster)
+		}()
+	}
+	var stopReads, readsDone chan struct{}
+	if o.ReadBytes != nil {
+		stopReads, readsDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(readsDone)
+			ioFile := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/io"
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stopReads:
+					return
+				case <-tick.C:
+					if n, ok := readChars(ioFile); ok {
+						o.ReadBytes(n)
+					}
+				}
+			}
+		}()
 	}
 	var stopProgress, progressDone chan struct{}
 	if o.Progress != nil {
@@ -117,7 +184,24 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 		close(stopProgress)
 		<-progressDone // no report after the tool ended
 	}
+	if stopReads != nil {
+		close(stopReads)
+		<-readsDone
+	}
+	if ptyDone != nil {
+		// A child the tool left behind may hold the pty open: its output
+		// is not waited for longer than os/exec waits for a pipe's.
+		select {
+		case <-ptyDone:
+		case <-time.After(cmd.WaitDelay):
+			ptyMaster.Close()
+			<-ptyDone
+		}
+	}
 	text := strings.TrimSpace(out.String())
+	if o.Terminal {
+		text = Shown(text)
+	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return text, fmt.Errorf("%s timed out after %s", tool, o.Timeout)
 	}
@@ -129,6 +213,23 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 		return text, fmt.Errorf("%s: %w", tool, err)
 	}
 	return text, nil
+}
+
+// Shown is what a terminal would show of a tool's output: of each line,
+// what follows its last carriage return (a progress bar redrawn in place
+// leaves only its last state, or the words written over it), without
+// erase-line sequences; "\r\n" (a pty's line end) is a line end. Messages
+// quote a tool's words from it.
+func Shown(out string) string {
+	lines := strings.Split(strings.ReplaceAll(out, "\r\n", "\n"), "\n")
+	for i, l := range lines {
+		l = strings.ReplaceAll(l, "\x1b[K", "")
+		if j := strings.LastIndex(strings.TrimRight(l, "\r"), "\r"); j >= 0 {
+			l = l[j+1:]
+		}
+		lines[i] = strings.TrimRight(l, "\r")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // limitedBuffer keeps the first max bytes written and discards the rest,

@@ -101,3 +101,67 @@ func TestProgressWithoutTimeout(t *testing.T) {
 }
 
 func readString(p string) string { b, _ := os.ReadFile(p); return string(b) }
+
+// Terminal gives the tool a terminal of 80 columns (tty and stty answer
+// from it), its output reaches Output as it comes and is returned too;
+// without Terminal the tool has none.
+func TestTerminal(t *testing.T) {
+	var seen strings.Builder
+	out, err := RunWith(Options{Timeout: 10 * time.Second, Terminal: true, Output: &seen}, "sh", "-c", "tty <&1; stty size <&1; echo err >&2")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.HasPrefix(out, "/dev/pts/") || !strings.Contains(out, "24 80") || !strings.Contains(out, "err") {
+		t.Fatalf("on the pty: %q", out)
+	}
+	if seen.String() == "" || !strings.Contains(seen.String(), "24 80") {
+		t.Fatalf("Output got %q", seen.String())
+	}
+	out, err = RunWith(Options{Timeout: 10 * time.Second}, "sh", "-c", "tty <&1")
+	if err == nil || !strings.Contains(out, "not a tty") {
+		t.Fatalf("without Terminal: %v %q", err, out)
+	}
+	// A tool that leaves a child holding the pty: RunWith returns anyway.
+	t0 := time.Now()
+	if _, err := RunWith(Options{Timeout: 30 * time.Second, Terminal: true}, "sh", "-c", "sleep 7 & echo started"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 15*time.Second {
+		t.Fatalf("waited %s for a child that kept the pty", d)
+	}
+}
+
+// ReadBytes counts what the tool reads; Stdin is its input.
+func TestReadBytesAndStdin(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(p, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// sh counts cat's reads once it has reaped it (the kernel adds a
+	// reaped child's I/O to its parent's), and is sampled after that.
+	var most int64
+	_, err := RunWith(Options{Timeout: 10 * time.Second, ReadBytes: func(n int64) { most = max(most, n) }}, "sh", "-c", "cat \"$0\" >/dev/null; sleep 0.5", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most < 8<<20 {
+		t.Fatalf("ReadBytes saw %d bytes read, want at least %d", most, 8<<20)
+	}
+	out, err := RunWith(Options{Timeout: 10 * time.Second, Stdin: strings.NewReader("from stdin")}, "cat")
+	if err != nil || out != "from stdin" {
+		t.Fatalf("%v %q", err, out)
+	}
+}
+
+func TestShown(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain\nwords":                         "plain\nwords",
+		"\r[==  ] 1/4 25%\r[====] 4/4 100%\r\n": "[====] 4/4 100%\n",
+		"\x1b[KProcessing a ...\r\x1b[KProcessing b ...\r<E> erofs: failed to build shared xattrs\nmore": "<E> erofs: failed to build shared xattrs\nmore",
+		"a\r\nb\r\n": "a\nb\n",
+	} {
+		if got := Shown(in); got != want {
+			t.Errorf("Shown(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
+	"github.com/lxc-hooks/lxc-hooks/pkg/progress"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
@@ -30,6 +31,9 @@ var OnSlow func(tool, image string, elapsed time.Duration)
 type CreateOptions struct {
 	Size        int64
 	Preallocate bool
+	// Progress shows the steps (fallocate, mke2fs's phases) on a
+	// terminal; nil shows nothing (mke2fs -q).
+	Progress *progress.Meter
 }
 
 // ErrCreating is returned by Create while another process is creating
@@ -127,8 +131,14 @@ func CreateIn(d *trust.Dir, name string, o CreateOptions) error {
 		}
 		f.Close()
 	}()
+	m := o.Progress
 	if o.Preallocate {
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, o.Size); err != nil {
+		// Fast where the filesystem allocates extents without writing
+		// them (ext4, xfs, btrfs); a step of its own where it is not.
+		m.Step("reserving " + Human(o.Size) + " on the host (fallocate)")
+		err := unix.Fallocate(int(f.Fd()), 0, 0, o.Size)
+		m.End(err)
+		if err != nil {
 			return fmt.Errorf("creating image %q: reserving %s with fallocate: %w", path, Human(o.Size), err)
 		}
 	} else if err := f.Truncate(o.Size); err != nil {
@@ -138,8 +148,21 @@ func CreateIn(d *trust.Dir, name string, o CreateOptions) error {
 	// -m 0: no blocks reserved for root, so df inside shows the whole cap.
 	// mke2fs holds the lock too (fd 3, which it also formats): a mke2fs
 	// that outlived its hook keeps other creators off until it is gone.
-	if out, err := execs.RunWith(execs.Options{Timeout: ToolTimeout, Hint: "install e2fsprogs", Files: []*os.File{f}},
-		"mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-E", "nodiscard", "-L", "lxc-layer", ToolPath); err != nil {
+	// Without -q mke2fs names each phase and counts its groups.
+	ro := execs.Options{Timeout: ToolTimeout, Hint: "install e2fsprogs", Files: []*os.File{f}}
+	args := []string{"-F", "-t", "ext4", "-m", "0", "-E", "nodiscard", "-L", "lxc-layer", ToolPath}
+	if m == nil {
+		args = append([]string{"-q"}, args...)
+	} else {
+		ro.Output = progress.Mke2fs(m)
+	}
+	m.Step("formatting the image (mke2fs)")
+	out, err := execs.RunWith(ro, "mke2fs", args...)
+	m.End(err)
+	if err != nil {
+		if m != nil {
+			out = lastLine(out) // its words after its phases
+		}
 		return fmt.Errorf("creating image %q: mke2fs: %v: %s", path, err, toolOutput(out, path))
 	}
 	killpoint.At("pre-mount:creating-image")
@@ -226,12 +249,29 @@ func toolOutput(out, path string) string { return strings.ReplaceAll(out, ToolPa
 // unattended. Exit codes 0-2 mean clean or repaired; anything else is
 // refused with e2fsck's own verdict.
 func Fsck(f *os.File, force bool) (repaired bool, err error) {
+	return FsckShowing(f, force, nil)
+}
+
+// FsckShowing is Fsck with e2fsck's passes shown on m (nil: none).
+func FsckShowing(f *os.File, force bool, m *progress.Meter) (repaired bool, err error) {
 	path := f.Name()
 	args := []string{"-p"}
+	var o execs.Options
+	if m != nil {
+		// -C 1: a completion line per step on its stdout, a terminal of
+		// its own (execs.Options.Terminal): if this process dies, the
+		// check goes on (its writes to the pty fail with EIO; a pipe would
+		// kill it with SIGPIPE).
+		args = append(args, "-C", "1")
+		o.Terminal, o.Output = true, progress.E2fsck(m)
+	}
 	if force {
 		args = append(args, "-f")
 	}
-	out, err := runOn(f, "e2fsck", append(args, ToolPath)...)
+	m.Step("checking the image (e2fsck)")
+	out, err := runOn(f, o, "e2fsck", append(args, ToolPath)...)
+	m.End(err)
+	out = dropProgressLines(out)
 	code := execs.ExitCode(err)
 	switch {
 	case code == 0:
@@ -247,36 +287,92 @@ func Fsck(f *os.File, force bool) (repaired bool, err error) {
 // FsckReadOnly runs e2fsck -fn on the image f (a copy just made): it
 // changes nothing and answers whether the filesystem is clean.
 func FsckReadOnly(f *os.File) (string, error) {
-	out, err := execs.RunWith(execs.Options{Timeout: ToolTimeout, Hint: "install e2fsprogs", Files: []*os.File{f}}, "e2fsck", "-fn", ToolPath)
-	return toolOutput(out, f.Name()), err
+	return FsckReadOnlyShowing(f, nil)
+}
+
+// FsckReadOnlyShowing is FsckReadOnly with e2fsck's passes shown on m
+// (nil: none).
+func FsckReadOnlyShowing(f *os.File, m *progress.Meter) (string, error) {
+	o := execs.Options{Timeout: ToolTimeout, Hint: "install e2fsprogs", Files: []*os.File{f}}
+	args := []string{"-fn", ToolPath}
+	if m != nil {
+		args = []string{"-fn", "-C", "1", ToolPath}
+		o.Terminal, o.Output = true, progress.E2fsck(m)
+	}
+	out, err := execs.RunWith(o, "e2fsck", args...)
+	return toolOutput(dropProgressLines(out), f.Name()), err
 }
 
 // Grow extends the image file to size (reserving the space with fallocate
 // when preallocate) and grows the filesystem to fill it, offline.
 func Grow(f *os.File, size int64, preallocate bool) error {
+	return GrowShowing(f, size, preallocate, nil)
+}
+
+// GrowShowing is Grow with its steps shown on m (nil: none): the
+// reservation, e2fsck's passes, resize2fs's.
+func GrowShowing(f *os.File, size int64, preallocate bool, m *progress.Meter) error {
 	path := f.Name()
 	if preallocate {
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		m.Step("reserving " + Human(size) + " on the host (fallocate)")
+		err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+		m.End(err)
+		if err != nil {
 			return fmt.Errorf("growing image %q: fallocate: %w", path, err)
 		}
 	} else if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("growing image %q: %w", path, err)
 	}
 	// resize2fs insists on a freshly checked filesystem.
-	if _, err := Fsck(f, true); err != nil {
+	if _, err := FsckShowing(f, true, m); err != nil {
 		return err
 	}
-	if out, err := runOn(f, "resize2fs", ToolPath); err != nil {
-		return fmt.Errorf("growing image %q: resize2fs: %v: %s", path, err, lastLine(toolOutput(out, path)))
+	var o execs.Options
+	args := []string{ToolPath}
+	if m != nil {
+		// -p: a bar per pass that moves data (growing into room the
+		// group descriptors kept for it needs none).
+		args = []string{"-p", ToolPath}
+		o.Terminal, o.Output = true, progress.Resize2fs(m)
+	}
+	m.Step("growing the filesystem (resize2fs)")
+	out, err := runOn(f, o, "resize2fs", args...)
+	m.End(err)
+	if err != nil {
+		return fmt.Errorf("growing image %q: resize2fs: %v: %s", path, err, lastLine(toolOutput(dropProgressLines(out), path)))
 	}
 	return nil
+}
+
+// dropProgressLines removes the progress a tool drew (e2fsck's -C lines,
+// resize2fs's bars) from its output, leaving its words for messages.
+func dropProgressLines(out string) string {
+	var keep []string
+	for _, l := range strings.Split(strings.ReplaceAll(out, "\r\n", "\n"), "\n") {
+		f := strings.Fields(l)
+		isPass := len(f) >= 3 && len(f[0]) == 1 && f[0] >= "1" && f[0] <= "5" && isDigits(f[1]) && isDigits(f[2])
+		if isPass || strings.ContainsRune(l, '\b') || strings.HasPrefix(l, "Begin pass ") {
+			continue
+		}
+		keep = append(keep, strings.TrimRight(l, "\r"))
+	}
+	return strings.Join(keep, "\n")
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // runOn execs an e2fsprogs tool that changes the image f in place, with
 // argv (no shell): it inherits f as fd 3 (ToolPath), so the lock on it
 // lives as long as the tool; it is neither timed out nor killed with its hook (see ToolTimeout).
-func runOn(f *os.File, tool string, args ...string) (string, error) {
-	o := execs.Options{Hint: "install e2fsprogs", Files: []*os.File{f}, KeepOnParentDeath: true}
+func runOn(f *os.File, o execs.Options, tool string, args ...string) (string, error) {
+	o.Hint, o.Files, o.KeepOnParentDeath = "install e2fsprogs", []*os.File{f}, true
 	if OnSlow != nil {
 		o.Progress = func(d time.Duration) { OnSlow(tool, f.Name(), d) }
 	}

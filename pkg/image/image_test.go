@@ -100,3 +100,13 @@ func TestSuperblock(t *testing.T) {
 		t.Fatalf("short file: %v", err)
 	}
 }
+
+// A tool's progress lines are left out of the words a message quotes.
+func TestDropProgressLines(t *testing.T) {
+	out := "1 0 16 /proc/self/fd/3\r\n1 16 16 /proc/self/fd/3\r\n/proc/self/fd/3: 11/4096 files (0.0% non-contiguous)\r\n" +
+		"Begin pass 5 (max = 1)\r\nMoving inode table  ----\b\b\b\bXXXX\r\nresize2fs: No space left on device\r\n"
+	got := dropProgressLines(out)
+	if got != "/proc/self/fd/3: 11/4096 files (0.0% non-contiguous)\nresize2fs: No space left on device\n" {
+		t.Fatalf("%q", got)
+	}
+}

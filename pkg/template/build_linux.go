@@ -3,6 +3,7 @@ package template
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/layer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/mount"
+	"github.com/lxc-hooks/lxc-hooks/pkg/progress"
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
@@ -79,13 +81,14 @@ func (s Source) String() string {
 	return "(none)"
 }
 
-// Build writes a template in format f at file from src. An existing file
+// Build writes a template in format f at file from src, showing its
+// progress on m (nil: none). An existing file
 // is never replaced: the template is written under a temporary name in
 // file's directory and renamed with RENAME_NOREPLACE. Images and union
 // layers are mounted read-only in a private mount namespace of one thread
 // of this process (the tools it runs inherit it), so nothing is visible on
 // the host and everything goes, loop devices included, when Build returns.
-func Build(src Source, file string, f Format) error {
+func Build(src Source, file string, f Format, m *progress.Meter) error {
 	file, err := filepath.Abs(file)
 	if err != nil {
 		return err
@@ -134,16 +137,16 @@ func Build(src Source, file string, f Format) error {
 	err = mount.InPrivateNamespace(func() error {
 		switch {
 		case src.Dir != "" && src.Shift == nil:
-			return buildFromOrCopy(src.Dir, dir, base, tmp, f)
+			return buildFromOrCopy(src.Dir, dir, base, tmp, f, m)
 		case src.Tarball != "":
-			return buildFromTarball(src.Tarball, dir, base, tmp, f)
+			return buildFromTarball(src.Tarball, dir, base, tmp, f, m)
 		}
 		root, cleanup, err := mountSource(src, dir, base)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		return buildFromOrCopy(root, dir, base, tmp, f)
+		return buildFromOrCopy(root, dir, base, tmp, f, m)
 	})
 	if ierr := interrupted(); ierr != nil {
 		return ierr
@@ -152,7 +155,11 @@ func Build(src Source, file string, f Format) error {
 		return err
 	}
 	if f.FS != "dir" {
-		if err := syncFile(tmp); err != nil {
+		// Minutes for a large template on a slow disk: a step of its own.
+		m.Step("writing it to disk (sync)")
+		err := syncFile(tmp)
+		m.End(err)
+		if err != nil {
 			return err
 		}
 	}
@@ -250,23 +257,45 @@ func syncFile(p string) error {
 	return fh.Sync()
 }
 
-// buildFrom writes the template of root at out.
-func buildFrom(root, out string, f Format) error {
+// buildFrom writes the template of root at out, showing the tool's
+// progress on m (nil: the tool is run as quiet as it gets).
+func buildFrom(root, out string, f Format, m *progress.Meter) error {
 	var tool string
 	var args []string
+	o := execs.Options{Timeout: buildTimeout}
+	step := "writing the template (" + f.Name + ")"
+	// first shows the total from the start (a quick tool may end before
+	// it reports anything).
+	first := func() {}
 	switch f.FS {
 	case "squashfs":
 		// Not -all-root: ownership stays numeric as in the source.
 		// Hardlinks, holes (sparse files) and exports are mksquashfs's
 		// defaults; -noappend because out is the empty file made above.
 		tool = "mksquashfs"
-		args = []string{root, out, "-noappend", "-no-progress", "-quiet", "-xattrs", "-comp", f.Comp}
+		args = []string{root, out, "-noappend", "-quiet", "-xattrs", "-comp", f.Comp}
+		if m == nil {
+			args = append(args, "-no-progress")
+		} else {
+			// Its bar, on a terminal of its own: in a pipe mksquashfs
+			// holds it back for seconds at a time.
+			o.Terminal, o.Output = true, progress.Squashfs(m)
+		}
 	case "erofs":
 		// --chunksize keeps holes as holes (mkfs.erofs 1.5 stores the zeros
 		// of sparse files otherwise); 4096 is the block size, so every
 		// hole of a block or more stays out of the image.
 		tool = "mkfs.erofs"
-		args = []string{"--quiet", "--chunksize=4096"}
+		args = []string{"--chunksize=4096"}
+		if m == nil {
+			args = append(args, "--quiet")
+		} else {
+			// A "Processing PATH" line per entry, counted against the
+			// entries under root.
+			entries, _ := countTree(root)
+			o.Output = progress.Erofs(m, entries)
+			first = func() { m.Count(0, entries, "files") }
+		}
 		if f.Comp != "" {
 			args = append(args, "-z"+f.Comp)
 		}
@@ -276,13 +305,46 @@ func buildFrom(root, out string, f Format) error {
 		// fifos; --sparse=always keeps holes.
 		tool = "cp"
 		args = []string{"-a", "--sparse=always", "--no-target-directory", root + "/.", out}
+		step = "copying the files"
+		if m != nil {
+			// cp says nothing of its progress: the bytes it has read, of
+			// the bytes of the files under root.
+			_, total := countTree(root)
+			o.ReadBytes = func(n int64) { m.Bytes(min(n, total), total) }
+			first = func() { m.Bytes(0, total) }
+		}
 	default:
 		return fmt.Errorf("format %q has no builder", f.Name)
 	}
-	if out, err := execs.Run(buildTimeout, "", tool, args...); err != nil {
-		return fmt.Errorf("%w: %s", err, lastLines(out, 3))
+	m.Step(step)
+	first()
+	text, err := execs.RunWith(o, tool, args...)
+	m.End(err)
+	if err != nil {
+		// Without the progress lines (mkfs.erofs's, in a pipe).
+		return fmt.Errorf("%w: %s", err, lastLines(execs.Shown(text), 3))
 	}
 	return nil
+}
+
+// countTree counts the entries under root (not root itself: mkfs.erofs
+// names each of those) and the bytes of its regular files, without
+// following links. Unreadable parts are left out: the figures only size a
+// progress line.
+func countTree(root string) (entries, bytes int64) {
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return nil
+		}
+		entries++
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				bytes += fi.Size()
+			}
+		}
+		return nil
+	})
+	return entries, bytes
 }
 
 // buildFromTarball extracts the tarball into a staging directory next to
@@ -290,11 +352,28 @@ func buildFrom(root, out string, f Format) error {
 // builds from it. tar runs as root with --numeric-owner, --xattrs and
 // --xattrs-include='*' (security.capability and trusted.* included),
 // --same-permissions and --sparse handling is automatic on extraction.
-func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
+func buildFromTarball(tarball, dir, base, tmp string, f Format, m *progress.Meter) error {
 	extract := func(into string) error {
-		args := []string{"--extract", "--file", tarball, "--directory", into,
+		args := []string{"--extract", "--directory", into,
 			"--numeric-owner", "--same-owner", "--same-permissions", "--xattrs", "--xattrs-include=*", "--acls"}
-		if out, err := execs.Run(buildTimeout, "install tar", "tar", args...); err != nil {
+		o := execs.Options{Timeout: buildTimeout, Hint: "install tar"}
+		stdin, err := tarballInput(tarball, m)
+		if err != nil {
+			return err
+		}
+		if stdin != nil {
+			// Fed through this process, which counts what tar has read.
+			defer stdin.Close()
+			o.Stdin = stdin
+			args = append(args, "--file", "-")
+			args = append(args, stdin.compression...)
+		} else {
+			args = append(args, "--file", tarball)
+		}
+		m.Step("extracting " + filepath.Base(tarball))
+		out, err := execs.RunWith(o, "tar", args...)
+		m.End(err)
+		if err != nil {
 			return fmt.Errorf("extracting %s: %w: %s", tarball, err, lastLines(out, 3))
 		}
 		return nil
@@ -324,7 +403,7 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 	if _, err := identity.EmptyMachineIDs(staging); err != nil {
 		return err
 	}
-	return buildFrom(staging, tmp, f)
+	return buildFrom(staging, tmp, f, m)
 }
 
 // buildFromOrCopy builds from root; where mkfs.erofs fails on root's
@@ -333,15 +412,15 @@ func buildFromTarball(tarball, dir, base, tmp string, f Format) error {
 // xattrs: Operation not supported"), which a squashfs without an xattr
 // table answers for every symlink, also through an overlayfs union (a
 // Debian root's /bin -> usr/bin); cp -a treats that as "no xattrs".
-func buildFromOrCopy(root, dir, base, tmp string, f Format) error {
+func buildFromOrCopy(root, dir, base, tmp string, f Format, m *progress.Meter) error {
 	cleanup, err := hideMachineIDs(root, dir, base)
 	defer cleanup()
 	if err != nil {
 		return err
 	}
-	err = buildFrom(root, tmp, f)
+	err = buildFrom(root, tmp, f, m)
 	if err != nil && f.FS == "erofs" && strings.Contains(err.Error(), "xattr") {
-		return buildViaCopy(root, dir, base, tmp, f)
+		return buildViaCopy(root, dir, base, tmp, f, m)
 	}
 	return err
 }
@@ -349,20 +428,20 @@ func buildFromOrCopy(root, dir, base, tmp string, f Format) error {
 // buildViaCopy copies root (cp -a: owners, modes, xattrs, hardlinks,
 // devices, holes) into a staging directory beside the template and builds
 // from that.
-func buildViaCopy(root, dir, base, tmp string, f Format) error {
+func buildViaCopy(root, dir, base, tmp string, f Format, m *progress.Meter) error {
 	staging, err := os.MkdirTemp(dir, "."+base+".staging-")
 	if err != nil {
 		return err
 	}
 	// Made by this process, never mounted on: removed recursively.
 	defer os.RemoveAll(staging)
-	if err := buildFrom(root, staging, Format{Name: "dir", FS: "dir"}); err != nil {
+	if err := buildFrom(root, staging, Format{Name: "dir", FS: "dir"}, m); err != nil {
 		return err
 	}
 	if err := os.Truncate(tmp, 0); err != nil {
 		return err
 	}
-	return buildFrom(staging, tmp, f)
+	return buildFrom(staging, tmp, f, m)
 }
 
 func lastLines(s string, n int) string {

@@ -23,4 +23,18 @@ for cmd in cmd/*/; do
 		echo "build.sh: $name was built with the test-only tag lxchooks_testhooks (GOFLAGS=${GOFLAGS:-}?); release builds must not have it" >&2
 		exit 1
 	fi
+	# The brief's limits: static (no interpreter to load) and at most
+	# 4 MiB stripped. A build that grew past them fails here, not in the
+	# field.
+	if [ -n "$strip" ]; then
+		size=$(stat -c %s "$out/$name")
+		if [ "$size" -gt $((4 << 20)) ]; then
+			echo "build.sh: $name is $size bytes stripped, over the 4 MiB (4194304) limit" >&2
+			exit 1
+		fi
+	fi
+	if "$GO" version -m "$out/$name" | grep -q 'CGO_ENABLED=1'; then
+		echo "build.sh: $name was built with cgo; the hooks must be static" >&2
+		exit 1
+	fi
 done

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,16 +11,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/clone"
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/freeze"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/runner"
@@ -26,29 +31,85 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/trusted"
 )
 
-const copyAbout = `Makes DST a complete, independent copy of the stopped container SRC: its
-config rewritten for DST (lxc.uts.name, and every path that pointed into
-SRC's directory: rootfs, hook arguments such as --image, --upper and
---config, log files), the files of SRC's directory, and the writable layer.
-The template is shared, not copied. An image layer keeps its holes (a
-reflink where the host filesystem has it, else only its data is copied) and
-is checked with e2fsck -fn; a directory layer keeps owners, modes, xattrs
-(overlayfs's opaque directories and redirects), whiteouts, hardlinks, holes
-and times. A layer outside SRC's directory is copied into DST's directory
-(the default place). DST must not exist; a running SRC is refused.
-lxc-copy and lxc-snapshot do the same through the lxc.hook.clone line that
-init writes.`
+const copyAbout = `Makes DST a complete, independent copy of the container SRC: its config
+rewritten for DST (lxc.uts.name, and every path that pointed into SRC's
+directory: rootfs, hook arguments such as --image, --upper and --config, log
+files), the files of SRC's directory, and the writable layer. The template
+is shared, not copied. An image layer keeps its holes (a reflink where the
+host filesystem has it, else only its data is copied) and is checked with
+e2fsck -fn; a directory layer keeps owners, modes, xattrs (overlayfs's
+opaque directories and redirects), whiteouts, hardlinks, holes and times. A
+layer outside SRC's directory is copied into DST's directory (the default
+place). DST must not exist.
+A running SRC is copied consistently: an image layer's filesystem is frozen
+(FIFREEZE: writes inside wait, reads go on), a directory layer's container
+is frozen (cgroup freezer), for as long as the layer is copied and never
+longer than --max-freeze; the time frozen is printed. The freeze is held by
+a watchdog process that lifts it when the copy ends, fails, is interrupted
+or killed. --no-freeze copies without it: crash-consistent at best.
+lxc-copy (with --allowrunning for a running SRC) and lxc-snapshot do the
+same through the lxc.hook.clone line that init writes.`
+
+// CopyResult is what copy --json prints; its fields are documented in the
+// README (fields are only ever added).
+type CopyResult struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Directory   string `json:"directory"`
+	// SourceState is SRC's state when the copy began: STOPPED, RUNNING or
+	// FROZEN (lxc-freeze).
+	SourceState string `json:"source_state"`
+	// Consistency is "stopped" (SRC was stopped), "frozen" (copied while
+	// frozen) or "crash-consistent" (--no-freeze).
+	Consistency string `json:"consistency"`
+	// Freeze is what was frozen: "filesystem", "cgroup-v1", "cgroup-v2",
+	// or "" (none); FrozenSeconds how long the container's writes (image)
+	// or processes (directory) waited; FreezeWasThere that it was frozen
+	// before (lxc-freeze) and was left so.
+	Freeze         string  `json:"freeze"`
+	FrozenSeconds  float64 `json:"frozen_seconds"`
+	FreezeWasThere bool    `json:"freeze_was_there"`
+	// Layer is the copy's writable layer, null when SRC had none yet.
+	Layer       *CopyLayer `json:"layer"`
+	TookSeconds float64    `json:"took_seconds"`
+	// Summary is the human line's details.
+	Summary string `json:"summary"`
+}
+
+// CopyLayer is the copied layer.
+type CopyLayer struct {
+	Kind string `json:"kind"` // "image" or "directory"
+	Path string `json:"path"`
+	// Method is "reflink", "sparse copy", "preallocated copy", "reflink,
+	// preallocated" (image) or "cp -a" (directory).
+	Method         string `json:"method"`
+	AllocatedBytes int64  `json:"allocated_bytes"`
+	// Fsck is "clean" for an image (e2fsck -fn passed), "" for a
+	// directory; OrphansReleased counts the inodes deleted while open in
+	// the running source that e2fsck -p released in the copy first, as
+	// the copy's first mount would; JournalReplayed is true for a
+	// --no-freeze copy whose journal e2fsck -p replayed.
+	Fsck            string `json:"fsck"`
+	OrphansReleased int    `json:"orphans_released"`
+	JournalReplayed bool   `json:"journal_replayed"`
+}
 
 func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
-	fs := flags(k, "copy", "SRC DST [-P LXCPATH]", copyAbout, stdout)
+	fs := flags(k, "copy", "SRC DST [-P LXCPATH] [--no-freeze] [--max-freeze DURATION] [--json]", copyAbout, stdout)
 	lxcpath := fs.String("P", "", "`LXCPATH` of both containers (default: LXC's lxc.lxcpath)")
 	fs.StringVar(lxcpath, "lxcpath", "", "same as -P")
+	noFreeze := fs.Bool("no-freeze", false, "copy a running SRC without freezing it: the copy is crash-consistent at best (as a disk after a power cut)")
+	maxFreeze := fs.Duration("max-freeze", freeze.DefaultMax, "the longest a running SRC stays frozen: a copy that takes longer fails, and SRC is thawed then")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 2 {
 		return usageError{errors.New("give SRC and DST (see --help)")}
+	}
+	if *maxFreeze <= 0 {
+		return usageError{fmt.Errorf("--max-freeze %s: give a positive duration (e.g. 30s, 5m)", *maxFreeze)}
 	}
 	srcName, dstName := pos[0], pos[1]
 	if dstName == "" || strings.ContainsAny(dstName, "/\n \t") || dstName == "." || dstName == ".." {
@@ -64,8 +125,13 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	if err := runner.CheckConfig(src.Hook.Config, src.Config, k.Program); err != nil {
 		return fmt.Errorf("container %q cannot be copied: %v", srcName, err)
 	}
-	if st, _ := src.info(); st != "STOPPED" {
-		return fmt.Errorf("container %q is %s: stop it first (lxc-stop -n %s); a copy of a layer that is being written would not be consistent, nothing was copied", srcName, st, srcName)
+	st, pid := src.info()
+	live, err := liveOf(src, st, pid)
+	if err != nil {
+		return err
+	}
+	if live != nil {
+		live.NoFreeze, live.MaxFreeze = *noFreeze, *maxFreeze
 	}
 	dstDir := filepath.Join(*lxcpath, dstName)
 	if _, err := os.Lstat(dstDir); err == nil {
@@ -93,21 +159,18 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	}
 	defer marker.Close()
 	// Ctrl-C, SIGTERM or a hangup would otherwise end the copy where it
-	// stands and leave DST's partial directory (a layer's worth of data);
-	// caught, the copy fails and removes it. The copy of an image goes on
-	// to its end first (cp, for a directory, gets Ctrl-C too).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
-	defer signal.Stop(sigs)
+	// stands, leaving DST's partial directory (a layer's worth of data);
+	// caught, the copy stops (a running SRC is thawed first, at once) and
+	// removes it.
+	ctx, interrupted := interruptible()
+	defer interrupted.stop()
 	t0 := time.Now()
-	res, err := copyContainer(copyJob{
+	rep, err := copyContainer(copyJob{
 		Src: src, DstConfig: filepath.Join(dstDir, "config"), DstName: dstName,
-		Command: true, Progress: terminalProgress(stderr),
+		Command: true, Progress: terminalProgress(stderr), Live: live, Ctx: ctx,
 	})
-	select {
-	case s := <-sigs:
-		err = fmt.Errorf("interrupted (%v)", s)
-	default:
+	if s := interrupted.signal(); s != nil {
+		err = fmt.Errorf("interrupted (%v)%s", s, rep.thawNote())
 	}
 	if err != nil {
 		// dstDir is ours, made above; nothing is mounted in it.
@@ -119,12 +182,82 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	// The config is in place: from here DST is a container, not a partial
 	// copy.
 	os.Remove(marker.Name())
-	fmt.Fprintf(stdout, "Container %s copied to %s (%s) in %s%s; start it with: lxc-start -n %s", srcName, dstName, dstDir, time.Since(t0).Round(time.Millisecond), res, dstName)
+	took := time.Since(t0)
+	if *asJSON {
+		r := rep.result()
+		r.Source, r.Destination, r.Directory, r.SourceState, r.TookSeconds = srcName, dstName, dstDir, st, took.Seconds()
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(stdout, "Container %s copied to %s (%s) in %s%s; start it with: lxc-start -n %s", srcName, dstName, dstDir, took.Round(time.Millisecond), rep.text(), dstName)
 	if *lxcpath != defaultLXCPath() {
 		fmt.Fprintf(stdout, " -P %s", *lxcpath)
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// liveOf says how a source in state st (init pid) is copied: nil for a
+// stopped one; refused while it starts or stops.
+func liveOf(src *container, st string, pid int) (*liveSource, error) {
+	switch st {
+	case "STOPPED":
+		return nil, nil
+	case "RUNNING", "FROZEN":
+		if pid <= 0 {
+			return nil, fmt.Errorf("container %q is %s but LXC names no init process; nothing was copied", src.Name, st)
+		}
+		return &liveSource{State: st, PID: pid, MaxFreeze: freeze.DefaultMax}, nil
+	}
+	return nil, fmt.Errorf("container %q is %s: copy it once it is running or stopped; nothing was copied", src.Name, st)
+}
+
+// liveSource is a running (or lxc-frozen) source and how to hold it still.
+type liveSource struct {
+	State     string // RUNNING or FROZEN
+	PID       int    // its init, as lxc-info named it
+	NoFreeze  bool
+	MaxFreeze time.Duration
+}
+
+// interruption catches Ctrl-C, SIGTERM and SIGHUP for a copy: the first
+// one cancels the context.
+type interruption struct {
+	sigs chan os.Signal
+	mu   sync.Mutex
+	got  os.Signal
+	done chan struct{}
+}
+
+func interruptible() (context.Context, *interruption) {
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &interruption{sigs: make(chan os.Signal, 1), done: make(chan struct{})}
+	signal.Notify(in.sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	go func() {
+		select {
+		case s := <-in.sigs:
+			in.mu.Lock()
+			in.got = s
+			in.mu.Unlock()
+			cancel()
+		case <-in.done:
+			cancel()
+		}
+	}()
+	return ctx, in
+}
+
+// signal is the signal caught, or nil.
+func (in *interruption) signal() os.Signal {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.got
+}
+
+func (in *interruption) stop() {
+	signal.Stop(in.sigs)
+	close(in.done)
 }
 
 // copyMarker is the file in DST's directory while the copy command fills
@@ -180,6 +313,11 @@ type copyJob struct {
 	DstName   string
 	Command   bool
 	Progress  clone.Progress
+	// Live is set when Src runs (or is lxc-frozen): its layer is copied
+	// while it is frozen (or, with NoFreeze, as it is).
+	Live *liveSource
+	// Ctx stops the copy (Ctrl-C): a freeze is lifted first, at once.
+	Ctx context.Context
 }
 
 // layerPath is the writable layer a hook line uses ("" for an ephemeral
@@ -194,9 +332,56 @@ func (h hookLine) layerPath() (string, bool) {
 	return h.Upper, false
 }
 
+// copyReport is what a copy did, for the user and for --json.
+type copyReport struct {
+	summary     []string
+	layer       *CopyLayer
+	consistency string // "stopped", "frozen", "crash-consistent"
+	froze       bool   // a freeze was taken (and has ended)
+	freeze      freeze.Result
+}
+
+// text is the summary for the copy command's line and the clone hook's.
+func (r *copyReport) text() string {
+	if r == nil || len(r.summary) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(r.summary, ", ")
+}
+
+// thawNote says, for an interrupted copy, that the source was thawed.
+func (r *copyReport) thawNote() string {
+	if r == nil || !r.froze || r.freeze.Already {
+		return ""
+	}
+	return fmt.Sprintf("; the container was thawed after %s frozen", roundFrozen(r.freeze.Frozen))
+}
+
+func (r *copyReport) result() CopyResult {
+	c := CopyResult{Consistency: r.consistency, Layer: r.layer, Summary: strings.TrimPrefix(r.text(), ": ")}
+	if r.froze {
+		c.Freeze = map[freeze.Kind]string{freeze.Filesystem: "filesystem", freeze.CgroupV1: "cgroup-v1", freeze.CgroupV2: "cgroup-v2"}[r.freeze.Kind]
+		c.FrozenSeconds = r.freeze.Frozen.Seconds()
+		c.FreezeWasThere = r.freeze.Already
+	}
+	return c
+}
+
+func roundFrozen(d time.Duration) time.Duration {
+	if d < 10*time.Millisecond {
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
 // copyContainer copies Src's layer (and, for the command, its directory's
-// other files) and writes DST's config. It returns a summary for the user.
-func copyContainer(j copyJob) (string, error) {
+// other files) and writes DST's config. It returns what it did (also on
+// failure: whether a freeze was taken and lifted).
+func copyContainer(j copyJob) (*copyReport, error) {
+	rep := &copyReport{consistency: "stopped"}
+	if j.Ctx == nil {
+		j.Ctx = context.Background()
+	}
 	srcDir, dstDir := j.Src.Dir, filepath.Dir(j.DstConfig)
 	text, err := os.ReadFile(j.Src.Config)
 	if !j.Command {
@@ -204,25 +389,24 @@ func copyContainer(j copyJob) (string, error) {
 		text, err = os.ReadFile(j.DstConfig)
 	}
 	if err != nil {
-		return "", err
+		return rep, err
 	}
 	// The copy's hook lines run as root too: a binary a user can replace
 	// is refused before anything is copied (and the lines written are
 	// checked again below).
 	if err := checkHookBinaries(string(text)); err != nil {
-		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
+		return rep, fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
 	}
 	rw := rewrite{SrcDir: srcDir, DstDir: dstDir, KeepRootfs: !j.Command, SrcName: j.Src.Name, DstName: j.DstName}
 	if j.Command {
 		rw.Name = j.DstName
 	}
-	var summary []string
 
 	// A copy of an isolated container gets a block of its own, and its
 	// layer's files follow it (shifted below).
 	shift, err := planCopyBlock(j.Src.Config, j.DstConfig)
 	if err != nil {
-		return "", fmt.Errorf("a new ID block for the copy of the isolated container %s: %w", j.Src.Name, err)
+		return rep, fmt.Errorf("a new ID block for the copy of the isolated container %s: %w", j.Src.Name, err)
 	}
 	var shifted *idmap.ShiftStats
 	if shift != nil {
@@ -235,7 +419,7 @@ func copyContainer(j copyJob) (string, error) {
 		// not be in, package trust); it gets SRC's first, as the copy
 		// command gives it.
 		if err := sameOwnerAndMode(srcDir, dstDir); err != nil {
-			return "", err
+			return rep, err
 		}
 	}
 
@@ -251,77 +435,27 @@ func copyContainer(j copyJob) (string, error) {
 			rw.OldLayer, rw.NewLayer = srcLayer, dstLayer
 		}
 		if _, err := os.Lstat(srcLayer); errors.Is(err, os.ErrNotExist) {
-			summary = append(summary, "no layer yet (never started)")
+			rep.summary = append(rep.summary, "no layer yet (never started)")
 		} else if err := layerDirOK(filepath.Dir(dstLayer)); err != nil {
-			return "", err
+			return rep, err
 		} else if isImage {
-			src, err := lockNotAttached(srcLayer)
+			st, err := copyImageLayer(j, srcLayer, dstLayer, shift, rep)
 			if err != nil {
-				return "", err
+				return rep, err
 			}
-			// Held until the copy is checked: a start of SRC meanwhile
-			// would attach the image and write it under the copy.
-			defer src.Close()
-			reflinked, err := clone.Image(src, dstLayer, j.Progress)
-			if err != nil {
-				return "", fmt.Errorf("copying the image %s: %w", srcLayer, err)
-			}
-			killpoint.At("copy:after-image-copy") // test-only
-			if j.Src.Hook.Preallocate {
-				// The hook line says --preallocate, which the copy keeps:
-				// the copy reserves its space on the host as the source
-				// did, or a full host would fail the container's writes.
-				if err := preallocate(dstLayer); err != nil {
-					os.Remove(dstLayer) // the copy just made, not the source
-					return "", fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
-				}
-			}
-			if shift != nil {
-				st, err := shiftImageLayer(dstLayer, shift.To)
-				if err != nil {
-					os.Remove(dstLayer) // the copy just made, not the source
-					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
-				}
-				shifted = &st
-			}
-			if out, err := fsckCopy(dstLayer); err != nil {
-				os.Remove(dstLayer) // the copy just made, not the source
-				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
-			}
-			how := "sparse copy"
-			if reflinked {
-				how = "reflink"
-			}
-			if j.Src.Hook.Preallocate {
-				how = map[bool]string{true: "reflink, preallocated", false: "preallocated copy"}[reflinked]
-			}
-			summary = append(summary, fmt.Sprintf("image %s (%s, %s, fsck clean)", dstLayer, how, allocated(dstLayer)))
+			shifted = st
 		} else {
-			unlock, err := dirlayer.LockForCopy(srcLayer)
+			st, err := copyDirLayer(j, srcLayer, dstLayer, shift, rep)
 			if err != nil {
-				return "", err
+				return rep, err
 			}
-			// Held until the layer is copied: a start of SRC meanwhile
-			// would write it under the copy.
-			defer unlock()
-			if err := clone.Tree(srcLayer, dstLayer); err != nil {
-				return "", fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
-			}
-			killpoint.At("copy:after-layer-copy") // test-only
-			if shift != nil {
-				st, err := shiftLayerRoot(dstLayer, shift.To)
-				if err != nil {
-					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
-				}
-				shifted = &st
-			}
-			summary = append(summary, "layer "+dstLayer)
+			shifted = st
 		}
 	}
 
 	if j.Command {
 		if err := copyDirFiles(srcDir, dstDir, srcLayer, j.Src.Config); err != nil {
-			return "", err
+			return rep, err
 		}
 	} else {
 		// lxc-copy -s of a directory rootfs makes it overlay:SRC:DELTA; the
@@ -329,27 +463,27 @@ func copyContainer(j copyJob) (string, error) {
 		if v := hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]); v != "" && !strings.HasPrefix(v, "dir:") && !strings.HasPrefix(v, "/") {
 			rw.Rootfs = "dir:" + filepath.Join(dstDir, "rootfs")
 			if err := os.MkdirAll(filepath.Join(dstDir, "rootfs"), 0o755); err != nil {
-				return "", err
+				return rep, err
 			}
 			if err := sameOwnerAndMode(filepath.Join(srcDir, "rootfs"), filepath.Join(dstDir, "rootfs")); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return "", err
+				return rep, err
 			}
 			// LXC recorded the new container as depending on SRC's rootfs
 			// (lxc_rdepends, SRC's lxc_snapshots); a full copy does not,
 			// and the record would block lxc-snapshot -r and lxc-destroy
 			// of SRC.
 			if err := dropRdepends(srcDir, dstDir); err != nil {
-				return "", err
+				return rep, err
 			}
-			summary = append(summary, "rootfs set back to a directory (a snapshot clone copies the layer in full)")
+			rep.summary = append(rep.summary, "rootfs set back to a directory (a snapshot clone copies the layer in full)")
 		}
 	}
 	out := rw.apply(string(text))
 	if err := checkHookBinaries(out); err != nil {
-		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
+		return rep, fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trusted.Fix, j.Src.Name)
 	}
 	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
-		return "", err
+		return rep, err
 	}
 	if shift != nil {
 		// DST's directory has SRC's owner and group (the container's root
@@ -357,7 +491,7 @@ func copyContainer(j copyJob) (string, error) {
 		// mapped root (lxc-copy of an unprivileged container): it is the
 		// copy's root's now, not the source's.
 		if err := idmap.ShiftOwner(dstDir, shift.From, shift.To); err != nil {
-			return "", err
+			return rep, err
 		}
 	}
 	if shift != nil {
@@ -366,12 +500,266 @@ func copyContainer(j copyJob) (string, error) {
 		if shifted != nil {
 			s += fmt.Sprintf(", the layer's %d files moved to it", shifted.Owners)
 		}
-		summary = append(summary, s)
+		rep.summary = append(rep.summary, s)
 	}
-	if len(summary) == 0 {
-		return "", nil
+	return rep, nil
+}
+
+// copyImageLayer copies the image srcLayer to dstLayer (a new file): a
+// stopped source's under its lock, a running one's with its filesystem
+// frozen; then checks the copy (e2fsck) and adapts it (--preallocate, a
+// new ID block).
+func copyImageLayer(j copyJob, srcLayer, dstLayer string, shift *idShift, rep *copyReport) (*idmap.ShiftStats, error) {
+	var src *os.File
+	var frozen *freeze.Freeze
+	if j.Live == nil {
+		f, err := lockNotAttached(srcLayer)
+		if err != nil {
+			return nil, err
+		}
+		src = f
+	} else {
+		f, dev, err := openAttached(srcLayer, j.Src.Name)
+		if err != nil {
+			return nil, err
+		}
+		// Held until the copy is done: the device stays bound to this
+		// image (its number cannot name another), and the freeze needs it.
+		defer dev.Close()
+		src = f
+		if !j.Live.NoFreeze {
+			fr, err := freeze.Start(freeze.FilesystemOn(dev.File()), freeze.Options{Max: j.Live.MaxFreeze, Name: j.Src.Name})
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("freezing the filesystem of image %s (%s) of the running container %s: %w; nothing was copied", srcLayer, dev.Path, j.Src.Name, err)
+			}
+			frozen = fr
+		}
 	}
-	return ": " + strings.Join(summary, ", "), nil
+	// Held until the copy is checked: a start of a stopped SRC meanwhile
+	// would attach the image and write it under the copy.
+	defer src.Close()
+	var reflinked, copied bool
+	res, err := whileFrozen(j.Ctx, frozen, func(ctx context.Context) error {
+		var err error
+		reflinked, err = clone.ImageContext(ctx, src, dstLayer, j.Progress)
+		copied = err == nil
+		return err
+	})
+	noteFreeze(j, frozen, res, rep)
+	if err != nil {
+		if copied {
+			os.Remove(dstLayer) // the copy just made, whose freeze did not hold
+		}
+		return nil, fmt.Errorf("copying the image %s: %w", srcLayer, err)
+	}
+	killpoint.At("copy:after-image-copy") // test-only
+	if j.Src.Hook.Preallocate {
+		// The hook line says --preallocate, which the copy keeps:
+		// the copy reserves its space on the host as the source
+		// did, or a full host would fail the container's writes.
+		if err := preallocate(dstLayer); err != nil {
+			os.Remove(dstLayer) // the copy just made, not the source
+			return nil, fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
+		}
+	}
+	var shifted *idmap.ShiftStats
+	if shift != nil {
+		st, err := shiftImageLayer(dstLayer, shift.To)
+		if err != nil {
+			os.Remove(dstLayer) // the copy just made, not the source
+			return nil, fmt.Errorf("moving the copy's files to its new ID block: %w", err)
+		}
+		shifted = &st
+	}
+	how := "sparse copy"
+	if reflinked {
+		how = "reflink"
+	}
+	if j.Src.Hook.Preallocate {
+		how = map[bool]string{true: "reflink, preallocated", false: "preallocated copy"}[reflinked]
+	}
+	layer := &CopyLayer{Kind: "image", Path: dstLayer, Method: how}
+	if err := fsckCopy(dstLayer, j.Live != nil && j.Live.NoFreeze, layer); err != nil {
+		os.Remove(dstLayer) // the copy just made, not the source
+		return nil, fmt.Errorf("the copy of %s %v, so it was not kept", srcLayer, err)
+	}
+	layer.Fsck = "clean"
+	layer.AllocatedBytes = allocatedBytes(dstLayer)
+	rep.layer = layer
+	check := "fsck clean"
+	if layer.OrphansReleased > 0 {
+		check = fmt.Sprintf("fsck clean once e2fsck -p released %d inode(s) deleted while open, as its first mount would", layer.OrphansReleased)
+	}
+	if layer.JournalReplayed {
+		check = "fsck clean once e2fsck -p replayed its journal"
+	}
+	rep.summary = append(rep.summary, fmt.Sprintf("image %s (%s, %s, %s)", dstLayer, how, allocated(dstLayer), check))
+	noteConsistency(j, rep)
+	return shifted, nil
+}
+
+// copyDirLayer copies the layer directory srcLayer to dstLayer (new): a
+// stopped source's under the layer's lock, a running one's with its
+// container frozen (cgroup freezer) and the layer synced.
+func copyDirLayer(j copyJob, srcLayer, dstLayer string, shift *idShift, rep *copyReport) (*idmap.ShiftStats, error) {
+	var unlock func()
+	var err error
+	if j.Live == nil {
+		unlock, err = dirlayer.LockForCopy(srcLayer)
+	} else {
+		unlock, err = dirlayer.LockForLiveCopy(srcLayer, j.Src.Config)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Held until the layer is copied: a start of SRC meanwhile would
+	// write it under the copy.
+	defer unlock()
+	var frozen *freeze.Freeze
+	if j.Live != nil && !j.Live.NoFreeze {
+		// The layer's dirty data out first, while the container runs: the
+		// sync inside the freeze then has little left to write.
+		syncLayer(srcLayer)
+		fr, err := freezeContainer(j)
+		if err != nil {
+			return nil, err
+		}
+		frozen = fr
+	}
+	copied := false
+	res, err := whileFrozen(j.Ctx, frozen, func(ctx context.Context) error {
+		if frozen != nil {
+			// What overlayfs wrote is on the upper's filesystem, all of
+			// it: no process of the container is between two writes.
+			syncLayer(srcLayer)
+		}
+		err := clone.TreeContext(ctx, srcLayer, dstLayer)
+		copied = err == nil
+		return err
+	})
+	noteFreeze(j, frozen, res, rep)
+	if err != nil {
+		if copied {
+			clone.RemoveFresh(dstLayer) // the copy just made, whose freeze did not hold
+		}
+		return nil, fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
+	}
+	if j.Live != nil {
+		// The source's claim on its layer, copied with it: the copy's
+		// start would take it for another running container's.
+		os.Remove(filepath.Join(dstLayer, dirlayer.InUseName))
+	}
+	killpoint.At("copy:after-layer-copy") // test-only
+	var shifted *idmap.ShiftStats
+	if shift != nil {
+		st, err := shiftLayerRoot(dstLayer, shift.To)
+		if err != nil {
+			return nil, fmt.Errorf("moving the copy's files to its new ID block: %w", err)
+		}
+		shifted = &st
+	}
+	_, alloc := du(dstLayer)
+	rep.layer = &CopyLayer{Kind: "directory", Path: dstLayer, Method: "cp -a", AllocatedBytes: alloc}
+	rep.summary = append(rep.summary, "layer "+dstLayer)
+	noteConsistency(j, rep)
+	return shifted, nil
+}
+
+// freezeContainer freezes the running container of j with the cgroup
+// freezer, found through its init.
+func freezeContainer(j copyJob) (*freeze.Freeze, error) {
+	target, err := freeze.CgroupOf(j.Live.PID)
+	if err != nil {
+		return nil, fmt.Errorf("freezing the running container %s: %w; nothing was copied", j.Src.Name, err)
+	}
+	defer target.Close()
+	// The PID came from lxc-info a moment ago: the container's init still
+	// has it (and CgroupOf read that live process's cgroups).
+	if st, pid := j.Src.info(); pid != j.Live.PID || (st != "RUNNING" && st != "FROZEN") {
+		return nil, fmt.Errorf("container %s changed state while the copy began (now %s); nothing was copied: copy it again", j.Src.Name, st)
+	}
+	fr, err := freeze.Start(target, freeze.Options{Max: j.Live.MaxFreeze, Name: j.Src.Name})
+	if err != nil {
+		return nil, fmt.Errorf("freezing the running container %s (%s): %w; nothing was copied", j.Src.Name, target.Kind.Describe(), err)
+	}
+	return fr, nil
+}
+
+// syncLayer writes the dirty data of the filesystem that holds dir.
+func syncLayer(dir string) {
+	d, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	unix.Syncfs(int(d.Fd()))
+}
+
+// whileFrozen runs copy with fr held (nil: no freeze) and lifts the freeze
+// first, whatever happens: at once when ctx is done (Ctrl-C), before the
+// copy stops; when copy returns; and when the freeze ends by itself (its
+// limit), which stops the copy. An error from the freeze (it did not hold
+// to the end) fails the copy.
+func whileFrozen(ctx context.Context, fr *freeze.Freeze, copy func(context.Context) error) (freeze.Result, error) {
+	if fr == nil {
+		return freeze.Result{}, copy(ctx)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	finished := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+			fr.Thaw() // the container first
+		case <-fr.Done():
+		case <-finished:
+			return
+		}
+		cancel()
+	}()
+	killpoint.At("copy:frozen") // test-only
+	err := copy(cctx)
+	close(finished)
+	<-watched
+	res, ferr := fr.Thaw()
+	if ferr != nil && (err == nil || ctx.Err() == nil) {
+		if errors.Is(ferr, freeze.ErrLimit) {
+			return res, fmt.Errorf("%w (--max-freeze %s); nothing was kept: copy with a longer --max-freeze, or stop the container first", ferr, roundFrozen(res.Frozen))
+		}
+		return res, ferr
+	}
+	return res, err
+}
+
+// noteFreeze records a freeze (or the lack of one) in rep.
+func noteFreeze(j copyJob, fr *freeze.Freeze, res freeze.Result, rep *copyReport) {
+	if j.Live == nil {
+		return
+	}
+	rep.consistency = "crash-consistent"
+	if fr != nil {
+		rep.froze, rep.freeze, rep.consistency = true, res, "frozen"
+	}
+}
+
+// noteConsistency says how the copy of a running source was taken.
+func noteConsistency(j copyJob, rep *copyReport) {
+	switch {
+	case j.Live == nil:
+	case !rep.froze:
+		rep.summary = append(rep.summary, "taken from the running container without a freeze (--no-freeze): crash-consistent only, as a disk after a power cut (what the container had not written out is missing)")
+	case rep.freeze.Already:
+		rep.summary = append(rep.summary, fmt.Sprintf("taken while the container was frozen already (%s), left frozen", rep.freeze.Kind.Describe()))
+	default:
+		what := "its filesystem frozen (writes waited, reads went on)"
+		if rep.freeze.Kind != freeze.Filesystem {
+			what = "the container frozen (" + rep.freeze.Kind.Describe() + ")"
+		}
+		rep.summary = append(rep.summary, fmt.Sprintf("consistent: taken with %s for %s", what, roundFrozen(rep.freeze.Frozen)))
+	}
 }
 
 // dropRdepends undoes LXC's record of an overlay snapshot clone at dstDir
@@ -460,9 +848,47 @@ func lockNotAttached(path string) (*os.File, error) {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("image %q is in use by a running container (locked): stop it first; nothing was copied", path)
+		return nil, fmt.Errorf("image %q is in use (locked): by a container that started meanwhile, or a leftover of one (see status); nothing was copied", path)
 	}
 	return f, nil
+}
+
+// openAttached opens the image at path of the running container name
+// (checked as a start checks it) and its loop device: exactly one device
+// bound to this very file (device and inode), opened, and proven still
+// bound to it with the same disk sequence number once open (the open
+// device keeps that binding: its number cannot come to name another).
+func openAttached(path, name string) (*os.File, *loop.Device, error) {
+	f, err := image.Open(path, os.O_RDONLY)
+	if err != nil {
+		return nil, nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	devs, err := loop.FindByBacking(uint64(st.Dev), st.Ino)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if len(devs) != 1 {
+		f.Close()
+		return nil, nil, fmt.Errorf("container %s is running but its image %s is bound to %d loop devices, not one; nothing was copied (see status %s)", name, path, len(devs), name)
+	}
+	dev, err := loop.Open(devs[0].Number)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	now, err := dev.Status()
+	if err != nil || now.BackingDev != uint64(st.Dev) || now.BackingIno != st.Ino || now.Diskseq != devs[0].Diskseq {
+		dev.Close()
+		f.Close()
+		return nil, nil, fmt.Errorf("%s is no longer the loop device of %s (the container stopped or restarted meanwhile); nothing was copied: copy it again", dev.Path, path)
+	}
+	return f, dev, nil
 }
 
 // layerDirOK makes the directory that receives the copy's layer (0700
@@ -476,15 +902,45 @@ func layerDirOK(dir string) error {
 	return d.Close()
 }
 
-// fsckCopy runs e2fsck -fn on the image copy at path, through the file
-// opened and checked by name once.
-func fsckCopy(path string) (string, error) {
-	f, err := image.Open(path, os.O_RDONLY)
+// fsckCopy checks the image copy at path (ours, just made) with
+// e2fsck -fn, through the file opened and checked by name once. A copy of
+// a running container's filesystem holds, in its orphan list, the files
+// its processes deleted and still had open: e2fsck -p releases them in the
+// copy first, as the copy's first mount would (it is no journal replay,
+// and a frozen filesystem's journal is empty). A journal to replay is the
+// mark of a copy taken without a freeze: replayed too where noFreeze says
+// so, else the copy failed. It records what it did in layer.
+func fsckCopy(path string, noFreeze bool, layer *CopyLayer) error {
+	f, err := image.Open(path, os.O_RDWR)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer f.Close()
-	return image.FsckReadOnly(f)
+	sb, err := image.ReadSuperblock(f)
+	if err != nil {
+		return fmt.Errorf("has no readable superblock (%v)", err)
+	}
+	if sb.NeedsRecovery() && !noFreeze {
+		return errors.New("needs a journal replay (the filesystem was not frozen while it was copied)")
+	}
+	if sb.NeedsRecovery() || sb.HasOrphans() {
+		out, code, err := image.Preen(f)
+		if err != nil {
+			return fmt.Errorf("could not be checked (e2fsck -p: %v)", err)
+		}
+		layer.OrphansReleased = strings.Count(out, "Clearing orphaned inode")
+		layer.JournalReplayed = sb.NeedsRecovery()
+		switch {
+		case code >= 4:
+			return fmt.Errorf("has errors e2fsck -p does not repair (exit %d): %s", code, lastLines(out, 3))
+		case code != 0 && !noFreeze:
+			return fmt.Errorf("needed repairs beyond its orphan inodes (e2fsck -p exit %d): %s", code, lastLines(out, 3))
+		}
+	}
+	if out, err := image.FsckReadOnly(f); err != nil {
+		return fmt.Errorf("does not fsck clean (e2fsck -fn: %v): %s", err, lastLines(out, 3))
+	}
+	return nil
 }
 
 func allocated(path string) string {
@@ -493,6 +949,14 @@ func allocated(path string) string {
 		return ""
 	}
 	return fmt.Sprintf("%s of %s allocated", humanApprox(st.Blocks*512), humanApprox(st.Size))
+}
+
+func allocatedBytes(path string) int64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512
 }
 
 // mapPath maps p under srcDir to the same place under dstDir.
@@ -762,7 +1226,8 @@ func CloneHook(program, category string, stderr io.Writer) int {
 	// runs on, where there is one.
 	var w io.Writer = stderr
 	var progress clone.Progress
-	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
+	tty, ttyErr := os.OpenFile("/dev/tty", os.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if ttyErr == nil {
 		defer tty.Close()
 		w = io.MultiWriter(stderr, tty)
 		progress = terminalProgress(tty) // a long copy shows its progress there too
@@ -795,19 +1260,36 @@ func CloneHook(program, category string, stderr io.Writer) int {
 		log.Errorf("copy of %s to %s refused: the source's config: %v", srcName, name, err)
 		return 1
 	}
-	// lxc-copy --allowrunning copies a running container's config; its
-	// layer, being written, would not copy consistently.
-	if st, _ := src.info(); st != "STOPPED" {
-		log.Errorf("copy of %s to %s refused: %s is %s; stop it first, a layer being written would not copy consistently", srcName, name, srcName, st)
-		return 1
-	}
-	t0 := time.Now()
-	res, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: progress})
+	// lxc-copy --allowrunning copies a running container's config: its
+	// layer is copied frozen, as the copy command does.
+	st, pid := src.info()
+	live, err := liveOf(src, st, pid)
 	if err != nil {
 		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
 		return 1
 	}
-	log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("copied the writable layer of %s for %s%s", srcCfg, cfg, res)
+	// Ctrl-C on lxc-copy reaches this hook too: a freeze is lifted at once.
+	ctx, interrupted := interruptible()
+	defer interrupted.stop()
+	t0 := time.Now()
+	rep, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: progress, Live: live, Ctx: ctx})
+	if s := interrupted.signal(); s != nil {
+		err = fmt.Errorf("interrupted (%v)%s", s, rep.thawNote())
+	}
+	if err != nil {
+		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
+		return 1
+	}
+	entry := log.WithField("took", time.Since(t0).Round(time.Millisecond))
+	if rep.froze {
+		entry = entry.WithField("frozen", roundFrozen(rep.freeze.Frozen))
+	}
+	entry.Infof("copied the writable layer of %s for %s%s", srcCfg, cfg, rep.text())
+	if live != nil && ttyErr == nil {
+		// What the copy cost the running source, where lxc-copy's user
+		// sees it (the log line above is at INFO, below the usual level).
+		fmt.Fprintf(tty, "%s: copied the writable layer of the running container %s for %s%s\n", program, srcName, name, rep.text())
+	}
 	return 0
 }
 

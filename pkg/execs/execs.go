@@ -42,6 +42,9 @@ type Options struct {
 	// while the tool runs, so a long run is visible in the log.
 	Progress      func(elapsed time.Duration)
 	ProgressEvery time.Duration
+	// Context, when set, kills the tool when it is done (a copy that the
+	// user interrupted); the error then matches context.Canceled.
+	Context context.Context
 }
 
 // Run execs tool with args, killed after timeout, and returns its combined
@@ -65,6 +68,9 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 		return "", fmt.Errorf("%s %w: %s", tool, ErrNotFound, o.Hint)
 	}
 	ctx := context.Background()
+	if o.Context != nil {
+		ctx = o.Context
+	}
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
@@ -120,6 +126,9 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 	text := strings.TrimSpace(out.String())
 	if ctx.Err() == context.DeadlineExceeded {
 		return text, fmt.Errorf("%s timed out after %s", tool, o.Timeout)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return text, fmt.Errorf("%s stopped: %w", tool, context.Canceled)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.Exited() {

@@ -458,6 +458,18 @@ func copyContainer(j copyJob) (*copyReport, error) {
 			return rep, err
 		}
 	} else {
+		if j.Live != nil {
+			srcCfg, _ := os.ReadFile(j.Src.Config)
+			srcRootfs := strings.TrimPrefix(hook.Last(hook.ConfigValues(strings.NewReader(string(srcCfg)), "lxc.rootfs.path")["lxc.rootfs.path"]), "dir:")
+			dstRootfs := strings.TrimPrefix(hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]), "dir:")
+			if filepath.IsAbs(srcRootfs) && filepath.IsAbs(dstRootfs) && filepath.Dir(dstRootfs) == dstDir {
+				if emptied, err := emptyCopiedRoot(srcRootfs, dstRootfs); err != nil {
+					return rep, fmt.Errorf("emptying %s, which LXC filled with the running container's mounted root: %w", dstRootfs, err)
+				} else if emptied {
+					rep.summary = append(rep.summary, "the rootfs directory that LXC filled from the running container's mounted root emptied")
+				}
+			}
+		}
 		// lxc-copy -s of a directory rootfs makes it overlay:SRC:DELTA; the
 		// hooks need a directory (the layer was copied in full instead).
 		if v := hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]); v != "" && !strings.HasPrefix(v, "dir:") && !strings.HasPrefix(v, "/") {
@@ -750,7 +762,7 @@ func noteConsistency(j copyJob, rep *copyReport) {
 	switch {
 	case j.Live == nil:
 	case !rep.froze:
-		rep.summary = append(rep.summary, "taken from the running container without a freeze (--no-freeze): crash-consistent only, as a disk after a power cut (what the container had not written out is missing)")
+		rep.summary = append(rep.summary, "taken from the running container without a freeze (--no-freeze): crash-consistent at best, as a disk after a power cut (what the container had not written out is missing, what it wrote during the copy may be in it in part)")
 	case rep.freeze.Already:
 		rep.summary = append(rep.summary, fmt.Sprintf("taken while the container was frozen already (%s), left frozen", rep.freeze.Kind.Describe()))
 	default:
@@ -989,7 +1001,12 @@ func copyDirFiles(srcDir, dstDir, layerPath, config string) error {
 		if _, inside := mapPath(layerPath, p, dst); inside && layerPath != "" {
 			continue // a directory holding the layer: made, with the layer, above
 		}
-		if e.IsDir() {
+		if e.IsDir() && isMountpoint(p) {
+			// A running unprivileged container's root, attached on its
+			// rootfs directory on the host: the directory is copied, not
+			// the container's whole tree mounted there.
+			err = emptyDirLike(srcDir, e.Name(), dst)
+		} else if e.IsDir() {
 			err = clone.Tree(p, dst)
 		} else {
 			err = clone.File(p, dst)
@@ -999,6 +1016,81 @@ func copyDirFiles(srcDir, dstDir, layerPath, config string) error {
 		}
 	}
 	return nil
+}
+
+// isMountpoint reports whether something is mounted on the directory p
+// (its device is not its parent's).
+func isMountpoint(p string) bool {
+	var st, parent unix.Stat_t
+	if unix.Lstat(p, &st) != nil || unix.Lstat(filepath.Dir(p), &parent) != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Dev != parent.Dev
+}
+
+// statUnder stats dir/name as it is under whatever is mounted on it:
+// through a clone of dir's mount alone (open_tree without AT_RECURSIVE, a
+// detached mount gone when closed), which carries no mount stacked on its
+// entries.
+func statUnder(dir, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil {
+		return st, &os.PathError{Op: "open_tree", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return st, &os.PathError{Op: "stat", Path: filepath.Join(dir, name), Err: err}
+	}
+	return st, nil
+}
+
+// emptyDirLike makes dst (new, or an existing directory of LXC's copy,
+// emptied) a directory with the owner and mode that srcDir/name has under
+// what is mounted on it.
+func emptyDirLike(srcDir, name, dst string) error {
+	st, err := statUnder(srcDir, name)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(dst, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := unix.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return &os.PathError{Op: "chown", Path: dst, Err: err}
+	}
+	if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
+		return &os.PathError{Op: "chmod", Path: dst, Err: err}
+	}
+	return nil
+}
+
+// emptyCopiedRoot undoes what lxc-copy --allowrunning does to a running
+// unprivileged container's copy: its rsync copies what is mounted on the
+// source's rootfs directory, i.e. the container's whole root (template and
+// layer, attached there on the host while it runs, and copied unfrozen)
+// into the copy's. The copy's rootfs directory, LXC's own of a moment
+// ago, is emptied (nothing mounted below it), and gets the owner and mode
+// of the source's under its mount. It reports whether it did anything.
+func emptyCopiedRoot(srcRootfs, dstRootfs string) (bool, error) {
+	if !isMountpoint(srcRootfs) {
+		return false, nil // nothing attached: LXC copied the directory itself
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dstRootfs, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || isMountpoint(dstRootfs) {
+		return false, nil
+	}
+	ents, err := os.ReadDir(dstRootfs)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		// RemoveFresh refuses a mount below; RemoveAll follows no link.
+		if err := clone.RemoveFresh(filepath.Join(dstRootfs, e.Name())); err != nil {
+			return true, err
+		}
+	}
+	return len(ents) > 0, emptyDirLike(filepath.Dir(srcRootfs), filepath.Base(srcRootfs), dstRootfs)
 }
 
 // writeConfig writes a config: a new file for the copy command, replacing

@@ -22,6 +22,7 @@ type copyJSON struct {
 	Consistency   string  `json:"consistency"`
 	Freeze        string  `json:"freeze"`
 	FrozenSeconds float64 `json:"frozen_seconds"`
+	WasThere      bool    `json:"freeze_was_there"`
 	Layer         *struct {
 		Kind            string `json:"kind"`
 		Path            string `json:"path"`
@@ -230,9 +231,9 @@ func mustComplete(t *testing.T, w <-chan error, what string) {
 
 // copyStoppedAt starts "copy SRC DST" on the running c with a kill point
 // armed as POINT/stop, and returns once it has stopped there.
-func copyStoppedAt(t *testing.T, hook string, c *ctr, dst, point string) (*exec.Cmd, <-chan error, *strings.Builder) {
+func copyStoppedAt(t *testing.T, hook string, c *ctr, dst, point string, extra ...string) (*exec.Cmd, <-chan error, *strings.Builder) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, hook), "copy", c.name, dst, "-P", c.lxcpath)
+	cmd := exec.Command(filepath.Join(binDir, hook), append([]string{"copy", c.name, dst, "-P", c.lxcpath}, extra...)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LXC_HOOKS_TEST_KILLPOINT=" + point + "/stop"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal's job
 	out := &strings.Builder{}
@@ -430,6 +431,53 @@ func TestLiveCopyOverlay(t *testing.T) {
 		t.Fatal("the container's cgroup is still frozen after the copier was killed")
 	}
 	waitSeqGrows(t, c, seqCount(t, c), "after the copier was killed")
+
+	// Frozen by lxc-freeze before: copied as it is, left frozen.
+	if out, err := c.lxc("lxc-freeze"); err != nil {
+		t.Fatalf("lxc-freeze: %v %s", err, out)
+	}
+	r = copyWithJSON(t, hook, c, c.name+"-wasfrozen")
+	if r.Consistency != "frozen" || !r.WasThere || !cgroupFrozen(t, c) {
+		t.Fatalf("copy of an lxc-frozen container: %+v (frozen after: %v)", r, cgroupFrozen(t, c))
+	}
+	other(c, c.name+"-wasfrozen")
+	if out, err := c.lxc("lxc-unfreeze"); err != nil {
+		t.Fatalf("lxc-unfreeze: %v %s", err, out)
+	}
+	c.stop(false)
+}
+
+// A copier that hangs while the filesystem is frozen (SIGSTOPped there):
+// the watchdog thaws at --max-freeze by itself, the container's writes go
+// on while the copier is still stopped, and the copy, resumed, fails
+// saying the freeze ran out, leaving nothing.
+func TestLiveCopyMaxFreeze(t *testing.T) {
+	requireEnv(t)
+	hook := "lxc-hook-loopimg"
+	c := initCtr(t, hook, "--size", "64M")
+	c.mustStart()
+	startWriter(t, c)
+	dst := c.name + "-hung"
+	cmd, exited, out := copyStoppedAt(t, hook, c, dst, "copy:frozen", "--max-freeze", "4s")
+	probe := probeWrite(c)
+	mustBlock(t, probe, "frozen, the copier stopped")
+	mustComplete(t, probe, "past --max-freeze with the copier hung")
+	if !processStopped(cmd.Process.Pid) {
+		t.Fatal("the copier was not stopped when the freeze was lifted: the test tests nothing")
+	}
+	waitNoWatchdog(t, c.name)
+	if ext4Frozen(t, imageDevice(t, c)) {
+		t.Fatal("still frozen past --max-freeze")
+	}
+	cmd.Process.Signal(syscall.SIGCONT)
+	if err := <-exited; err == nil || !strings.Contains(out.String(), "time limit") {
+		t.Fatalf("a copy whose freeze ran out: %v %s", err, out.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+	if exists(filepath.Join(c.lxcpath, dst)) {
+		t.Fatal("the failed copy left its directory")
+	}
+	waitSeqGrows(t, c, seqCount(t, c), "after the failed copy")
 	c.stop(false)
 }
 

@@ -739,7 +739,7 @@ func whileFrozen(ctx context.Context, fr *freeze.Freeze, copy func(context.Conte
 	res, ferr := fr.Thaw()
 	if ferr != nil && (err == nil || ctx.Err() == nil) {
 		if errors.Is(ferr, freeze.ErrLimit) {
-			return res, fmt.Errorf("%w (--max-freeze %s); nothing was kept: copy with a longer --max-freeze, or stop the container first", ferr, roundFrozen(res.Frozen))
+			return res, fmt.Errorf("%w (frozen %s, see --max-freeze): copy again with a longer --max-freeze, or stop the container first", ferr, roundFrozen(res.Frozen))
 		}
 		return res, ferr
 	}

@@ -379,6 +379,9 @@ func roundFrozen(d time.Duration) time.Duration {
 // failure: whether a freeze was taken and lifted).
 func copyContainer(j copyJob) (*copyReport, error) {
 	rep := &copyReport{consistency: "stopped"}
+	if j.Live != nil {
+		rep.consistency = "" // until a layer is copied (an ephemeral one is not)
+	}
 	if j.Ctx == nil {
 		j.Ctx = context.Background()
 	}
@@ -524,6 +527,7 @@ func copyContainer(j copyJob) (*copyReport, error) {
 func copyImageLayer(j copyJob, srcLayer, dstLayer string, shift *idShift, rep *copyReport) (*idmap.ShiftStats, error) {
 	var src *os.File
 	var frozen *freeze.Freeze
+	var dev *loop.Device
 	if j.Live == nil {
 		f, err := lockNotAttached(srcLayer)
 		if err != nil {
@@ -531,18 +535,18 @@ func copyImageLayer(j copyJob, srcLayer, dstLayer string, shift *idShift, rep *c
 		}
 		src = f
 	} else {
-		f, dev, err := openAttached(srcLayer, j.Src.Name)
+		f, d, err := openAttached(srcLayer, j.Src.Name)
 		if err != nil {
 			return nil, err
 		}
-		// Held until the copy is done: the device stays bound to this
-		// image (its number cannot name another), and the freeze needs it.
-		defer dev.Close()
-		src = f
+		// Held until the thaw: the device stays bound to this image (its
+		// number cannot name another), and the freeze needs it.
+		dev, src = d, f
 		if !j.Live.NoFreeze {
 			fr, err := freeze.Start(freeze.FilesystemOn(dev.File()), freeze.Options{Max: j.Live.MaxFreeze, Name: j.Src.Name})
 			if err != nil {
 				f.Close()
+				dev.Close()
 				return nil, fmt.Errorf("freezing the filesystem of image %s (%s) of the running container %s: %w; nothing was copied", srcLayer, dev.Path, j.Src.Name, err)
 			}
 			frozen = fr
@@ -559,6 +563,11 @@ func copyImageLayer(j copyJob, srcLayer, dstLayer string, shift *idShift, rep *c
 		return err
 	})
 	noteFreeze(j, frozen, res, rep)
+	if dev != nil {
+		// Not a moment longer: a stop of the container meanwhile waits
+		// for its loop device to go.
+		dev.Close()
+	}
 	if err != nil {
 		if copied {
 			os.Remove(dstLayer) // the copy just made, whose freeze did not hold

@@ -39,6 +39,7 @@ type livecopyRow struct {
 type livecopyResult struct {
 	fs       string
 	reflink  string
+	reflinks bool
 	rows     []*livecopyRow
 	loadMin  float64
 	loadMax  float64
@@ -89,6 +90,7 @@ func (b *bench) livecopyRun() *livecopyResult {
 		res.fs = strings.TrimSpace(out)
 	}
 	res.reflink = reflinkSupport(*workDir)
+	res.reflinks = strings.HasPrefix(res.reflink, "reflink")
 	var sizes []int64
 	for _, s := range strings.Split(*lcSizes, ",") {
 		n, err := image.ParseSize(strings.TrimSpace(s))
@@ -185,7 +187,11 @@ func (res *livecopyResult) markdown() string {
 	w("## Copies of a running container: time frozen\n\n")
 	w("Measured %s on %s with `./scripts/bench.sh -only livecopy -livecopy-rounds %d` (%s). ",
 		res.started.UTC().Format("2006-01-02 15:04 MST"), machine(), *lcRounds, res.finished.Sub(res.started).Round(time.Second))
-	w("The scratch filesystem is %s: %s, so an image is copied by its data ranges (`SEEK_DATA`/`SEEK_HOLE`, `copy_file_range`) and a directory layer with `cp -a`; on a filesystem with reflinks (btrfs, XFS) an image is a reflink instead, which this step then measures. ", res.fs, res.reflink)
+	if res.reflinks {
+		w("The scratch filesystem is %s: %s, so an image is a reflink (FICLONE: its extents shared, nothing copied) and a directory layer is copied with `cp -a`. ", res.fs, res.reflink)
+	} else {
+		w("The scratch filesystem is %s: %s, so an image is copied by its data ranges (`SEEK_DATA`/`SEEK_HOLE`, `copy_file_range`) and a directory layer with `cp -a`; on a filesystem with reflinks (btrfs, XFS) an image is a reflink instead, which this step then measures. ", res.fs, res.reflink)
+	}
 	w("Load average (1 minute) during the step: %.1f – %.1f on 2 CPUs shared with other test runs, so these are figures under load, not a quiet machine's. ", res.loadMin, res.loadMax)
 	w("Each row: a running container with that much data written inside (random bytes, cumulatively), copied %d× cold (page cache dropped first: a container that has run a while) and %d× warm (right after a copy), with `copy SRC DST --json`. ", *lcRounds, *lcRounds)
 	w("Frozen = what the freeze watchdog measured, from the freeze request to the thaw's return: the time the container's writes (image: FIFREEZE, reads go on) or its processes (directory: cgroup freezer) waited, the copy's only cost to it. Whole copy = the command's wall time (the config, the fsck of the image copy after the thaw). Median (min – max).\n\n")

@@ -1,6 +1,8 @@
 package execs
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,3 +103,14 @@ func TestProgressWithoutTimeout(t *testing.T) {
 }
 
 func readString(p string) string { b, _ := os.ReadFile(p); return string(b) }
+
+// A done Context stops the tool at once, and the error says so.
+func TestContextStopsTool(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	t0 := time.Now()
+	_, err := RunWith(Options{Context: ctx, Timeout: time.Minute}, "sleep", "30")
+	if !errors.Is(err, context.Canceled) || time.Since(t0) > 20*time.Second {
+		t.Fatalf("sleep 30 with a cancelled context: %v after %s", err, time.Since(t0))
+	}
+}

@@ -274,10 +274,15 @@ func WatchdogMain() int {
 	}
 	why := waitEOF(3, o.Max-time.Since(t0))
 	if already {
-		report(thawedLine(0, whyAlready))
-		return 0
-	}
-	if !h.stillFrozen() {
+		// Someone else's freeze (lxc-freeze, another copy): left as it
+		// is, if it held; one lifted meanwhile fails the copy (and the
+		// filesystem frozen again by the check is thawed below).
+		if h.stillFrozen() {
+			report(thawedLine(0, whyAlready))
+			return 0
+		}
+		why = whyLost
+	} else if !h.stillFrozen() {
 		why = whyLost
 	}
 	// Thawing must not fail for a passing reason: a few tries.

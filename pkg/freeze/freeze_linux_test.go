@@ -264,6 +264,23 @@ func TestFilesystemAlreadyFrozen(t *testing.T) {
 	if e.thawed() {
 		t.Fatal("a freeze of someone else's was lifted")
 	}
+
+	// Someone else's freeze lifted during the copy (two copies at once,
+	// the first done first): the copy fails, and nothing stays frozen.
+	e.freezeHere(t)
+	f, err = Start(FilesystemOn(e.dev), Options{Max: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.thawed() { // lifts the first holder's freeze; true: there was none
+		t.Fatal("not frozen by its first holder")
+	}
+	if _, err := f.Thaw(); !errors.Is(err, ErrLost) {
+		t.Fatalf("someone else's freeze lifted during the copy: %v", err)
+	}
+	if !e.thawed() {
+		t.Fatal("left frozen")
+	}
 }
 
 // A stopped container: no superblock to freeze, and none made.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
@@ -195,6 +196,25 @@ func cgroupFrozen(t *testing.T, c *ctr) bool {
 	return false
 }
 
+// assertNoLoopsNamed is assertNoLoops that names, on failure, the
+// processes whose mount namespace has a leftover device mounted (a copy of
+// a running container's root, taken by a namespace made meanwhile: by this
+// run, or by another on the machine).
+func assertNoLoopsNamed(t *testing.T, when string) {
+	t.Helper()
+	left := loopsUnder(workRoot)
+	if len(left) == 0 {
+		return
+	}
+	var who []string
+	for _, d := range left {
+		var n int
+		fmt.Sscanf(d, "/dev/loop%d", &n)
+		who = append(who, fmt.Sprintf("%s, mounted in the namespace of: %s", d, holders.Join(holders.WithMountOf(7, n, ""))))
+	}
+	t.Fatalf("%s: loop devices still attached: %s", when, strings.Join(who, "; "))
+}
+
 // probeWrite starts one write inside c; the channel says when it is done.
 func probeWrite(c *ctr) <-chan error {
 	done := make(chan error, 1)
@@ -309,7 +329,7 @@ func TestLiveCopyImage(t *testing.T) {
 	t.Logf("the copy holds lines 1..%d; the source went on", n)
 	c.stop(false)
 	waitNoWatchdog(t, c.name)
-	assertNoLoops(t, workRoot, "after the live copy")
+	assertNoLoopsNamed(t, "after the live copy")
 }
 
 // The copier SIGKILLed halfway through the image, frozen: the watchdog
@@ -352,7 +372,7 @@ func TestLiveCopyImageKilled(t *testing.T) {
 	checkSeqPrefix(t, d)
 	d.stop(false)
 	c.stop(false)
-	assertNoLoops(t, workRoot, "after the copies")
+	assertNoLoopsNamed(t, "after the copies")
 }
 
 // Ctrl-C while the copy is frozen halfway: the container is thawed first,
@@ -384,7 +404,7 @@ func TestLiveCopyImageInterrupted(t *testing.T) {
 	}
 	waitSeqGrows(t, c, seqCount(t, c), "after Ctrl-C")
 	c.stop(false)
-	assertNoLoops(t, workRoot, "after the interrupted copy")
+	assertNoLoopsNamed(t, "after the interrupted copy")
 }
 
 // A running overlay container (a directory layer) with a writer inside:
@@ -588,7 +608,7 @@ func TestLiveCopyUnprivileged(t *testing.T) {
 				d.stop(false)
 			}
 			c.stop(false)
-			assertNoLoops(t, workRoot, "after the copies stopped")
+			assertNoLoopsNamed(t, "after the copies stopped")
 		})
 	}
 }

@@ -389,18 +389,25 @@ const (
 // withFormatsSection puts section (or, if "", the section found in old)
 // into doc, replacing an earlier one.
 func withFormatsSection(doc, old, section string) string {
+	return withSection(doc, old, section, formatsBegin, formatsEnd)
+}
+
+// withSection puts section (or, if "", the section found in old) between
+// the markers begin and end into doc, replacing an earlier one: a step
+// run alone rewrites its own section, and a full run keeps the others'.
+func withSection(doc, old, section, begin, end string) string {
 	cut := func(s string) (string, string, bool) {
-		i := strings.Index(s, formatsBegin)
-		j := strings.Index(s, formatsEnd)
+		i := strings.Index(s, begin)
+		j := strings.Index(s, end)
 		if i < 0 || j < i {
 			return s, "", false
 		}
-		return s[:i] + s[j+len(formatsEnd):], s[i : j+len(formatsEnd)], true
+		return s[:i] + s[j+len(end):], s[i : j+len(end)], true
 	}
 	doc, _, _ = cut(doc)
 	block := ""
 	if section != "" {
-		block = formatsBegin + "\n" + section + formatsEnd
+		block = begin + "\n" + section + end
 	} else if _, prev, ok := cut(old); ok {
 		block = prev
 	}

@@ -24,3 +24,23 @@ func TestWithFormatsSection(t *testing.T) {
 		t.Fatalf("no section anywhere: %q", got)
 	}
 }
+
+// The livecopy step's section and the formats step's live side by side:
+// each run alone rewrites its own, a full run keeps both.
+func TestTwoSections(t *testing.T) {
+	full := "# Benchmarks\n\nstart/stop table\n"
+	doc := withFormatsSection(full, "", "## Templates by format\nF\n")
+	doc = withSection(doc, "", "## Copies\nL1\n", livecopyBegin, livecopyEnd)
+	doc = withSection(doc, "", "## Copies\nL2\n", livecopyBegin, livecopyEnd)
+	if strings.Contains(doc, "L1") || !strings.Contains(doc, "L2") || !strings.Contains(doc, "\nF\n") || strings.Count(doc, livecopyBegin) != 1 {
+		t.Fatalf("livecopy alone: %q", doc)
+	}
+	doc = withFormatsSection(doc, "", "## Templates by format\nG\n")
+	if !strings.Contains(doc, "L2") || !strings.Contains(doc, "\nG\n") || strings.Contains(doc, "\nF\n") {
+		t.Fatalf("formats alone: %q", doc)
+	}
+	kept := withSection(withFormatsSection("# new\n", doc, ""), doc, "", livecopyBegin, livecopyEnd)
+	if !strings.Contains(kept, "L2") || !strings.Contains(kept, "\nG\n") || strings.Contains(kept, "start/stop table") {
+		t.Fatalf("full run: %q", kept)
+	}
+}

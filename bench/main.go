@@ -33,7 +33,7 @@ var (
 	outDoc   = flag.String("out", "docs/benchmarks.md", "report to write")
 	outChart = flag.String("chart", "docs/benchmarks-startstop.png", "chart to write (needs gnuplot)")
 	repo     = flag.String("repo", ".", "the repository (for binaries and the reference hook)")
-	only     = flag.String("only", "", "run only this step (startstop, rss, io, parallel, density, formats), for profiling; the report then has only its figures, except formats, which rewrites only its own section")
+	only     = flag.String("only", "", "run only this step (startstop, rss, io, parallel, density, formats, livecopy), for profiling; the report then has only its figures, except formats and livecopy, which rewrite only their own sections")
 )
 
 type bench struct {
@@ -59,11 +59,22 @@ func main() {
 	b.tplDir = filepath.Join(*workDir, "template")
 	b.tpl = filepath.Join(*workDir, "template.squashfs")
 	must(os.MkdirAll(b.lxcpath, 0o755))
-	setupIDs()
-	defer releaseIDs()
+	if *only != "livecopy" { // no unprivileged container there
+		setupIDs()
+		defer releaseIDs()
+	}
 	step("building the hooks and the template")
 	b.build()
 	r.machine = machine()
+
+	if *only == "livecopy" {
+		step("copies of running containers")
+		section := b.livecopyRun().markdown()
+		old, _ := os.ReadFile(*outDoc)
+		must(os.WriteFile(*outDoc, []byte(withSection(string(old), "", section, livecopyBegin, livecopyEnd)), 0o644))
+		fmt.Println(section)
+		return
+	}
 
 	if *only == "formats" {
 		step("template formats")
@@ -120,7 +131,8 @@ func main() {
 	r.finished = time.Now()
 	must(os.MkdirAll(filepath.Dir(*outDoc), 0o755))
 	old, _ := os.ReadFile(*outDoc)
-	must(os.WriteFile(*outDoc, []byte(withFormatsSection(r.markdown(), string(old), "")), 0o644))
+	doc := withFormatsSection(r.markdown(), string(old), "")
+	must(os.WriteFile(*outDoc, []byte(withSection(doc, string(old), "", livecopyBegin, livecopyEnd)), 0o644))
 	if err := r.chart(*outChart); err != nil {
 		fmt.Fprintln(os.Stderr, "chart:", err)
 	}

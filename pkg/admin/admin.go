@@ -18,6 +18,7 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/freeze"
 	"github.com/lxc-hooks/lxc-hooks/pkg/holders"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
@@ -89,6 +90,10 @@ func CommandNames(k Kind) []string {
 // Run is a hook binary's main: the hook when LXC runs it, an operator
 // command when a person does.
 func Run(b runner.Backend, hasImage bool) int {
+	if freeze.IsWatchdog() {
+		// A copy's freeze watchdog (this binary again): nothing else runs.
+		return freeze.WatchdogMain()
+	}
 	args := os.Args[1:]
 	k := Kind{Program: b.Program(), Image: hasImage}
 	HookHelp = func(w io.Writer) { runner.Usage(b, w) }
@@ -428,7 +433,7 @@ func (c *container) info() (state string, pid int) {
 		return "UNKNOWN", 0
 	}
 	state = strings.TrimSpace(out)
-	if state == "RUNNING" {
+	if state == "RUNNING" || state == "FROZEN" {
 		if out, err := execs.Run(10*time.Second, "install lxc", "lxc-info", "-n", c.Name, "-P", c.LXCPath, "-pH"); err == nil {
 			pid, _ = strconv.Atoi(strings.TrimSpace(out))
 		}

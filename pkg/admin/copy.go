@@ -1,11 +1,12 @@
 package admin
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,10 +16,12 @@ import (
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/clone"
 	"github.com/lxc-hooks/lxc-hooks/pkg/dirlayer"
+	"github.com/lxc-hooks/lxc-hooks/pkg/freeze"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/image"
 	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
+	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loopimg"
 	"github.com/lxc-hooks/lxc-hooks/pkg/lxclog"
 	"github.com/lxc-hooks/lxc-hooks/pkg/progress"
@@ -26,29 +29,42 @@ import (
 	"github.com/lxc-hooks/lxc-hooks/pkg/trust"
 )
 
-const copyAbout = `Makes DST a complete, independent copy of the stopped container SRC: its
-config rewritten for DST (lxc.uts.name, and every path that pointed into
-SRC's directory: rootfs, hook arguments such as --image, --upper and
---config, log files), the files of SRC's directory, and the writable layer.
-The template is shared, not copied. An image layer keeps its holes (a
-reflink where the host filesystem has it, else only its data is copied) and
-is checked with e2fsck -fn; a directory layer keeps owners, modes, xattrs
-(overlayfs's opaque directories and redirects), whiteouts, hardlinks, holes
-and times. A layer outside SRC's directory is copied into DST's directory
-(the default place). DST must not exist; a running SRC is refused.
-lxc-copy and lxc-snapshot do the same through the lxc.hook.clone line that
-init writes.`
+const copyAbout = `Makes DST a complete, independent copy of the container SRC: its config
+rewritten for DST (lxc.uts.name, and every path that pointed into SRC's
+directory: rootfs, hook arguments such as --image, --upper and --config, log
+files), the files of SRC's directory, and the writable layer. The template
+is shared, not copied. An image layer keeps its holes (a reflink where the
+host filesystem has it, else only its data is copied) and is checked with
+e2fsck -fn; a directory layer keeps owners, modes, xattrs (overlayfs's
+opaque directories and redirects), whiteouts, hardlinks, holes and times. A
+layer outside SRC's directory is copied into DST's directory (the default
+place). DST must not exist.
+A running SRC is copied consistently: an image layer's filesystem is frozen
+(FIFREEZE: writes inside wait, reads go on), a directory layer's container
+is frozen (cgroup freezer), for as long as the layer is copied and never
+longer than --max-freeze; the time frozen is printed. The freeze is held by
+a watchdog process that lifts it when the copy ends, fails, is interrupted
+or killed. --no-freeze copies without it: crash-consistent at best.
+lxc-copy (--allowrunning for a running SRC) and lxc-snapshot (of a stopped
+SRC: LXC refuses a running one) do the
+same through the lxc.hook.clone line that init writes.`
 
 func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
-	fs := flags(k, "copy", "SRC DST [-P LXCPATH]", copyAbout, stdout)
+	fs := flags(k, "copy", "SRC DST [-P LXCPATH] [--no-freeze] [--max-freeze DURATION] [--json]", copyAbout, stdout)
 	lxcpath := fs.String("P", "", "`LXCPATH` of both containers (default: LXC's lxc.lxcpath)")
 	fs.StringVar(lxcpath, "lxcpath", "", "same as -P")
+	noFreeze := fs.Bool("no-freeze", false, "copy a running SRC without freezing it: the copy is crash-consistent at best (as a disk after a power cut)")
+	maxFreeze := fs.Duration("max-freeze", freeze.DefaultMax, "the longest a running SRC stays frozen: a copy that takes longer fails, and SRC is thawed then")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 2 {
 		return usageError{errors.New("give SRC and DST (see --help)")}
+	}
+	if *maxFreeze <= 0 {
+		return usageError{fmt.Errorf("--max-freeze %s: give a positive duration (e.g. 30s, 5m)", *maxFreeze)}
 	}
 	srcName, dstName := pos[0], pos[1]
 	if dstName == "" || strings.ContainsAny(dstName, "/\n \t") || dstName == "." || dstName == ".." {
@@ -64,8 +80,13 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	if err := runner.CheckConfig(src.Hook.Config, src.Config, k.Program); err != nil {
 		return fmt.Errorf("container %q cannot be copied: %v", srcName, err)
 	}
-	if st, _ := src.info(); st != "STOPPED" {
-		return fmt.Errorf("container %q is %s: stop it first (lxc-stop -n %s); a copy of a layer that is being written would not be consistent, nothing was copied", srcName, st, srcName)
+	st, pid := src.info()
+	live, err := liveOf(src, st, pid)
+	if err != nil {
+		return err
+	}
+	if live != nil {
+		live.NoFreeze, live.MaxFreeze = *noFreeze, *maxFreeze
 	}
 	dstDir := filepath.Join(*lxcpath, dstName)
 	if _, err := os.Lstat(dstDir); err == nil {
@@ -93,21 +114,18 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	}
 	defer marker.Close()
 	// Ctrl-C, SIGTERM or a hangup would otherwise end the copy where it
-	// stands and leave DST's partial directory (a layer's worth of data);
-	// caught, the copy fails and removes it. The copy of an image goes on
-	// to its end first (cp, for a directory, gets Ctrl-C too).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
-	defer signal.Stop(sigs)
+	// stands, leaving DST's partial directory (a layer's worth of data);
+	// caught, the copy stops (a running SRC is thawed first, at once) and
+	// removes it.
+	ctx, interrupted := interruptible()
+	defer interrupted.stop()
 	t0 := time.Now()
-	res, err := copyContainer(copyJob{
+	rep, err := copyContainer(copyJob{
 		Src: src, DstConfig: filepath.Join(dstDir, "config"), DstName: dstName,
-		Command: true, Progress: progress.New(stdout),
+		Command: true, Progress: progress.New(stdout), Live: live, Ctx: ctx,
 	})
-	select {
-	case s := <-sigs:
-		err = fmt.Errorf("interrupted (%v)", s)
-	default:
+	if s := interrupted.signal(); s != nil {
+		err = fmt.Errorf("interrupted (%v)%s", s, rep.thawNote())
 	}
 	if err != nil {
 		// dstDir is ours, made above; nothing is mounted in it.
@@ -119,7 +137,15 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	// The config is in place: from here DST is a container, not a partial
 	// copy.
 	os.Remove(marker.Name())
-	fmt.Fprintf(stdout, "Container %s copied to %s (%s) in %s%s; start it with: lxc-start -n %s", srcName, dstName, dstDir, time.Since(t0).Round(time.Millisecond), res, dstName)
+	took := time.Since(t0)
+	if *asJSON {
+		r := rep.result()
+		r.Source, r.Destination, r.Directory, r.SourceState, r.TookSeconds = srcName, dstName, dstDir, st, took.Seconds()
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(stdout, "Container %s copied to %s (%s) in %s%s; start it with: lxc-start -n %s", srcName, dstName, dstDir, took.Round(time.Millisecond), rep.text(), dstName)
 	if *lxcpath != defaultLXCPath() {
 		fmt.Fprintf(stdout, " -P %s", *lxcpath)
 	}
@@ -181,6 +207,21 @@ type copyJob struct {
 	Command   bool
 	// Progress shows the copy's steps on a terminal (nil: none).
 	Progress *progress.Meter
+	// Live is set when Src runs (or is lxc-frozen): its layer is copied
+	// while it is frozen (or, with NoFreeze, as it is).
+	Live *liveSource
+	// Ctx stops the copy (Ctrl-C): a freeze is lifted first, at once.
+	Ctx context.Context
+}
+
+// bytes is where the layer copy reports its bytes: nil without a
+// terminal, so that nothing is counted (a directory's bytes are summed by
+// a walk of its tree first).
+func (j copyJob) bytes() clone.Progress {
+	if j.Progress == nil {
+		return nil
+	}
+	return j.Progress.Bytes
 }
 
 // layerPath is the writable layer a hook line uses ("" for an ephemeral
@@ -195,9 +236,26 @@ func (h hookLine) layerPath() (string, bool) {
 	return h.Upper, false
 }
 
+// copyReport is what a copy did, for the user and for --json.
+type copyReport struct {
+	summary     []string
+	layer       *CopyLayer
+	consistency string // "stopped", "frozen", "crash-consistent"
+	froze       bool   // a freeze was taken (and has ended)
+	freeze      freeze.Result
+}
+
 // copyContainer copies Src's layer (and, for the command, its directory's
-// other files) and writes DST's config. It returns a summary for the user.
-func copyContainer(j copyJob) (string, error) {
+// other files) and writes DST's config. It returns what it did (also on
+// failure: whether a freeze was taken and lifted).
+func copyContainer(j copyJob) (*copyReport, error) {
+	rep := &copyReport{consistency: "stopped"}
+	if j.Live != nil {
+		rep.consistency = "" // until a layer is copied (an ephemeral one is not)
+	}
+	if j.Ctx == nil {
+		j.Ctx = context.Background()
+	}
 	srcDir, dstDir := j.Src.Dir, filepath.Dir(j.DstConfig)
 	text, err := os.ReadFile(j.Src.Config)
 	if !j.Command {
@@ -205,25 +263,24 @@ func copyContainer(j copyJob) (string, error) {
 		text, err = os.ReadFile(j.DstConfig)
 	}
 	if err != nil {
-		return "", err
+		return rep, err
 	}
 	// The copy's hook lines run as root too: a binary a user can replace
 	// is refused before anything is copied (and the lines written are
 	// checked again below).
 	if err := checkHookBinaries(string(text)); err != nil {
-		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trust.InstallFix, j.Src.Name)
+		return rep, fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trust.InstallFix, j.Src.Name)
 	}
 	rw := rewrite{SrcDir: srcDir, DstDir: dstDir, KeepRootfs: !j.Command, SrcName: j.Src.Name, DstName: j.DstName}
 	if j.Command {
 		rw.Name = j.DstName
 	}
-	var summary []string
 
 	// A copy of an isolated container gets a block of its own, and its
 	// layer's files follow it (shifted below).
 	shift, err := planCopyBlock(j.Src.Config, j.DstConfig)
 	if err != nil {
-		return "", fmt.Errorf("a new ID block for the copy of the isolated container %s: %w", j.Src.Name, err)
+		return rep, fmt.Errorf("a new ID block for the copy of the isolated container %s: %w", j.Src.Name, err)
 	}
 	var shifted *idmap.ShiftStats
 	if shift != nil {
@@ -236,7 +293,7 @@ func copyContainer(j copyJob) (string, error) {
 		// not be in, package trust); it gets SRC's first, as the copy
 		// command gives it.
 		if err := sameOwnerAndMode(srcDir, dstDir); err != nil {
-			return "", err
+			return rep, err
 		}
 	}
 
@@ -252,117 +309,67 @@ func copyContainer(j copyJob) (string, error) {
 			rw.OldLayer, rw.NewLayer = srcLayer, dstLayer
 		}
 		if _, err := os.Lstat(srcLayer); errors.Is(err, os.ErrNotExist) {
-			summary = append(summary, "no layer yet (never started)")
+			rep.summary = append(rep.summary, "no layer yet (never started)")
 		} else if err := layerDirOK(filepath.Dir(dstLayer)); err != nil {
-			return "", err
+			return rep, err
 		} else if isImage {
-			src, err := lockNotAttached(srcLayer)
+			st, err := copyImageLayer(j, srcLayer, dstLayer, shift, rep)
 			if err != nil {
-				return "", err
+				return rep, err
 			}
-			// Held until the copy is checked: a start of SRC meanwhile
-			// would attach the image and write it under the copy.
-			defer src.Close()
-			j.Progress.Step("copying the layer")
-			reflinked, err := clone.Image(src, dstLayer, j.Progress.Bytes)
-			j.Progress.End(err)
-			if err != nil {
-				return "", fmt.Errorf("copying the image %s: %w", srcLayer, err)
-			}
-			killpoint.At("copy:after-image-copy") // test-only
-			if j.Src.Hook.Preallocate {
-				// The hook line says --preallocate, which the copy keeps:
-				// the copy reserves its space on the host as the source
-				// did, or a full host would fail the container's writes.
-				j.Progress.Step("reserving the copy's space on the host (fallocate)")
-				err := preallocate(dstLayer)
-				j.Progress.End(err)
-				if err != nil {
-					os.Remove(dstLayer) // the copy just made, not the source
-					return "", fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
-				}
-			}
-			if shift != nil {
-				j.Progress.Step("moving the copy's files to its ID block")
-				st, err := shiftImageLayer(dstLayer, shift.To)
-				j.Progress.End(err)
-				if err != nil {
-					os.Remove(dstLayer) // the copy just made, not the source
-					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
-				}
-				shifted = &st
-			}
-			if out, err := fsckCopy(dstLayer, j.Progress); err != nil {
-				os.Remove(dstLayer) // the copy just made, not the source
-				return "", fmt.Errorf("the copy of %s does not fsck clean (e2fsck -fn: %v), so it was not kept: %s", srcLayer, err, lastLines(out, 3))
-			}
-			how := "sparse copy"
-			if reflinked {
-				how = "reflink"
-			}
-			if j.Src.Hook.Preallocate {
-				how = map[bool]string{true: "reflink, preallocated", false: "preallocated copy"}[reflinked]
-			}
-			summary = append(summary, fmt.Sprintf("image %s (%s, %s, fsck clean)", dstLayer, how, allocated(dstLayer)))
+			shifted = st
 		} else {
-			unlock, err := dirlayer.LockForCopy(srcLayer)
+			st, err := copyDirLayer(j, srcLayer, dstLayer, shift, rep)
 			if err != nil {
-				return "", err
+				return rep, err
 			}
-			// Held until the layer is copied: a start of SRC meanwhile
-			// would write it under the copy.
-			defer unlock()
-			j.Progress.Step("copying the layer")
-			err = clone.TreeShowing(srcLayer, dstLayer, j.Progress.Bytes)
-			j.Progress.End(err)
-			if err != nil {
-				return "", fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
-			}
-			killpoint.At("copy:after-layer-copy") // test-only
-			if shift != nil {
-				j.Progress.Step("moving the copy's files to its ID block")
-				st, err := shiftLayerRoot(dstLayer, shift.To)
-				j.Progress.End(err)
-				if err != nil {
-					return "", fmt.Errorf("moving the copy's files to its new ID block: %w", err)
-				}
-				shifted = &st
-			}
-			summary = append(summary, "layer "+dstLayer)
+			shifted = st
 		}
 	}
 
 	if j.Command {
 		if err := copyDirFiles(srcDir, dstDir, srcLayer, j.Src.Config); err != nil {
-			return "", err
+			return rep, err
 		}
 	} else {
+		if j.Live != nil {
+			srcCfg, _ := os.ReadFile(j.Src.Config)
+			srcRootfs := strings.TrimPrefix(hook.Last(hook.ConfigValues(strings.NewReader(string(srcCfg)), "lxc.rootfs.path")["lxc.rootfs.path"]), "dir:")
+			dstRootfs := strings.TrimPrefix(hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]), "dir:")
+			if filepath.IsAbs(srcRootfs) && filepath.IsAbs(dstRootfs) && filepath.Dir(dstRootfs) == dstDir {
+				if emptied, err := emptyCopiedRoot(srcRootfs, dstRootfs); err != nil {
+					return rep, fmt.Errorf("emptying %s, which LXC filled with the running container's mounted root: %w", dstRootfs, err)
+				} else if emptied {
+					rep.summary = append(rep.summary, "the rootfs directory that LXC filled from the running container's mounted root emptied")
+				}
+			}
+		}
 		// lxc-copy -s of a directory rootfs makes it overlay:SRC:DELTA; the
 		// hooks need a directory (the layer was copied in full instead).
 		if v := hook.Last(hook.ConfigValues(strings.NewReader(string(text)), "lxc.rootfs.path")["lxc.rootfs.path"]); v != "" && !strings.HasPrefix(v, "dir:") && !strings.HasPrefix(v, "/") {
 			rw.Rootfs = "dir:" + filepath.Join(dstDir, "rootfs")
 			if err := os.MkdirAll(filepath.Join(dstDir, "rootfs"), 0o755); err != nil {
-				return "", err
+				return rep, err
 			}
 			if err := sameOwnerAndMode(filepath.Join(srcDir, "rootfs"), filepath.Join(dstDir, "rootfs")); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return "", err
+				return rep, err
 			}
 			// LXC recorded the new container as depending on SRC's rootfs
 			// (lxc_rdepends, SRC's lxc_snapshots); a full copy does not,
 			// and the record would block lxc-snapshot -r and lxc-destroy
 			// of SRC.
 			if err := dropRdepends(srcDir, dstDir); err != nil {
-				return "", err
+				return rep, err
 			}
-			summary = append(summary, "rootfs set back to a directory (a snapshot clone copies the layer in full)")
+			rep.summary = append(rep.summary, "rootfs set back to a directory (a snapshot clone copies the layer in full)")
 		}
 	}
 	out := rw.apply(string(text))
 	if err := checkHookBinaries(out); err != nil {
-		return "", fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trust.InstallFix, j.Src.Name)
+		return rep, fmt.Errorf("%v; the copy's config would name it and LXC would run it as root: %s, and name it on %s's hook lines first", err, trust.InstallFix, j.Src.Name)
 	}
 	if err := writeConfig(j.DstConfig, out, !j.Command); err != nil {
-		return "", err
+		return rep, err
 	}
 	if shift != nil {
 		// DST's directory has SRC's owner and group (the container's root
@@ -370,7 +377,7 @@ func copyContainer(j copyJob) (string, error) {
 		// mapped root (lxc-copy of an unprivileged container): it is the
 		// copy's root's now, not the source's.
 		if err := idmap.ShiftOwner(dstDir, shift.From, shift.To); err != nil {
-			return "", err
+			return rep, err
 		}
 	}
 	if shift != nil {
@@ -379,12 +386,187 @@ func copyContainer(j copyJob) (string, error) {
 		if shifted != nil {
 			s += fmt.Sprintf(", the layer's %d files moved to it", shifted.Owners)
 		}
-		summary = append(summary, s)
+		rep.summary = append(rep.summary, s)
 	}
-	if len(summary) == 0 {
-		return "", nil
+	return rep, nil
+}
+
+// copyImageLayer copies the image srcLayer to dstLayer (a new file): a
+// stopped source's under its lock, a running one's with its filesystem
+// frozen; then checks the copy (e2fsck) and adapts it (--preallocate, a
+// new ID block).
+func copyImageLayer(j copyJob, srcLayer, dstLayer string, shift *idShift, rep *copyReport) (*idmap.ShiftStats, error) {
+	var src *os.File
+	var frozen *freeze.Freeze
+	var dev *loop.Device
+	if j.Live == nil {
+		f, err := lockNotAttached(srcLayer)
+		if err != nil {
+			return nil, err
+		}
+		src = f
+	} else {
+		f, d, err := openAttached(srcLayer, j.Src.Name)
+		if err != nil {
+			return nil, err
+		}
+		// Held until the thaw: the device stays bound to this image (its
+		// number cannot name another), and the freeze needs it.
+		dev, src = d, f
+		if !j.Live.NoFreeze {
+			fr, err := freeze.Start(freeze.FilesystemOn(dev.File()), freeze.Options{Max: j.Live.MaxFreeze, Name: j.Src.Name})
+			if err != nil {
+				f.Close()
+				dev.Close()
+				return nil, fmt.Errorf("freezing the filesystem of image %s (%s) of the running container %s: %w; nothing was copied", srcLayer, dev.Path, j.Src.Name, err)
+			}
+			frozen = fr
+		}
 	}
-	return ": " + strings.Join(summary, ", "), nil
+	// Held until the copy is checked: a start of a stopped SRC meanwhile
+	// would attach the image and write it under the copy.
+	defer src.Close()
+	var reflinked, copied bool
+	j.Progress.Step("copying the layer")
+	res, err := whileFrozen(j.Ctx, frozen, func(ctx context.Context) error {
+		var err error
+		reflinked, err = clone.ImageContext(ctx, src, dstLayer, j.bytes())
+		copied = err == nil
+		return err
+	})
+	j.Progress.End(err)
+	noteFreeze(j, frozen, res, rep)
+	if dev != nil {
+		// Not a moment longer: a stop of the container meanwhile waits
+		// for its loop device to go.
+		dev.Close()
+	}
+	if err != nil {
+		if copied {
+			os.Remove(dstLayer) // the copy just made, whose freeze did not hold
+		}
+		return nil, fmt.Errorf("copying the image %s: %w", srcLayer, err)
+	}
+	killpoint.At("copy:after-image-copy") // test-only
+	if j.Src.Hook.Preallocate {
+		// The hook line says --preallocate, which the copy keeps:
+		// the copy reserves its space on the host as the source
+		// did, or a full host would fail the container's writes.
+		j.Progress.Step("reserving the copy's space on the host (fallocate)")
+		err := preallocate(dstLayer)
+		j.Progress.End(err)
+		if err != nil {
+			os.Remove(dstLayer) // the copy just made, not the source
+			return nil, fmt.Errorf("the copy of %s is --preallocate: %w", srcLayer, err)
+		}
+	}
+	var shifted *idmap.ShiftStats
+	if shift != nil {
+		j.Progress.Step("moving the copy's files to its ID block")
+		st, err := shiftImageLayer(dstLayer, shift.To)
+		j.Progress.End(err)
+		if err != nil {
+			os.Remove(dstLayer) // the copy just made, not the source
+			return nil, fmt.Errorf("moving the copy's files to its new ID block: %w", err)
+		}
+		shifted = &st
+	}
+	how := "sparse copy"
+	if reflinked {
+		how = "reflink"
+	}
+	if j.Src.Hook.Preallocate {
+		how = map[bool]string{true: "reflink, preallocated", false: "preallocated copy"}[reflinked]
+	}
+	layer := &CopyLayer{Kind: "image", Path: dstLayer, Method: how}
+	if err := fsckCopy(dstLayer, j.Live != nil && j.Live.NoFreeze, layer, j.Progress); err != nil {
+		os.Remove(dstLayer) // the copy just made, not the source
+		return nil, fmt.Errorf("the copy of %s %v, so it was not kept", srcLayer, err)
+	}
+	layer.Fsck = "clean"
+	layer.AllocatedBytes = allocatedBytes(dstLayer)
+	rep.layer = layer
+	check := "fsck clean"
+	if layer.OrphansReleased > 0 {
+		check = fmt.Sprintf("fsck clean once e2fsck -p released %d inode(s) deleted while open, as its first mount would", layer.OrphansReleased)
+	}
+	if layer.JournalReplayed {
+		check = "fsck clean once e2fsck -p replayed its journal"
+	}
+	rep.summary = append(rep.summary, fmt.Sprintf("image %s (%s, %s, %s)", dstLayer, how, allocated(dstLayer), check))
+	noteConsistency(j, rep)
+	return shifted, nil
+}
+
+// copyDirLayer copies the layer directory srcLayer to dstLayer (new): a
+// stopped source's under the layer's lock, a running one's with its
+// container frozen (cgroup freezer) and the layer synced.
+func copyDirLayer(j copyJob, srcLayer, dstLayer string, shift *idShift, rep *copyReport) (*idmap.ShiftStats, error) {
+	var unlock func()
+	var err error
+	if j.Live == nil {
+		unlock, err = dirlayer.LockForCopy(srcLayer)
+	} else {
+		unlock, err = dirlayer.LockForLiveCopy(srcLayer, j.Src.Config)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Held until the layer is copied: a start of SRC meanwhile would
+	// write it under the copy.
+	defer unlock()
+	var frozen *freeze.Freeze
+	if j.Live != nil && !j.Live.NoFreeze {
+		// The layer's dirty data out first, while the container runs: the
+		// sync inside the freeze then has little left to write.
+		syncLayer(srcLayer)
+		fr, err := freezeContainer(j)
+		if err != nil {
+			return nil, err
+		}
+		frozen = fr
+	}
+	copied := false
+	j.Progress.Step("copying the layer")
+	res, err := whileFrozen(j.Ctx, frozen, func(ctx context.Context) error {
+		if frozen != nil {
+			// What overlayfs wrote is on the upper's filesystem, all of
+			// it: no process of the container is between two writes.
+			syncLayer(srcLayer)
+		}
+		err := clone.TreeWith(ctx, srcLayer, dstLayer, j.bytes())
+		copied = err == nil
+		return err
+	})
+	j.Progress.End(err)
+	noteFreeze(j, frozen, res, rep)
+	if err != nil {
+		if copied {
+			clone.RemoveFresh(dstLayer) // the copy just made, whose freeze did not hold
+		}
+		return nil, fmt.Errorf("copying the layer directory %s: %w", srcLayer, err)
+	}
+	if j.Live != nil {
+		// The source's claim on its layer, copied with it: the copy's
+		// start would take it for another running container's.
+		os.Remove(filepath.Join(dstLayer, dirlayer.InUseName))
+	}
+	killpoint.At("copy:after-layer-copy") // test-only
+	var shifted *idmap.ShiftStats
+	if shift != nil {
+		j.Progress.Step("moving the copy's files to its ID block")
+		st, err := shiftLayerRoot(dstLayer, shift.To)
+		j.Progress.End(err)
+		if err != nil {
+			return nil, fmt.Errorf("moving the copy's files to its new ID block: %w", err)
+		}
+		shifted = &st
+	}
+	_, alloc := du(dstLayer)
+	rep.layer = &CopyLayer{Kind: "directory", Path: dstLayer, Method: "cp -a", AllocatedBytes: alloc}
+	rep.summary = append(rep.summary, "layer "+dstLayer)
+	noteConsistency(j, rep)
+	return shifted, nil
 }
 
 // dropRdepends undoes LXC's record of an overlay snapshot clone at dstDir
@@ -473,7 +655,7 @@ func lockNotAttached(path string) (*os.File, error) {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("image %q is in use by a running container (locked): stop it first; nothing was copied", path)
+		return nil, fmt.Errorf("image %q is in use (locked): by a container that started meanwhile, or a leftover of one (see status); nothing was copied", path)
 	}
 	return f, nil
 }
@@ -489,18 +671,48 @@ func layerDirOK(dir string) error {
 	return d.Close()
 }
 
-// fsckCopy runs e2fsck -fn on the image copy at path, through the file
-// opened and checked by name once.
-func fsckCopy(path string, m *progress.Meter) (string, error) {
-	f, err := image.Open(path, os.O_RDONLY)
+// fsckCopy checks the image copy at path (ours, just made) with
+// e2fsck -fn, through the file opened and checked by name once. A copy of
+// a running container's filesystem holds, in its orphan list, the files
+// its processes deleted and still had open: e2fsck -p releases them in the
+// copy first, as the copy's first mount would (it is no journal replay,
+// and a frozen filesystem's journal is empty). A journal to replay is the
+// mark of a copy taken without a freeze: replayed too where noFreeze says
+// so, else the copy failed. It records what it did in layer.
+func fsckCopy(path string, noFreeze bool, layer *CopyLayer, m *progress.Meter) error {
+	f, err := image.Open(path, os.O_RDWR)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer f.Close()
+	sb, err := image.ReadSuperblock(f)
+	if err != nil {
+		return fmt.Errorf("has no readable superblock (%v)", err)
+	}
+	if sb.NeedsRecovery() && !noFreeze {
+		return errors.New("needs a journal replay (the filesystem was not frozen while it was copied)")
+	}
+	if sb.NeedsRecovery() || sb.HasOrphans() {
+		out, code, err := image.Preen(f)
+		if err != nil {
+			return fmt.Errorf("could not be checked (e2fsck -p: %v)", err)
+		}
+		layer.OrphansReleased = strings.Count(out, "Clearing orphaned inode")
+		layer.JournalReplayed = sb.NeedsRecovery()
+		switch {
+		case code >= 4:
+			return fmt.Errorf("has errors e2fsck -p does not repair (exit %d): %s", code, lastLines(out, 3))
+		case code != 0 && !noFreeze:
+			return fmt.Errorf("needed repairs beyond its orphan inodes (e2fsck -p exit %d): %s", code, lastLines(out, 3))
+		}
+	}
 	m.Step("checking the copy (e2fsck -fn)")
 	out, err := image.FsckReadOnlyShowing(f, m)
 	m.End(err)
-	return out, err
+	if err != nil {
+		return fmt.Errorf("does not fsck clean (e2fsck -fn: %v): %s", err, lastLines(out, 3))
+	}
+	return nil
 }
 
 func allocated(path string) string {
@@ -509,6 +721,14 @@ func allocated(path string) string {
 		return ""
 	}
 	return fmt.Sprintf("%s of %s allocated", humanApprox(st.Blocks*512), humanApprox(st.Size))
+}
+
+func allocatedBytes(path string) int64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512
 }
 
 // mapPath maps p under srcDir to the same place under dstDir.
@@ -543,7 +763,12 @@ func copyDirFiles(srcDir, dstDir, layerPath, config string) error {
 		if _, inside := mapPath(layerPath, p, dst); inside && layerPath != "" {
 			continue // a directory holding the layer: made, with the layer, above
 		}
-		if e.IsDir() {
+		if e.IsDir() && isMountpoint(p) {
+			// A running unprivileged container's root, attached on its
+			// rootfs directory on the host: the directory is copied, not
+			// the container's whole tree mounted there.
+			err = emptyDirLike(srcDir, e.Name(), dst)
+		} else if e.IsDir() {
 			err = clone.Tree(p, dst)
 		} else {
 			err = clone.File(p, dst)
@@ -752,7 +977,8 @@ func CloneHook(program, category string, stderr io.Writer) int {
 	// runs on, where there is one.
 	var w io.Writer = stderr
 	var meter *progress.Meter
-	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
+	tty, ttyErr := os.OpenFile("/dev/tty", os.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if ttyErr == nil {
 		defer tty.Close()
 		w = io.MultiWriter(stderr, tty)
 		meter = progress.New(tty) // a long copy shows its progress there too
@@ -785,19 +1011,36 @@ func CloneHook(program, category string, stderr io.Writer) int {
 		log.Errorf("copy of %s to %s refused: the source's config: %v", srcName, name, err)
 		return 1
 	}
-	// lxc-copy --allowrunning copies a running container's config; its
-	// layer, being written, would not copy consistently.
-	if st, _ := src.info(); st != "STOPPED" {
-		log.Errorf("copy of %s to %s refused: %s is %s; stop it first, a layer being written would not copy consistently", srcName, name, srcName, st)
-		return 1
-	}
-	t0 := time.Now()
-	res, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: meter})
+	// lxc-copy --allowrunning copies a running container's config: its
+	// layer is copied frozen, as the copy command does.
+	st, pid := src.info()
+	live, err := liveOf(src, st, pid)
 	if err != nil {
 		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
 		return 1
 	}
-	log.WithField("took", time.Since(t0).Round(time.Millisecond)).Infof("copied the writable layer of %s for %s%s", srcCfg, cfg, res)
+	// Ctrl-C on lxc-copy reaches this hook too: a freeze is lifted at once.
+	ctx, interrupted := interruptible()
+	defer interrupted.stop()
+	t0 := time.Now()
+	rep, err := copyContainer(copyJob{Src: src, DstConfig: cfg, DstName: name, Progress: meter, Live: live, Ctx: ctx})
+	if s := interrupted.signal(); s != nil {
+		err = fmt.Errorf("interrupted (%v)%s", s, rep.thawNote())
+	}
+	if err != nil {
+		log.Errorf("copy of %s to %s refused: %v", srcName, name, err)
+		return 1
+	}
+	entry := log.WithField("took", time.Since(t0).Round(time.Millisecond))
+	if rep.froze {
+		entry = entry.WithField("frozen", roundFrozen(rep.freeze.Frozen))
+	}
+	entry.Infof("copied the writable layer of %s for %s%s", srcCfg, cfg, rep.text())
+	if live != nil && ttyErr == nil {
+		// What the copy cost the running source, where lxc-copy's user
+		// sees it (the log line above is at INFO, below the usual level).
+		fmt.Fprintf(tty, "%s: copied the writable layer of the running container %s for %s%s\n", program, srcName, name, rep.text())
+	}
 	return 0
 }
 

@@ -3,7 +3,9 @@ package admin
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/freeze"
 	"github.com/lxc-hooks/lxc-hooks/pkg/hook"
 )
 
@@ -77,5 +79,61 @@ func TestRewriteQuotesHookLines(t *testing.T) {
 	want := []string{"/h/lxc-hook-loopimg", "--config", "/l/it's new/config", "--image=/l/it's new/layer.img", "--lower", "/t/a.sqfs"}
 	if strings.Join(words, "|") != strings.Join(want, "|") {
 		t.Fatalf("%q read back as %q", out, words)
+	}
+}
+
+// Which states a copy takes: stopped as before, running and lxc-frozen
+// live (with LXC's init PID), starting and stopping refused by name.
+func TestLiveOf(t *testing.T) {
+	c := &container{Name: "web1"}
+	if l, err := liveOf(c, "STOPPED", 0); l != nil || err != nil {
+		t.Fatalf("STOPPED: %+v %v", l, err)
+	}
+	for _, st := range []string{"RUNNING", "FROZEN"} {
+		if l, err := liveOf(c, st, 42); err != nil || l == nil || l.PID != 42 || l.State != st || l.NoFreeze || l.MaxFreeze <= 0 {
+			t.Fatalf("%s: %+v %v", st, l, err)
+		}
+		if _, err := liveOf(c, st, 0); err == nil {
+			t.Fatalf("%s without an init PID accepted", st)
+		}
+	}
+	for _, st := range []string{"STARTING", "STOPPING", "ABORTING", "UNKNOWN"} {
+		if _, err := liveOf(c, st, 42); err == nil || !strings.Contains(err.Error(), st) || !strings.Contains(err.Error(), "nothing was copied") {
+			t.Fatalf("%s: %v", st, err)
+		}
+	}
+}
+
+// What a copy of a running container says it was: frozen (how long, by
+// what), frozen before and left so, or crash-consistent only.
+func TestCopyReportOfLiveCopies(t *testing.T) {
+	live := copyJob{Live: &liveSource{State: "RUNNING", PID: 1}}
+	rep := &copyReport{}
+	noteFreeze(live, &freeze.Freeze{}, freeze.Result{Kind: freeze.Filesystem, Frozen: 1234567 * time.Microsecond}, rep)
+	noteConsistency(live, rep)
+	r := rep.result()
+	if r.Consistency != "frozen" || r.Freeze != "filesystem" || r.FrozenSeconds != 1.234567 || !strings.Contains(rep.text(), "frozen (writes waited, reads went on) for 1.235s") {
+		t.Fatalf("frozen: %+v %q", r, rep.text())
+	}
+	if !strings.Contains(rep.thawNote(), "thawed after 1.235s") {
+		t.Fatalf("thaw note: %q", rep.thawNote())
+	}
+	rep = &copyReport{}
+	noteFreeze(live, &freeze.Freeze{}, freeze.Result{Kind: freeze.CgroupV2, Already: true}, rep)
+	noteConsistency(live, rep)
+	if r := rep.result(); !r.FreezeWasThere || r.Freeze != "cgroup-v2" || !strings.Contains(rep.text(), "left frozen") || rep.thawNote() != "" {
+		t.Fatalf("frozen before: %+v %q", r, rep.text())
+	}
+	rep = &copyReport{}
+	noteFreeze(live, nil, freeze.Result{}, rep)
+	noteConsistency(live, rep)
+	if r := rep.result(); r.Consistency != "crash-consistent" || r.Freeze != "" || !strings.Contains(rep.text(), "crash-consistent at best") {
+		t.Fatalf("--no-freeze: %+v %q", r, rep.text())
+	}
+	stopped := &copyReport{consistency: "stopped"}
+	noteFreeze(copyJob{}, nil, freeze.Result{}, stopped)
+	noteConsistency(copyJob{}, stopped)
+	if r := stopped.result(); r.Consistency != "stopped" || r.Freeze != "" || stopped.text() != "" {
+		t.Fatalf("stopped: %+v %q", r, stopped.text())
 	}
 }

@@ -11,6 +11,7 @@
 package clone
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc-hooks/lxc-hooks/pkg/execs"
+	"github.com/lxc-hooks/lxc-hooks/pkg/killpoint"
 )
 
 // Progress is told the bytes copied so far and the total to copy.
@@ -41,6 +43,13 @@ func tempName(dst string) string {
 // The source is the open file in (opened and checked by the caller: its
 // name is not looked up again).
 func Image(in *os.File, dst string, progress Progress) (reflinked bool, err error) {
+	return ImageContext(context.Background(), in, dst, progress)
+}
+
+// ImageContext is Image stopped when ctx is done (between chunks of at
+// most a few tens of MiB): the partial copy is removed and the error
+// matches ctx's.
+func ImageContext(ctx context.Context, in *os.File, dst string, progress Progress) (reflinked bool, err error) {
 	src := in.Name()
 	fi, err := in.Stat()
 	if err != nil {
@@ -74,7 +83,7 @@ func Image(in *os.File, dst string, progress Progress) (reflinked bool, err erro
 		if err := out.Truncate(size); err != nil {
 			return false, err
 		}
-		if err := copyData(in, out, size, progress); err != nil {
+		if err := copyData(ctx, in, out, size, progress); err != nil {
 			return false, fmt.Errorf("copying %q: %w", src, err)
 		}
 	}
@@ -109,7 +118,7 @@ func dataRanges(fd int, size int64) ([][2]int64, error) {
 	return r, nil
 }
 
-func copyData(in, out *os.File, size int64, progress Progress) error {
+func copyData(ctx context.Context, in, out *os.File, size int64, progress Progress) error {
 	ranges, err := dataRanges(int(in.Fd()), size)
 	if err != nil {
 		return err
@@ -119,9 +128,17 @@ func copyData(in, out *os.File, size int64, progress Progress) error {
 		total += r[1] - r[0]
 	}
 	last := time.Time{}
+	halfway := false
 	for _, r := range ranges {
 		off := r[0]
 		for off < r[1] {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !halfway && done >= total/2 && done > 0 {
+				halfway = true
+				killpoint.At("copy:image-halfway") // test-only
+			}
 			chunk := r[1] - off
 			if chunk > 64<<20 {
 				chunk = 64 << 20
@@ -177,13 +194,21 @@ var CopyTimeout = 12 * time.Hour
 // directories after their contents (checked by this package's tests on
 // an overlayfs upper). rsync -aHAXS --numeric-ids would do as well, but
 // is not on every host; cp is.
-func Tree(src, dst string) error {
-	return TreeShowing(src, dst, nil)
-}
+func Tree(src, dst string) error { return TreeWith(context.Background(), src, dst, nil) }
 
 // TreeShowing is Tree telling progress the bytes cp has read so far of
-// the bytes of the regular files under src (nil: nothing is counted).
+// the bytes of the regular files under src.
 func TreeShowing(src, dst string, progress Progress) error {
+	return TreeWith(context.Background(), src, dst, progress)
+}
+
+// TreeContext is Tree stopped (cp killed, the partial copy removed) when
+// ctx is done; the error then matches ctx's.
+func TreeContext(ctx context.Context, src, dst string) error { return TreeWith(ctx, src, dst, nil) }
+
+// TreeWith is Tree stopped when ctx is done (see TreeContext) and telling
+// progress what cp has read (see TreeShowing; nil: nothing is counted).
+func TreeWith(ctx context.Context, src, dst string, progress Progress) error {
 	fi, err := os.Lstat(src)
 	if err != nil {
 		return err
@@ -195,7 +220,7 @@ func TreeShowing(src, dst string, progress Progress) error {
 		return fmt.Errorf("%q already exists", dst)
 	}
 	tmp := tempName(dst)
-	o := execs.Options{Timeout: CopyTimeout, Hint: "install coreutils"}
+	o := execs.Options{Timeout: CopyTimeout, Hint: "install coreutils", Context: ctx}
 	if progress != nil {
 		// cp says nothing of its progress: what it has read, of the bytes
 		// of the files to copy.
@@ -207,9 +232,9 @@ func TreeShowing(src, dst string, progress Progress) error {
 		// cp made tmp itself: only a directory of our own temporary name
 		// is removed, and nothing is mounted there.
 		if rmErr := removeTemp(tmp); rmErr != nil {
-			return fmt.Errorf("cp -a %s: %v: %s (and the partial copy %s could not be removed: %v)", src, err, out, tmp, rmErr)
+			return fmt.Errorf("cp -a %s: %w: %s (and the partial copy %s could not be removed: %v)", src, err, out, tmp, rmErr)
 		}
-		return fmt.Errorf("cp -a %s: %v: %s", src, err, out)
+		return fmt.Errorf("cp -a %s: %w: %s", src, err, out)
 	}
 	return link(tmp, dst)
 }

@@ -2,6 +2,8 @@ package clone
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,5 +111,31 @@ func TestTreeKeepsOverlayUpper(t *testing.T) {
 	}
 	if err := Tree(u, dst); err == nil {
 		t.Fatal("an existing destination was overwritten")
+	}
+}
+
+// A copy whose context is done stops, says why, and leaves no file.
+func TestImageContextCancelled(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src.img"), filepath.Join(dir, "dst.img")
+	f, _ := os.Create(src)
+	f.WriteAt(bytes.Repeat([]byte{0xa5}, 1<<20), 0)
+	f.Close()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	reflinked, err := ImageContext(ctx, in, dst, nil)
+	if reflinked {
+		t.Skip("the filesystem reflinks: nothing to stop")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled copy: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*dst*")); len(m) != 0 {
+		t.Fatalf("left %v", m)
 	}
 }

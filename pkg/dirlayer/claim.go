@@ -133,6 +133,30 @@ func LockForCopy(dir string) (unlock func(), err error) {
 	return func() { d.Close() }, nil
 }
 
+// LockForLiveCopy is LockForCopy for a copy of the running container
+// whose config is config (the caller freezes it while it copies): the
+// layer may be claimed by that container, and only by it. The copy gets
+// the claim file too: the caller removes it there (InUseName), or the
+// copy's first start would find the source's claim.
+func LockForLiveCopy(dir, config string) (unlock func(), err error) {
+	dir = filepath.Clean(dir)
+	d, err := trust.OpenDir(dir, "layer")
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(d.Fd(), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("layer %q is locked by a starting container; nothing was copied", dir)
+	}
+	if old, err := readClaim(d); err == nil && old.Config != config {
+		if live, why := old.live(); live {
+			d.Close()
+			return nil, fmt.Errorf("layer %q is in use by container %s (%s), %s, not by the container being copied; nothing was copied", dir, old.Container, old.Config, why)
+		}
+	}
+	return func() { d.Close() }, nil
+}
+
 // Release drops the container's claim on the layer dir (stop); a
 // claim by another container is left alone.
 func Release(c *runner.Context, dir string) { release(filepath.Clean(dir), c.Inv.ConfigFile) }

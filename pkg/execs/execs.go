@@ -60,6 +60,9 @@ type Options struct {
 	// read so far (rchar in /proc/PID/io: files and pipes alike), for
 	// tools that report no progress of their own (cp).
 	ReadBytes func(n int64)
+	// Context, when set, kills the tool when it is done (a copy that the
+	// user interrupted); the error then matches context.Canceled.
+	Context context.Context
 }
 
 // Run execs tool with args, killed after timeout, and returns its combined
@@ -83,6 +86,9 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 		return "", fmt.Errorf("%s %w: %s", tool, ErrNotFound, o.Hint)
 	}
 	ctx := context.Background()
+	if o.Context != nil {
+		ctx = o.Context
+	}
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
@@ -204,6 +210,9 @@ func RunWith(o Options, tool string, args ...string) (string, error) {
 	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return text, fmt.Errorf("%s timed out after %s", tool, o.Timeout)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return text, fmt.Errorf("%s stopped: %w", tool, context.Canceled)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.Exited() {

@@ -1,6 +1,8 @@
 package execs
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,7 +157,7 @@ func TestReadBytesAndStdin(t *testing.T) {
 
 func TestShown(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain\nwords":                         "plain\nwords",
+		"plain\nwords":                          "plain\nwords",
 		"\r[==  ] 1/4 25%\r[====] 4/4 100%\r\n": "[====] 4/4 100%\n",
 		"\x1b[KProcessing a ...\r\x1b[KProcessing b ...\r<E> erofs: failed to build shared xattrs\nmore": "<E> erofs: failed to build shared xattrs\nmore",
 		"a\r\nb\r\n": "a\nb\n",
@@ -163,5 +165,16 @@ func TestShown(t *testing.T) {
 		if got := Shown(in); got != want {
 			t.Errorf("Shown(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A done Context stops the tool at once, and the error says so.
+func TestContextStopsTool(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	t0 := time.Now()
+	_, err := RunWith(Options{Context: ctx, Timeout: time.Minute}, "sleep", "30")
+	if !errors.Is(err, context.Canceled) || time.Since(t0) > 20*time.Second {
+		t.Fatalf("sleep 30 with a cancelled context: %v after %s", err, time.Since(t0))
 	}
 }

@@ -93,6 +93,20 @@ func TestSuperblock(t *testing.T) {
 			t.Errorf("want %q, got %q", want, got)
 		}
 	}
+	if sb.HasOrphans() || sb.NeedsRecovery() {
+		t.Fatal("a clean superblock with orphans or a journal to replay")
+	}
+	for name, mod := range map[string]func(b []byte){
+		"orphan list": func(b []byte) { le.PutUint32(b[0xE8:], 18) },
+		"orphan file": func(b []byte) { le.PutUint32(b[0x64:], 0x10000) },
+	} {
+		if sb, _ := ReadSuperblock(bytes.NewReader(superblock(mod))); !sb.HasOrphans() {
+			t.Errorf("%s: no orphans seen", name)
+		}
+	}
+	if sb, _ := ReadSuperblock(bytes.NewReader(superblock(cases["journal needs recovery"]))); !sb.NeedsRecovery() {
+		t.Error("a journal to replay not seen")
+	}
 	if _, err := ReadSuperblock(bytes.NewReader(make([]byte, 4096))); err != ErrNotExt {
 		t.Fatalf("zeros: %v", err)
 	}

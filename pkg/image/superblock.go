@@ -19,6 +19,11 @@ type Superblock struct {
 	LastCheck     time.Time
 	CheckInterval time.Duration
 	Incompat      uint32
+	// ROCompat holds the read-only compatible features (orphan_present).
+	ROCompat uint32
+	// LastOrphan is the head of the orphan list: inodes deleted while
+	// still open, which the next mount (or e2fsck) releases.
+	LastOrphan uint32
 }
 
 const (
@@ -29,6 +34,8 @@ const (
 	incompatRecover  = 0x0004 // the journal needs replaying
 	incompatJournDev = 0x0008
 	incompat64bit    = 0x0080
+	// roCompatOrphanPresent: the orphan file (orphan_file) holds inodes.
+	roCompatOrphanPresent = 0x10000
 )
 
 // ErrNotExt is returned for data without an ext2/3/4 superblock.
@@ -56,6 +63,8 @@ func ReadSuperblock(r io.ReaderAt) (*Superblock, error) {
 		LastCheck:     time.Unix(int64(le.Uint32(b[0x40:])), 0),
 		CheckInterval: time.Duration(le.Uint32(b[0x44:])) * time.Second,
 		Incompat:      le.Uint32(b[0x60:]),
+		ROCompat:      le.Uint32(b[0x64:]),
+		LastOrphan:    le.Uint32(b[0xE8:]),
 	}
 	sb.FreeBlocks = uint64(le.Uint32(b[0x0C:]))
 	if sb.Incompat&incompat64bit != 0 {
@@ -71,6 +80,18 @@ func (s *Superblock) Used() int64 { return int64(s.Blocks-s.FreeBlocks) * s.Bloc
 
 // Size is the filesystem's size in bytes.
 func (s *Superblock) Size() int64 { return int64(s.Blocks) * s.BlockSize }
+
+// NeedsRecovery reports a journal that needs replaying (a filesystem
+// copied while mounted and not frozen, or not unmounted cleanly).
+func (s *Superblock) NeedsRecovery() bool { return s.Incompat&incompatRecover != 0 }
+
+// HasOrphans reports inodes deleted while open when the filesystem was
+// written last (in the orphan list or the orphan file): a copy of a
+// running container's filesystem has them for every file its processes
+// hold open after deleting it; a mount or e2fsck -p releases them.
+func (s *Superblock) HasOrphans() bool {
+	return s.LastOrphan != 0 || s.ROCompat&roCompatOrphanPresent != 0
+}
 
 // NeedsCheck says why e2fsck -p would check this filesystem, or "" when it
 // would only confirm it clean: the same tests e2fsck's preen mode makes

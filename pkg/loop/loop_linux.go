@@ -59,6 +59,9 @@ func (d *Device) Close() error {
 // Fd returns the device fd, valid until Close.
 func (d *Device) Fd() int { return int(d.file.Fd()) }
 
+// File returns the open device, valid until Close (which closes it).
+func (d *Device) File() *os.File { return d.file }
+
 // Status is what the kernel reports for a bound loop device.
 type Status struct {
 	Number     int

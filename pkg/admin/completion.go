@@ -39,16 +39,17 @@ var commandArgs = map[string][]string{
 // usage) completes to; a placeholder missing here fails a unit test, so a
 // new flag cannot be left without a decision.
 var valueKinds = map[string]string{
-	"FILE":    "file",
-	"SOURCE":  "file+container",
-	"LXCPATH": "dir",
-	"DIR":     "dir",
-	"FORMAT":  "word:" + strings.Join(template.FormatNames(), " "),
-	"FS":      "word:overlay",
-	"SIZE":    "",
-	"NAME":    "",
-	"UID":     "",
-	"GID":     "",
+	"FILE":     "file",
+	"SOURCE":   "file+container",
+	"LXCPATH":  "dir",
+	"DIR":      "dir",
+	"FORMAT":   "word:" + strings.Join(template.FormatNames(), " "),
+	"FS":       "word:overlay",
+	"SIZE":     "",
+	"DURATION": "",
+	"NAME":     "",
+	"UID":      "",
+	"GID":      "",
 }
 
 // completionFlags is every flag of command c of binary k, as its flag set

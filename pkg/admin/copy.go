@@ -54,7 +54,7 @@ func cmdCopy(k Kind, args []string, stdout, stderr io.Writer) error {
 	lxcpath := fs.String("P", "", "`LXCPATH` of both containers (default: LXC's lxc.lxcpath)")
 	fs.StringVar(lxcpath, "lxcpath", "", "same as -P")
 	noFreeze := fs.Bool("no-freeze", false, "copy a running SRC without freezing it: the copy is crash-consistent at best (as a disk after a power cut)")
-	maxFreeze := fs.Duration("max-freeze", freeze.DefaultMax, "the longest a running SRC stays frozen: a copy that takes longer fails, and SRC is thawed then")
+	maxFreeze := fs.Duration("max-freeze", freeze.DefaultMax, "the longest a running SRC stays frozen, as a `DURATION` (90s, 5m, 1h): a copy that takes longer fails, and SRC is thawed then")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {

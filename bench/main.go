@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,14 +27,15 @@ import (
 )
 
 var (
-	rounds   = flag.Int("rounds", 25, "rounds of each interleaved start/stop comparison")
-	parallel = flag.Int("parallel", 64, "containers started at once in the parallel run")
-	density  = flag.String("density", "64,256,1024", "K values of the density run (comma-separated; empty skips it)")
-	workDir  = flag.String("work", "/var/tmp/lxc-hooks-bench", "scratch directory (on a disk, not tmpfs)")
-	outDoc   = flag.String("out", "docs/benchmarks.md", "report to write")
-	outChart = flag.String("chart", "docs/benchmarks-startstop.png", "chart to write (needs gnuplot)")
-	repo     = flag.String("repo", ".", "the repository (for binaries and the reference hook)")
-	only     = flag.String("only", "", "run only this step (startstop, rss, io, parallel, density, formats, livecopy), for profiling; the report then has only its figures, except formats and livecopy, which rewrite only their own sections")
+	rounds       = flag.Int("rounds", 25, "rounds of each interleaved start/stop comparison")
+	parallel     = flag.Int("parallel", 64, "containers started at once in the parallel run")
+	density      = flag.String("density", "64,256,1024", "K values of the density run (comma-separated; empty skips it)")
+	workDir      = flag.String("work", "/var/tmp/lxc-hooks-bench", "scratch directory (on a disk, not tmpfs)")
+	outDoc       = flag.String("out", "docs/benchmarks.md", "report to write")
+	outChart     = flag.String("chart", "docs/benchmarks-startstop.png", "chart to write (needs gnuplot)")
+	repo         = flag.String("repo", ".", "the repository (for binaries and the reference hook)")
+	onlyVariants = flag.String("variants", "", "with -only startstop: run only these variants (comma-separated), for profiling; the report then lists only them")
+	only         = flag.String("only", "", "run only this step (startstop, rss, io, parallel, density, formats, livecopy), for profiling; the report then has only its figures, except formats and livecopy, which rewrite only their own sections")
 )
 
 type bench struct {
@@ -449,6 +451,16 @@ var hookVariants = []string{"overlay", "loopimg", "overlay-dirtpl", "loopimg-dir
 
 func (b *bench) startStop() {
 	r := b.report
+	if *onlyVariants != "" {
+		variants = strings.Split(*onlyVariants, ",")
+		var hv []string
+		for _, v := range hookVariants {
+			if slices.Contains(variants, v) {
+				hv = append(hv, v)
+			}
+		}
+		hookVariants = hv
+	}
 	cs := map[string]*ctr{}
 	for _, v := range variants {
 		cs[v] = b.newCtr("ss-"+v, v)

@@ -99,6 +99,7 @@ func main() {
 
 	step("starting a program")
 	r.execs = b.execCost()
+	r.pageFault = pageFaultCost(2000)
 
 	if want("startstop") {
 		step(fmt.Sprintf("start/stop, %d interleaved rounds", *rounds))
@@ -350,13 +351,14 @@ func (c *ctr) sh(script string) (string, error) {
 }
 
 // hookTimes reads the "TYPE done took=..." lines the hooks log at debug.
-var doneRe = regexp.MustCompile(` - (pre-start|pre-mount|stop) done cpu=(\S+) phases=(\S+) took=(\S+)`)
+var doneRe = regexp.MustCompile(` - (pre-start|pre-mount|stop) done cpu=(\S+) faults=(\d+) phases=(\S+) took=(\S+)`)
 
 // hookRun is one hook run as its "done" line tells it: wall time from its
 // main to its exit (took), CPU time of the whole process (cpu: its start
 // and the Go runtime's threads too), and the wall time of each phase.
 type hookRun struct {
 	took, cpu time.Duration
+	faults    int64 // minor page faults of the whole process
 	phases    map[string]time.Duration
 	order     []string
 }
@@ -376,8 +378,9 @@ func (c *ctr) hookRuns() map[string][]hookRun {
 		}
 		r := hookRun{phases: map[string]time.Duration{}}
 		r.cpu, _ = time.ParseDuration(m[2])
-		r.took, _ = time.ParseDuration(m[4])
-		for _, kv := range strings.Split(m[3], ",") {
+		r.faults, _ = strconv.ParseInt(m[3], 10, 64)
+		r.took, _ = time.ParseDuration(m[5])
+		for _, kv := range strings.Split(m[4], ",") {
 			k, v, _ := strings.Cut(kv, ":")
 			ms, _ := strconv.ParseFloat(v, 64)
 			r.phases[k] = time.Duration(ms * float64(time.Millisecond))
@@ -412,18 +415,40 @@ func (b *bench) execCost() []execRow {
 		names = append(names, "`"+h+" --version`")
 	}
 	ds := make([][]time.Duration, len(cmds))
+	faults := make([][]time.Duration, len(cmds)) // counts, sorted as durations by median
 	for i := 0; i < execRuns; i++ {
 		for j, c := range cmds {
+			cmd := exec.Command(c[0], c[1:]...)
 			t0 := time.Now()
-			must(exec.Command(c[0], c[1:]...).Run())
+			must(cmd.Run())
 			ds[j] = append(ds[j], time.Since(t0))
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+				faults[j] = append(faults[j], time.Duration(ru.Minflt))
+			}
 		}
 	}
 	var out []execRow
 	for j := range cmds {
-		out = append(out, execRow{names[j], median(ds[j])})
+		out = append(out, execRow{names[j], median(ds[j]), int64(median(faults[j]))})
 	}
 	return out
+}
+
+// pageFaultCost is what touching a fresh page of anonymous memory costs
+// here (median of n pages, each its own mapping's first touch): on a
+// paravirtualized guest a page fault goes through the hypervisor, and a
+// short-lived process pays it for every page it touches.
+func pageFaultCost(n int) time.Duration {
+	ds := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		mem, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+		must(err)
+		t0 := time.Now()
+		mem[0] = 1
+		ds = append(ds, time.Since(t0))
+		syscall.Munmap(mem)
+	}
+	return median(ds)
 }
 
 func (b *bench) attachTime(n int) time.Duration {
@@ -611,7 +636,7 @@ func (b *bench) parallelRun(n int, vs []string) []parallelRow {
 }
 
 func (b *bench) prepareImages(cs []*ctr) {
-	if cs[0].variant == "floor" || cs[0].variant == "true-hooks" {
+	if cs[0].variant == "floor" || cs[0].variant == "true-hooks" || cs[0].variant == "noop" {
 		return
 	}
 	// In parallel, bounded by the cores: mke2fs is the cost of a first start.

@@ -28,6 +28,7 @@ import (
 
 var (
 	rounds       = flag.Int("rounds", 25, "rounds of each interleaved start/stop comparison")
+	ioRounds     = flag.Int("io-rounds", 3, "interleaved rounds of the page cache and throughput step (medians reported)")
 	parallel     = flag.Int("parallel", 64, "containers started at once in the parallel run")
 	density      = flag.String("density", "64,256,1024", "K values of the density run (comma-separated; empty skips it)")
 	workDir      = flag.String("work", "/var/tmp/lxc-hooks-bench", "scratch directory (on a disk, not tmpfs)")
@@ -582,35 +583,60 @@ func dropCaches() {
 }
 
 // io measures, inside each variant, the page cache a sequential write
-// leaves per MiB written, and sequential write and read throughput.
+// leaves per MiB written, and sequential write and read throughput: the
+// variants' containers run side by side and are measured in interleaved
+// rounds (the order rotating), medians reported, so that a slow moment of
+// this shared machine does not land on one variant only.
 func (b *bench) io() {
 	const mib = 512
-	for _, v := range []string{"overlay", "loopimg-buffered", "loopimg-dio"} {
-		c := b.newCtr("io-"+v, v)
-		_, err := c.start()
+	variants := []string{"overlay", "loopimg-buffered", "loopimg-dio"}
+	cs := make([]*ctr, len(variants))
+	for i, v := range variants {
+		cs[i] = b.newCtr("io-"+v, v)
+		_, err := cs[i].start()
 		must(err)
-		c.sh("rm -f /f; sync")
-		dropCaches()
-		cache0 := meminfo("Cached") + meminfo("Buffers")
-		t0 := time.Now()
-		if out, err := c.sh(fmt.Sprintf("dd if=/dev/zero of=/f bs=1M count=%d conv=fsync 2>&1", mib)); err != nil {
-			fatalf("%s: write: %v %s", v, err, out)
-		}
-		wt := time.Since(t0)
-		cache := meminfo("Cached") + meminfo("Buffers") - cache0
-		dropCaches()
-		t0 = time.Now()
-		if out, err := c.sh("dd if=/f of=/dev/null bs=1M 2>&1"); err != nil {
-			fatalf("%s: read: %v %s", v, err, out)
-		}
-		rt := time.Since(t0)
-		c.sh("rm -f /f; sync")
-		_, err = c.stop(true)
-		must(err)
-		b.report.io = append(b.report.io, ioRow{variant: v,
-			cachePerMiB: float64(cache) / float64(mib<<20),
-			writeMBps:   float64(mib) / wt.Seconds(), readMBps: float64(mib) / rt.Seconds()})
 	}
+	type sample struct{ cache, write, read []float64 }
+	samples := make([]sample, len(variants))
+	for round := 0; round < *ioRounds; round++ {
+		for k := range variants {
+			i := (k + round) % len(variants)
+			c, v := cs[i], variants[i]
+			c.sh("rm -f /f; sync")
+			dropCaches()
+			cache0 := meminfo("Cached") + meminfo("Buffers")
+			t0 := time.Now()
+			if out, err := c.sh(fmt.Sprintf("dd if=/dev/zero of=/f bs=1M count=%d conv=fsync 2>&1", mib)); err != nil {
+				fatalf("%s: write: %v %s", v, err, out)
+			}
+			wt := time.Since(t0)
+			cache := meminfo("Cached") + meminfo("Buffers") - cache0
+			dropCaches()
+			t0 = time.Now()
+			if out, err := c.sh("dd if=/f of=/dev/null bs=1M 2>&1"); err != nil {
+				fatalf("%s: read: %v %s", v, err, out)
+			}
+			rt := time.Since(t0)
+			c.sh("rm -f /f; sync")
+			s := &samples[i]
+			s.cache = append(s.cache, float64(cache)/float64(mib<<20))
+			s.write = append(s.write, float64(mib)/wt.Seconds())
+			s.read = append(s.read, float64(mib)/rt.Seconds())
+		}
+	}
+	for i, v := range variants {
+		_, err := cs[i].stop(true)
+		must(err)
+		s := samples[i]
+		b.report.io = append(b.report.io, ioRow{variant: v,
+			cachePerMiB: medianFloat(s.cache), writeMBps: medianFloat(s.write), readMBps: medianFloat(s.read)})
+	}
+}
+
+func medianFloat(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 // parallelRun starts n containers of each variant at once (their images

@@ -190,7 +190,7 @@ func (r *report) markdown() string {
 	w("| a hook run < 15 MiB RSS | %.1f MiB peak | %s |\n", float64(r.rssKB)/1024, mark(r.rssKB < 15*1024))
 
 	w("\nWhere a target is missed, [benchmarks-analysis.md](benchmarks-analysis.md) shows where the time goes (profiles, LXC trace timestamps, variants that isolate each cost).\n")
-	w("\n## Page cache and throughput inside (512 MiB sequential, dd with conv=fsync; caches dropped before)\n\n")
+	w("\n## Page cache and throughput inside (512 MiB sequential, dd with conv=fsync; caches dropped before; medians of %d interleaved rounds)\n\n", *ioRounds)
 	w("| variant | page cache per MiB written | write MB/s | read MB/s |\n|---|---|---|---|\n")
 	for _, io := range r.io {
 		w("| %s | %.2f MiB | %.0f | %.0f |\n", io.variant, io.cachePerMiB, io.writeMBps, io.readMBps)

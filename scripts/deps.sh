@@ -14,7 +14,9 @@ set -euo pipefail
 # debootstrap: the Debian bookworm root of the systemd test
 # (test/systemd_test.go), built once per machine into
 # /var/cache/lxc-hooks-test.
-packages=(lxc rsync squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace uidmap passwd git debootstrap)
+# bindfs: a user's FUSE mount that claims to be root's, which
+# test/security_paths_test.go shows the hooks refuse.
+packages=(lxc rsync squashfs-tools busybox-static e2fsprogs erofs-utils util-linux mount procps make dpkg tar xz-utils zstd strace uidmap passwd git debootstrap bindfs)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -384,3 +384,80 @@ func TestAufsChecksLayerOwner(t *testing.T) {
 	a.mustStart() // still its own
 	a.stop(true)
 }
+
+// A user mounts a FUSE filesystem (bindfs of their own directory, claiming
+// root:root 0755 for everything) on a directory of their own inside a
+// root-owned one: every stat then says root's, yet the user's server
+// decides what is there. As on a Debian host where /etc/fuse.conf has
+// user_allow_other (and /dev/fuse is 0666, as udev makes it): both are set
+// for the test and put back. The hooks refuse a layer, image or template
+// on FUSE, naming the mount, and make nothing in the user's directory.
+func TestFUSELayerRefused(t *testing.T) {
+	requireEnv(t)
+	needTools(t, "apt-get install bindfs", "bindfs", "fusermount")
+	m := newAttacker(t)
+	d := reachableDir(t)
+	tpl := filepath.Join(d, "tpl.squashfs")
+	copyFile(t, tplSquash, tpl)
+	allowUserFUSE(t)
+
+	src := mkdirOwned(t, filepath.Join(d, "mallory-src"), 0o755, m.uid, m.gid)
+	mnt := mkdirOwned(t, filepath.Join(d, "mallory-fuse"), 0o755, m.uid, m.gid)
+	m.run("bindfs", "-u", "root", "-g", "root", "-p", "0755", src, mnt)
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	var st unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil || st.Uid != 0 || st.Gid != 0 {
+		t.Fatalf("the user's FUSE mount does not pass as root's (%v, owner %d:%d): the attack is not set up", err, st.Uid, st.Gid)
+	}
+	fuseLine := mnt + " is on a FUSE filesystem"
+
+	t.Run("overlay upper", func(t *testing.T) {
+		upper := filepath.Join(mnt, "layer")
+		c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tpl, "--upper", upper}})
+		refused(t, c, `--upper "`+upper+`" is refused: `+fuseLine)
+	})
+	t.Run("loopimg image", func(t *testing.T) {
+		img := filepath.Join(mnt, "layer.img")
+		c := newCtr(t, ctrOpts{hook: "lxc-hook-loopimg", args: []string{"--lower", tpl, "--image", img, "--size", "64M"}})
+		refused(t, c, `--image "`+img+`" is refused: `+fuseLine)
+		assertNoLoops(t, d, "after a refused start")
+	})
+	t.Run("template", func(t *testing.T) {
+		copyFile(t, tplSquash, filepath.Join(src, "tpl.squashfs"))
+		lower := filepath.Join(mnt, "tpl.squashfs")
+		c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", lower, "--upper", filepath.Join(d, "layer")}})
+		refused(t, c, "is on a FUSE filesystem")
+		os.Remove(filepath.Join(src, "tpl.squashfs"))
+	})
+	if e := entries(t, src); len(e) != 0 {
+		t.Fatalf("refused starts made %v in the user's directory", e)
+	}
+}
+
+// allowUserFUSE lets non-root users mount FUSE filesystems others can
+// reach (user_allow_other), as some Debian hosts do, until the test ends.
+func allowUserFUSE(t *testing.T) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat("/dev/fuse", &st); err != nil {
+		t.Fatalf("no /dev/fuse: %v", err)
+	}
+	if err := unix.Chmod("/dev/fuse", 0o666); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Chmod("/dev/fuse", st.Mode&0o7777) })
+	conf, err := os.ReadFile("/etc/fuse.conf")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("/etc/fuse.conf", append(append([]byte(nil), conf...), "\nuser_allow_other\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if conf == nil {
+			os.Remove("/etc/fuse.conf")
+		} else {
+			os.WriteFile("/etc/fuse.conf", conf, 0o644)
+		}
+	})
+}

@@ -241,16 +241,15 @@ func (d *Dir) OpenChecked(name string, flag int) (*os.File, unix.Stat_t, error) 
 	if err != nil {
 		return nil, st, &fs.PathError{Op: "open", Path: given, Err: err}
 	}
-	err = unix.Fstat(fd, &st)
-	unix.Close(fd)
-	if err != nil {
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, st, &fs.PathError{Op: "stat", Path: given, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, st, fmt.Errorf("%s %q is not a regular file (%s)", d.what, given, typeName(st.Mode))
 	}
 	w := &walk{what: d.what, given: given, self: uint32(os.Geteuid())}
-	if err := w.judge(full, &st, Itself); err != nil {
+	if err := w.judge(fd, full, &st, Itself); err != nil {
 		return nil, st, err
 	}
 	f, err := openSame(d.Fd(), name, given, flag, &st)

@@ -15,6 +15,10 @@
 //   - group write is allowed to group root (gid 0): LXC itself makes every
 //     container directory 0770 root:root, and the default layer lives there.
 //
+// Owners and modes only mean something on a kernel filesystem: nothing on
+// the way may be on FUSE, whose server (a user's, where /etc/fuse.conf has
+// user_allow_other) answers any owner it likes.
+//
 // Inside a layer, upper/ and work/ and everything below them belong to the
 // container (its mapped root for an unprivileged one) by design: they are
 // never walked, only opened without following links (see Dir).

@@ -54,7 +54,7 @@ func (w *walk) openDir(create bool) (*Dir, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: unix.ENOTDIR}
 	}
-	if err := w.judge(path, &st, Itself); err != nil {
+	if err := w.judge(fd, path, &st, Itself); err != nil {
 		return nil, err
 	}
 	return reopenDir(fd, w.given, w.what)
@@ -126,7 +126,7 @@ func Open(path, what string) (*os.File, unix.Stat_t, error) {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		defer unix.Close(fd)
-		if err := w.judge(full, &st, Itself); err != nil {
+		if err := w.judge(fd, full, &st, Itself); err != nil {
 			return nil, st, err
 		}
 		d, err := reopenDir(fd, path, what)
@@ -135,8 +135,9 @@ func Open(path, what string) (*os.File, unix.Stat_t, error) {
 		}
 		return d.f, st, nil
 	case unix.S_IFREG:
+		err := w.judge(fd, full, &st, Itself)
 		unix.Close(fd)
-		if err := w.judge(full, &st, Itself); err != nil {
+		if err != nil {
 			return nil, st, err
 		}
 		f, err := openSame(parent.fd, name, path, unix.O_RDONLY, &st)

@@ -44,9 +44,22 @@ func (w *walk) pop() {
 
 func entryOf(st *unix.Stat_t) Entry { return Entry{Mode: st.Mode, UID: st.Uid, GID: st.Gid} }
 
-// judge refuses st (found at path) when someone other than root can
-// change it in role r.
-func (w *walk) judge(path string, st *unix.Stat_t, r Role) error {
+// judge refuses st (found at path, opened as fd) when someone other than
+// root can change it in role r. A FUSE filesystem is refused whatever it
+// says: its owners and modes are a user-space server's answer, and a user
+// may mount one (fusermount is setuid) on a directory or file of their own
+// inside a root-owned sticky directory, where it would pass as root's.
+// fd < 0 skips that check (a symlink: its directory was checked).
+func (w *walk) judge(fd int, path string, st *unix.Stat_t, r Role) error {
+	if fd >= 0 {
+		var sfs unix.Statfs_t
+		if err := unix.Fstatfs(fd, &sfs); err != nil {
+			return &fs.PathError{Op: "statfs", Path: path, Err: err}
+		}
+		if sfs.Type == fuseMagic {
+			return &Error{What: w.what, Path: w.given, At: path, Entry: entryOf(st), FUSE: true}
+		}
+	}
 	if p, fix := Problem(entryOf(st), r, w.self); p != "" {
 		return &Error{What: w.what, Path: w.given, At: path, Entry: entryOf(st), Problem: p, Fix: fix}
 	}
@@ -77,7 +90,7 @@ func (w *walk) resolve(followLast bool) (node, string, error) {
 		w.closeAll()
 		return node{}, "", err
 	}
-	if err := w.judge("/", &st, Above); err != nil {
+	if err := w.judge(root, "/", &st, Above); err != nil {
 		w.closeAll()
 		return node{}, "", err
 	}
@@ -133,7 +146,7 @@ func (w *walk) resolve(followLast bool) (node, string, error) {
 				unix.Close(fd)
 				return w.finish(name)
 			}
-			if err := w.judge(path, &st, Link); err != nil {
+			if err := w.judge(-1, path, &st, Link); err != nil {
 				unix.Close(fd)
 				w.closeAll()
 				return node{}, "", err
@@ -166,7 +179,7 @@ func (w *walk) resolve(followLast bool) (node, string, error) {
 			w.closeAll()
 			return node{}, "", &fs.PathError{Op: "open", Path: path, Err: unix.ENOTDIR}
 		}
-		if err := w.judge(path, &st, Above); err != nil {
+		if err := w.judge(fd, path, &st, Above); err != nil {
 			unix.Close(fd)
 			w.closeAll()
 			return node{}, "", err

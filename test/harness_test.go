@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc-hooks/lxc-hooks/pkg/idmap"
 	"github.com/lxc-hooks/lxc-hooks/pkg/loop"
 	"github.com/lxc-hooks/lxc-hooks/pkg/state"
 )
@@ -54,6 +55,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer cleanupRoot(workRoot)
+		defer unpinNewUserNS(pinnedUserNS())
 		binDir = filepath.Join(workRoot, "bin")
 		if err := buildBinaries(binDir); err != nil {
 			fmt.Fprintln(os.Stderr, "building the hooks:", err)
@@ -252,6 +254,45 @@ func cleanupRoot(root string) {
 	}
 	os.RemoveAll(root)
 	removeRuntimeDirsUnder(root)
+}
+
+// pinnedUserNS lists the user namespaces pinned in idmap.UserNSDir (one
+// per mapping, kept until reboot so that later starts make no process).
+func pinnedUserNS() map[string]bool {
+	names := map[string]bool{}
+	ents, _ := os.ReadDir(idmap.UserNSDir)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			names[e.Name()] = true
+		}
+	}
+	return names
+}
+
+// unpinNewUserNS drops the pins this run made (those not in before): the
+// run's ID blocks are its own and given back at its end, so nothing will
+// start with those mappings again, and runs would pile pins up on a CI
+// machine until it reboots. Under the pins' lock, as the hooks make them;
+// a pin another run made meanwhile is dropped too, which costs that run's
+// next start one short-lived process, nothing else.
+func unpinNewUserNS(before map[string]bool) {
+	lock, err := os.OpenFile(filepath.Join(idmap.UserNSDir, ".lock"), os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return
+	}
+	for name := range pinnedUserNS() {
+		if before[name] {
+			continue
+		}
+		p := filepath.Join(idmap.UserNSDir, name)
+		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
+			os.Remove(p)
+		}
+	}
 }
 
 // removeRuntimeDirsUnder drops the hooks' runtime records of this run's

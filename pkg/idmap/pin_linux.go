@@ -55,7 +55,50 @@ func PinnedUserNS(dir, exe string, m *Mapping) (ns *os.File, note string, err er
 		// Usable all the same: the next start pays for the process again.
 		return ns, fmt.Sprintf("made a user namespace for %s; not pinned: %v", m, err), nil
 	}
-	return ns, fmt.Sprintf("made a user namespace for %s, pinned on %s", m, path), nil
+	note = fmt.Sprintf("made a user namespace for %s, pinned on %s", m, path)
+	if dropped := prunePins(dir, filepath.Base(path)); dropped > 0 {
+		note += fmt.Sprintf("; %d older pins dropped (more than %d)", dropped, MaxPins)
+	}
+	return ns, note, nil
+}
+
+// MaxPins bounds the pins kept: a mapping is pinned until reboot, and a
+// host that makes and destroys containers with ID blocks of their own
+// (init --isolated, copies of them) would otherwise pin one more user
+// namespace per container for ever (each counts against root's
+// user.max_user_namespaces). Past the bound every other pin is dropped at
+// once: a mapping still in use then costs its next start one short-lived
+// process, once, and nothing has to know which mappings are still used.
+var MaxPins = 512
+
+// prunePins drops every pin in dir but keep when there are more than
+// MaxPins, and says how many it dropped. Called under the pins' lock.
+func prunePins(dir, keep string) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var names []string
+	for _, e := range ents {
+		if n := e.Name(); !strings.HasPrefix(n, ".") && n != keep {
+			names = append(names, n)
+		}
+	}
+	if len(names)+1 <= MaxPins {
+		return 0
+	}
+	dropped := 0
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		// A file that is not mounted on (a start killed half-way) goes too.
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			continue
+		}
+		if os.Remove(p) == nil {
+			dropped++
+		}
+	}
+	return dropped
 }
 
 // pinName is a file name that spells the mapping, e.g.

@@ -3,6 +3,7 @@ package idmap
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +51,61 @@ func TestPinnedUserNS(t *testing.T) {
 	}
 	if !isUserNS(ns2) {
 		t.Fatal("the pin is not a user namespace")
+	}
+}
+
+// Past MaxPins a new pin drops the others; namespaces already opened from
+// them stay usable, and the dropped mappings are made again when asked.
+func TestPinsBounded(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: user namespaces with another uid's mapping, bind mounts")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int) { MaxPins = n }(MaxPins)
+	MaxPins = 2
+	dir := filepath.Join(t.TempDir(), "userns")
+	var maps []*Mapping
+	for _, base := range []string{"300000", "400000", "500000"} {
+		m, err := ParseLXC([]string{"u 0 " + base + " 65536", "g 0 " + base + " 65536"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps = append(maps, m)
+		t.Cleanup(func() { unix.Unmount(filepath.Join(dir, pinName(m)), unix.MNT_DETACH) })
+	}
+	var first *os.File
+	for i, m := range maps {
+		ns, note, err := PinnedUserNS(dir, exe, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		if i == 0 {
+			first = ns
+		}
+		if dropped := strings.Contains(note, "older pins dropped"); dropped != (i == 2) {
+			t.Fatalf("pin %d of MaxPins 2: %q", i+1, note)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			left = append(left, e.Name())
+		}
+	}
+	if len(left) != 1 || left[0] != pinName(maps[2]) {
+		t.Fatalf("pins left: %v, want only %s", left, pinName(maps[2]))
+	}
+	if !isUserNS(first) {
+		t.Fatal("a namespace opened from a dropped pin is no longer usable")
+	}
+	_, note, err := PinnedUserNS(dir, exe, maps[0])
+	if err != nil || !strings.Contains(note, "made a user namespace") {
+		t.Fatalf("a dropped mapping is not made again: %q %v", note, err)
 	}
 }
 

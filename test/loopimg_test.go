@@ -117,7 +117,17 @@ func TestLoopimgCap(t *testing.T) {
 // the stop hook.
 func monitorPID(t *testing.T, c *ctr) int {
 	t.Helper()
-	want := "[lxc monitor] " + c.lxcpath + " " + c.name
+	pid := monitorOf(c.lxcpath, c.name)
+	if pid == 0 {
+		t.Fatalf("no LXC monitor of %s in %s", c.name, c.lxcpath)
+	}
+	return pid
+}
+
+// monitorOf is the PID of the LXC monitor of container name under lxcpath,
+// 0 when there is none.
+func monitorOf(lxcpath, name string) int {
+	want := "[lxc monitor] " + lxcpath + " " + name
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -129,7 +139,6 @@ func monitorPID(t *testing.T, c *ctr) int {
 			return pid
 		}
 	}
-	t.Fatalf("no LXC monitor %q", want)
 	return 0
 }
 

@@ -65,6 +65,12 @@ func TestLXCCopyEphemeralRefused(t *testing.T) {
 				if !strings.Contains(out, "Created "+eph+" as clone of "+c.name) {
 					t.Fatalf("lxc-copy -e did not get as far as the copy:\n%s", out)
 				}
+				// lxc-copy returns when the start has failed; the copy's
+				// monitor destroys it after that (seen 40 ms later in a CI
+				// run): wait for the monitor to end, then look.
+				if pid := monitorOf(c.lxcpath, eph); pid != 0 {
+					waitGone(t, pid, "the ephemeral copy's LXC monitor")
+				}
 				if exists(filepath.Join(c.lxcpath, eph)) {
 					t.Fatalf("LXC left the ephemeral copy %s", eph)
 				}

@@ -105,6 +105,9 @@ func TestLXCCopyEphemeralRefused(t *testing.T) {
 				if out, err := c.lxc("lxc-copy", "-e", "-D", "-N", kept.name); err == nil {
 					t.Fatalf("lxc-copy -e -D succeeded:\n%s", out)
 				}
+				if pid := monitorOf(kept.lxcpath, kept.name); pid != 0 {
+					waitGone(t, pid, "the kept copy's LXC monitor")
+				}
 				if kept.state() != "STOPPED" {
 					t.Fatalf("the kept copy is %s", kept.state())
 				}

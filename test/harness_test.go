@@ -289,7 +289,7 @@ func unpinNewUserNS(before map[string]bool) {
 			continue
 		}
 		p := filepath.Join(idmap.UserNSDir, name)
-		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
+		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err == nil {
 			os.Remove(p)
 		}
 	}

@@ -429,9 +429,25 @@ func TestFUSELayerRefused(t *testing.T) {
 		refused(t, c, "is on a FUSE filesystem")
 		os.Remove(filepath.Join(src, "tpl.squashfs"))
 	})
+	t.Run("run dir", func(t *testing.T) {
+		run := filepath.Join(mnt, "run")
+		c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tpl, "--upper", filepath.Join(d, "layer-rundir"), "--run-dir", run}})
+		refused(t, c, `runtime directory "`+run+`/`, "is on a FUSE filesystem ("+mnt+")")
+	})
 	if e := entries(t, src); len(e) != 0 {
 		t.Fatalf("refused starts made %v in the user's directory", e)
 	}
+	// Without allow_other (fuse.conf's default) root cannot even stat the
+	// mount: the refusal still says FUSE, not a bare "permission denied".
+	t.Run("mounted without allow_other", func(t *testing.T) {
+		src2 := mkdirOwned(t, filepath.Join(d, "mallory-src2"), 0o755, m.uid, m.gid)
+		mnt2 := mkdirOwned(t, filepath.Join(d, "mallory-fuse2"), 0o755, m.uid, m.gid)
+		m.run("bindfs", "--no-allow-other", src2, mnt2)
+		t.Cleanup(func() { exec.Command("umount", mnt2).Run() })
+		upper := filepath.Join(mnt2, "layer")
+		c := newCtr(t, ctrOpts{hook: "lxc-hook-overlay", args: []string{"--lower", tpl, "--upper", upper}})
+		refused(t, c, `--upper "`+upper+`" is refused: `+mnt2+" is on a FUSE filesystem", "not even readable by root")
+	})
 }
 
 // allowUserFUSE lets non-root users mount FUSE filesystems others can

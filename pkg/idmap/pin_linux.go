@@ -80,7 +80,9 @@ func prunePins(dir, keep string) int {
 	}
 	var names []string
 	for _, e := range ents {
-		if n := e.Name(); !strings.HasPrefix(n, ".") && n != keep {
+		// Pins only: regular files (as the directory lists a mount point),
+		// never a link or anything else someone put there.
+		if n := e.Name(); !strings.HasPrefix(n, ".") && n != keep && e.Type().IsRegular() {
 			names = append(names, n)
 		}
 	}
@@ -90,8 +92,14 @@ func prunePins(dir, keep string) int {
 	dropped := 0
 	for _, n := range names {
 		p := filepath.Join(dir, n)
+		// Only pins: a regular file (nsfs shows as one), never through a
+		// link (umount2 follows one at the last component).
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
 		// A file that is not mounted on (a start killed half-way) goes too.
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) {
 			continue
 		}
 		if os.Remove(p) == nil {

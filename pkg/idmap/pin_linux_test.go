@@ -76,6 +76,18 @@ func TestPinsBounded(t *testing.T) {
 		maps = append(maps, m)
 		t.Cleanup(func() { unix.Unmount(filepath.Join(dir, pinName(m)), unix.MNT_DETACH) })
 	}
+	// Not a pin: a link to a mount elsewhere (only root can put one
+	// there) is neither followed nor removed.
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.Mkdir(victim, 0o700)
+	if err := unix.Mount(victim, victim, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(victim, unix.MNT_DETACH) })
+	os.MkdirAll(dir, 0o700)
+	if err := os.Symlink(victim, filepath.Join(dir, "zzlink")); err != nil {
+		t.Fatal(err)
+	}
 	var first *os.File
 	for i, m := range maps {
 		ns, note, err := PinnedUserNS(dir, exe, m)
@@ -97,8 +109,11 @@ func TestPinsBounded(t *testing.T) {
 			left = append(left, e.Name())
 		}
 	}
-	if len(left) != 1 || left[0] != pinName(maps[2]) {
-		t.Fatalf("pins left: %v, want only %s", left, pinName(maps[2]))
+	if len(left) != 2 || left[0] != pinName(maps[2]) || left[1] != "zzlink" {
+		t.Fatalf("left: %v, want only %s and the link", left, pinName(maps[2]))
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); !strings.Contains(string(mi), " "+victim+" ") {
+		t.Fatal("pruning unmounted what a link in the pin directory points to")
 	}
 	if !isUserNS(first) {
 		t.Fatal("a namespace opened from a dropped pin is no longer usable")

@@ -18,6 +18,12 @@ import (
 // directory, not a symlink, owned by this user and not writable by group
 // or others: anyone else who can write there could plant links.
 func Dir(dir string) error {
+	// Nothing is made on FUSE: its server (a user's, mounted with
+	// allow_other) says who owns what, so a directory made there could be
+	// the user's whatever the checks below see.
+	if err := refuseFUSE(dir, existingAncestor(dir)); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -37,7 +43,29 @@ func Dir(dir string) error {
 	case st.Mode&0o022 != 0:
 		return fmt.Errorf("runtime directory %q is writable by others (mode %o): refused (chmod go-w it, or use another --run-dir)", dir, st.Mode&0o7777)
 	}
+	return refuseFUSE(dir, dir)
+}
+
+// refuseFUSE refuses dir when at (dir or the ancestor of it that exists)
+// is on a FUSE filesystem.
+func refuseFUSE(dir, at string) error {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(at, &sfs); err != nil {
+		return err
+	}
+	if sfs.Type == unix.FUSE_SUPER_MAGIC {
+		return fmt.Errorf("runtime directory %q is on a FUSE filesystem (%s), whose owners and modes are whatever its user-space server says: refused (use another --run-dir)", dir, at)
+	}
 	return nil
+}
+
+// existingAncestor is dir, or the nearest directory above it that exists.
+func existingAncestor(dir string) string {
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || p == "/" || p == "." {
+			return p
+		}
+	}
 }
 
 // overflowUID is how a user namespace shows an unmapped owner (host root).

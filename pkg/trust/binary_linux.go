@@ -12,7 +12,7 @@ import (
 
 // fuseMagic is FUSE's statfs type: owners and modes there are whatever a
 // user-space server says, so root-owned means nothing.
-const fuseMagic = 0x65735546
+const fuseMagic = unix.FUSE_SUPER_MAGIC
 
 // Executable checks that path names a regular file only root can change:
 // it resolves path from / one component at a time (never trusting a

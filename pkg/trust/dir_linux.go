@@ -242,13 +242,13 @@ func (d *Dir) OpenChecked(name string, flag int) (*os.File, unix.Stat_t, error) 
 		return nil, st, &fs.PathError{Op: "open", Path: given, Err: err}
 	}
 	defer unix.Close(fd)
+	w := &walk{what: d.what, given: given, self: uint32(os.Geteuid())}
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, st, &fs.PathError{Op: "stat", Path: given, Err: err}
+		return nil, st, w.statErr(fd, full, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, st, fmt.Errorf("%s %q is not a regular file (%s)", d.what, given, typeName(st.Mode))
 	}
-	w := &walk{what: d.what, given: given, self: uint32(os.Geteuid())}
 	if err := w.judge(fd, full, &st, Itself); err != nil {
 		return nil, st, err
 	}

@@ -49,7 +49,7 @@ func (w *walk) openDir(create bool) (*Dir, error) {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+		return nil, w.statErr(fd, path, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: unix.ENOTDIR}
@@ -120,8 +120,9 @@ func Open(path, what string) (*os.File, unix.Stat_t, error) {
 		return nil, st, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
+		err = w.statErr(fd, full, err)
 		unix.Close(fd)
-		return nil, st, &fs.PathError{Op: "stat", Path: path, Err: err}
+		return nil, st, err
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:

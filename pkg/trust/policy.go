@@ -85,6 +85,8 @@ type Error struct {
 	Problem string
 	Fix     string // commands, each to be followed by At
 	FUSE    bool   // At is on a FUSE filesystem: Problem and Fix unused
+	// Unreadable: a FUSE mount root may not stat (no allow_other); Entry unset.
+	Unreadable bool
 }
 
 func (e *Error) Error() string {
@@ -93,8 +95,12 @@ func (e *Error) Error() string {
 		if e.At == e.Path {
 			subject = "it"
 		}
-		return fmt.Sprintf("%s %q is refused: %s is on a FUSE filesystem, whose owners and modes (here owner %s, mode %04o) are whatever its user-space server says, so they prove nothing about who can change it; the hooks use a layer, image or template only on a kernel filesystem where it and every directory above it are owned by root and writable by root alone: move it there",
-			e.What, e.Path, subject, ownerName(e.UID, e.GID), e.Mode&0o7777)
+		seen := fmt.Sprintf("here owner %s, mode %04o", ownerName(e.UID, e.GID), e.Mode&0o7777)
+		if e.Unreadable {
+			seen = "here not even readable by root: mounted without allow_other"
+		}
+		return fmt.Sprintf("%s %q is refused: %s is on a FUSE filesystem, whose owners and modes (%s) are whatever its user-space server says, so they prove nothing about who can change it; the hooks use a layer, image or template only on a kernel filesystem where it and every directory above it are owned by root and writable by root alone: move it there",
+			e.What, e.Path, subject, seen)
 	}
 	subject := e.At
 	if e.At == e.Path {

@@ -66,6 +66,17 @@ func (w *walk) judge(fd int, path string, st *unix.Stat_t, r Role) error {
 	return nil
 }
 
+// statErr is the error for an fstat of fd (at path) that failed: a FUSE
+// mount made without allow_other answers EACCES even to root, and is
+// named as FUSE rather than as a bare "permission denied".
+func (w *walk) statErr(fd int, path string, err error) error {
+	var sfs unix.Statfs_t
+	if unix.Fstatfs(fd, &sfs) == nil && sfs.Type == fuseMagic {
+		return &Error{What: w.what, Path: w.given, At: path, FUSE: true, Unreadable: true}
+	}
+	return &fs.PathError{Op: "stat", Path: path, Err: err}
+}
+
 func (w *walk) notExist(path string) error {
 	return &fs.PathError{Op: "open", Path: path, Err: unix.ENOENT}
 }
@@ -137,9 +148,10 @@ func (w *walk) resolve(followLast bool) (node, string, error) {
 			return node{}, "", &fs.PathError{Op: "open", Path: path, Err: err}
 		}
 		if err := unix.Fstat(fd, &st); err != nil {
+			err = w.statErr(fd, path, err)
 			unix.Close(fd)
 			w.closeAll()
-			return node{}, "", &fs.PathError{Op: "stat", Path: path, Err: err}
+			return node{}, "", err
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			if last && !followLast {

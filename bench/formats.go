@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lxc-hooks/lxc-hooks/internal/debroot"
 )
 
 // The "formats" step (-only formats): which template format boots fast.
@@ -127,64 +128,21 @@ func (b *bench) formatsRoot() (string, string) {
 	return *fmtSource, *fmtSource
 }
 
-// debootstrapRoot builds the Debian root once into the cache (under a
-// temporary name, renamed when complete) and returns it.
+// debootstrapRoot builds the Debian root once into the cache and returns
+// it.
 func debootstrapRoot() string {
-	root := filepath.Join(*fmtCache, "bookworm-minbase-systemd")
-	if fi, err := os.Stat(filepath.Join(root, "usr", "lib", "systemd", "systemd")); err == nil && fi.Mode().IsRegular() {
-		return root
-	}
 	mirror := *fmtMirror
 	if mirror == "" {
-		mirror = aptMirror()
+		mirror = debroot.Mirror()
 	}
-	if mirror == "" {
-		fatalf("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list: give -mirror URL")
+	if _, err := os.Stat(filepath.Join(*fmtCache, debroot.Name)); err != nil {
+		step("debootstrap bookworm from " + mirror + " (once; cached in " + *fmtCache + ")")
 	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		fatalf("debootstrap is not installed (apt-get install debootstrap)")
+	root, _, err := debroot.Build(*fmtCache, mirror, 15*time.Minute, os.Stdout)
+	if err != nil {
+		fatalf("%v (or give -mirror URL)", err)
 	}
-	must(os.MkdirAll(*fmtCache, 0o755))
-	tmp := root + ".partial"
-	must(os.RemoveAll(tmp)) // an interrupted earlier run; nothing is mounted there
-	step("debootstrap bookworm from " + mirror + " (once; cached in " + root + ")")
-	cmd := exec.Command("debootstrap", "--variant=minbase", "--include=systemd-sysv", "bookworm", tmp, mirror)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	must(cmd.Run())
-	// A container has no console login to wait for, and the journal on a
-	// layer image is noise for a boot-time figure: keep the root as
-	// debootstrap made it otherwise.
-	must(os.WriteFile(filepath.Join(tmp, "etc", "hostname"), []byte("bench\n"), 0o644))
-	must(os.Rename(tmp, root))
 	return root
-}
-
-// aptMirror is the Debian mirror this machine's apt uses.
-func aptMirror() string {
-	if f, err := os.Open("/etc/apt/sources.list.d/debian.sources"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "URIs:"); ok {
-				for _, u := range strings.Fields(v) {
-					if !strings.Contains(u, "security") {
-						return u
-					}
-				}
-			}
-		}
-	}
-	if f, err := os.Open("/etc/apt/sources.list"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) >= 3 && fs[0] == "deb" && fs[2] == "bookworm" {
-				return fs[1]
-			}
-		}
-	}
-	return ""
 }
 
 func isSystemdRoot(root string) bool {

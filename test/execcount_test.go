@@ -34,10 +34,7 @@ func TestOneHookProcessPerStartAndStop(t *testing.T) {
 			dir := testDir(t)
 			tpl := filepath.Join(dir, "tpl.squashfs")
 			copyFile(t, tplSquash, tpl)
-			args := []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}
-			if tc.hook == "lxc-hook-loopimg" {
-				args = []string{"--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M"}
-			}
+			args := layerArgs(tc.hook, tpl, dir)
 			o := ctrOpts{hook: tc.hook, args: args, extra: []string{"lxc.log.level = DEBUG"}}
 			var c *ctr
 			if tc.unpriv {

@@ -64,10 +64,7 @@ func TestUnprivilegedSoak(t *testing.T) {
 		for i, hook := range []string{"lxc-hook-loopimg", "lxc-hook-overlay"} {
 			d := filepath.Join(dir, fmt.Sprintf("pair%d", i))
 			os.Mkdir(d, 0o700)
-			args := []string{"--lower", tpl, "--upper", filepath.Join(d, "layer")}
-			if hook == "lxc-hook-loopimg" {
-				args = []string{"--lower", tpl, "--image", filepath.Join(d, "delta.img"), "--size", "32M"}
-			}
+			args := layerArgs(hook, tpl, d)
 			// DEBUG: the stop hook says how long it waited for copies of
 			// the container's root that the other container's start held.
 			cs = append(cs, unprivCtrOpts(t, ctrOpts{hook: hook, args: args, extra: []string{"lxc.log.level = DEBUG"}}))

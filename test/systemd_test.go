@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -12,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/lxc-hooks/lxc-hooks/internal/debroot"
 )
 
 // systemdCache keeps the Debian root the systemd test boots, built once per
@@ -20,95 +19,21 @@ import (
 // directory, which every run removes.
 const systemdCache = "/var/cache/lxc-hooks-test"
 
-// debianRoot returns a Debian bookworm root (debootstrap --variant=minbase
-// --include=systemd-sysv, from the mirror this machine's apt uses), built
-// into systemdCache under a temporary name and renamed when complete, so
-// an interrupted build is never taken for a root. Runs at the same time
-// build it once (a lock in the cache).
+// debianRoot returns the Debian bookworm root with systemd (debootstrap
+// --variant=minbase --include=systemd-sysv from the mirror this machine's
+// apt uses), built once per machine into systemdCache.
 func debianRoot(t *testing.T) string {
 	t.Helper()
-	root := filepath.Join(systemdCache, "bookworm-minbase-systemd")
-	complete := func() bool {
-		fi, err := os.Stat(filepath.Join(root, "usr", "lib", "systemd", "systemd"))
-		return err == nil && fi.Mode().IsRegular()
-	}
-	if complete() {
-		return root
-	}
-	if err := os.MkdirAll(systemdCache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(systemdCache, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	// Bounded: another run's debootstrap takes minutes, not more.
-	for deadline := time.Now().Add(15 * time.Minute); unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s stayed locked for 15 minutes (another run's debootstrap?)", lock.Name())
-		}
-		time.Sleep(time.Second)
-	}
-	if complete() {
-		return root
-	}
-	needTools(t, "apt-get install debootstrap", "debootstrap")
-	mirror := aptMirror()
-	if mirror == "" {
-		t.Fatal("no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list to debootstrap from")
-	}
-	tmp := root + ".partial"
-	// debootstrap mounts /proc and /sys inside its target: an interrupted
-	// build may have left them. Never RemoveAll across a mount.
-	for _, mp := range mountsUnder(tmp) {
-		exec.Command("umount", "-l", mp).Run()
-	}
-	if m := mountsUnder(tmp); len(m) > 0 {
-		t.Fatalf("cannot clear %s: still mounted %v", tmp, m)
-	}
-	if err := os.RemoveAll(tmp); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Now()
-	out, err := exec.Command("debootstrap", "--variant=minbase", "--include=systemd-sysv", "bookworm", tmp, mirror).CombinedOutput()
+	// Bounded: another run's debootstrap takes minutes, not more.
+	root, built, err := debroot.Build(systemdCache, debroot.Mirror(), 15*time.Minute, nil)
 	if err != nil {
-		t.Fatalf("debootstrap bookworm from %s: %v\n%s", mirror, err, lastLines(string(out), 20))
-	}
-	if err := os.Rename(tmp, root); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("debootstrap bookworm (minbase, systemd-sysv) from %s into %s: %s (once per machine)", mirror, root, since(t0))
+	if built {
+		t.Logf("debootstrap bookworm (minbase, systemd-sysv) into %s: %s (once per machine)", root, since(t0))
+	}
 	return root
-}
-
-// aptMirror is the Debian mirror this machine's apt uses (as
-// bench/formats.go finds it).
-func aptMirror() string {
-	if f, err := os.Open("/etc/apt/sources.list.d/debian.sources"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "URIs:"); ok {
-				for _, u := range strings.Fields(v) {
-					if !strings.Contains(u, "security") {
-						return u
-					}
-				}
-			}
-		}
-	}
-	if f, err := os.Open("/etc/apt/sources.list"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) >= 3 && fs[0] == "deb" && fs[2] == "bookworm" {
-				return fs[1]
-			}
-		}
-	}
-	return ""
 }
 
 // waitSystemd waits, bounded, until systemd in c has finished booting:

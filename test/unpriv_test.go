@@ -103,6 +103,16 @@ func freeTestBlock(start uint32) uint32 {
 	return start
 }
 
+// layerArgs are the hook arguments of a container over template tpl with
+// its writable layer in dir: a directory for overlay (and AuFS), a 32M
+// image for loopimg.
+func layerArgs(hook, tpl, dir string) []string {
+	if hook == "lxc-hook-loopimg" {
+		return []string{"--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M"}
+	}
+	return []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}
+}
+
 // unprivCtr is a container with lxc.idmap and the hook on the four keys an
 // unprivileged container needs. The container's root must reach its
 // rootfs directory: the test run's root is 0700 otherwise.
@@ -314,10 +324,7 @@ func TestUnprivilegedPinnedNamespaceLeaksNothing(t *testing.T) {
 			dir := testDir(t)
 			tpl := filepath.Join(dir, "tpl.squashfs")
 			copyFile(t, tplSquash, tpl)
-			args := []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}
-			if hook == "lxc-hook-loopimg" {
-				args = []string{"--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M"}
-			}
+			args := layerArgs(hook, tpl, dir)
 			c := unprivCtr(t, hook, args...)
 			for i := 0; i < 3; i++ {
 				c.mustStart()
@@ -1008,10 +1015,7 @@ func TestLegacyHookLines(t *testing.T) {
 			dir := testDir(t)
 			tpl := filepath.Join(dir, "tpl.squashfs")
 			copyFile(t, tplSquash, tpl)
-			args := []string{"--lower", tpl, "--upper", filepath.Join(dir, "layer")}
-			if tc.hook == "lxc-hook-loopimg" {
-				args = []string{"--lower", tpl, "--image", filepath.Join(dir, "delta.img"), "--size", "32M"}
-			}
+			args := layerArgs(tc.hook, tpl, dir)
 			var c *ctr
 			if tc.unpriv {
 				c = unprivCtrOpts(t, ctrOpts{hook: tc.hook, args: args, hookTypes: legacyUnprivHookTypes})

@@ -76,7 +76,7 @@ func ReadHost(f HostFiles) (*Host, error) {
 	rootNames := map[string]bool{"root": true, "0": true}
 	var err error
 	var users, groups []Claim
-	if users, err = readAccounts(f.Passwd); err != nil {
+	if users, err = readClaims(f.Passwd, ParseAccounts); err != nil {
 		return nil, err
 	}
 	for _, u := range users {
@@ -84,14 +84,14 @@ func ReadHost(f HostFiles) (*Host, error) {
 			rootNames[u.Owner] = true
 		}
 	}
-	if groups, err = readAccounts(f.Group); err != nil {
+	if groups, err = readClaims(f.Group, ParseAccounts); err != nil {
 		return nil, err
 	}
-	subu, err := readSubIDs(f.SubUID)
+	subu, err := readClaims(f.SubUID, ParseSubIDs)
 	if err != nil {
 		return nil, err
 	}
-	subg, err := readSubIDs(f.SubGID)
+	subg, err := readClaims(f.SubGID, ParseSubIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,9 @@ func ReadHost(f HostFiles) (*Host, error) {
 	return h, nil
 }
 
-func readSubIDs(path string) ([]Claim, error) {
+// readClaims parses the file at path with parse; a missing file claims
+// nothing.
+func readClaims(path string, parse func(io.Reader, string) ([]Claim, error)) ([]Claim, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -121,7 +123,7 @@ func readSubIDs(path string) ([]Claim, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return ParseSubIDs(f, path)
+	return parse(f, path)
 }
 
 // ParseSubIDs reads an /etc/subuid or /etc/subgid file ("owner:start:count"
@@ -147,18 +149,6 @@ func ParseSubIDs(r io.Reader, file string) ([]Claim, error) {
 		out = append(out, Claim{File: file, Line: n, Text: line, Owner: f[0], Start: uint32(s), Count: c})
 	}
 	return out, sc.Err()
-}
-
-func readAccounts(path string) ([]Claim, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ParseAccounts(f, path)
 }
 
 // ParseAccounts reads the IDs of an /etc/passwd or /etc/group file

@@ -6,6 +6,7 @@
 package runfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,17 +19,21 @@ import (
 // directory, not a symlink, owned by this user and not writable by group
 // or others: anyone else who can write there could plant links.
 func Dir(dir string) error {
-	// Nothing is made on FUSE: its server (a user's, mounted with
-	// allow_other) says who owns what, so a directory made there could be
-	// the user's whatever the checks below see.
-	if err := refuseFUSE(dir, existingAncestor(dir)); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
 	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
+	err := unix.Lstat(dir, &st)
+	if errors.Is(err, unix.ENOENT) {
+		// Nothing is made on FUSE: its server (a user's, mounted with
+		// allow_other) says who owns what, so a directory made there could
+		// be the user's whatever the checks below see.
+		if err := refuseFUSE(dir, existingAncestor(filepath.Dir(dir))); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		err = unix.Lstat(dir, &st)
+	}
+	if err != nil {
 		return err
 	}
 	switch {
